@@ -1,0 +1,53 @@
+//! Domain errors raised before anything reaches a store. Each is mapped to an HTTP
+//! answer in exactly one place, `http::error`.
+
+use thiserror::Error;
+
+/// The body is not an acceptable event: 400 `invalid_payload`, nothing stored.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[error("{field}: {message}")]
+pub struct PayloadError {
+    /// The offending field (a body field, a header name, or `body` for the whole body).
+    pub field: String,
+    pub message: String,
+}
+
+impl PayloadError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> PayloadError {
+        PayloadError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn body(message: impl Into<String>) -> PayloadError {
+        PayloadError::new("body", message)
+    }
+}
+
+/// Why a delivery's signature was refused: 401 `invalid_signature`, nothing stored.
+/// The text helps the sender's developer and never contains a secret or the expected
+/// signature.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SignatureError {
+    #[error("the signature header {0} is missing")]
+    MissingHeader(String),
+    #[error("the signature header {0} is not in the provider's format")]
+    BadFormat(String),
+    #[error("no signature matches the body and a configured secret")]
+    NoMatch,
+    #[error("the signed timestamp is outside the allowed tolerance")]
+    OutsideTolerance,
+}
+
+impl SignatureError {
+    /// A short stable label, used as a metric label and in the JSON answer.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SignatureError::MissingHeader(_) => "missing_header",
+            SignatureError::BadFormat(_) => "bad_format",
+            SignatureError::NoMatch => "no_match",
+            SignatureError::OutsideTolerance => "outside_tolerance",
+        }
+    }
+}

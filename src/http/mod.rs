@@ -1,0 +1,92 @@
+//! The HTTP layer: routes, request reading and answers. It knows the store only as
+//! `dyn Store` and never sees SQL.
+
+mod body;
+pub mod error;
+mod webhook;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::Semaphore;
+use warp::http::StatusCode;
+use warp::{Filter, Reply};
+
+use crate::config::{Config, OnConflict, Sources};
+use crate::store::{Store, run_blocking};
+
+/// What every request handler shares.
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub sources: Sources,
+    pub max_body_bytes: u64,
+    pub on_conflict: OnConflict,
+    pub body_timeout: Duration,
+    pub store_timeout: Duration,
+    /// One permit per pooled connection: requests beyond that wait here (async, cheap)
+    /// for at most the store timeout instead of piling up on blocking threads.
+    pub store_permits: Semaphore,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
+        App {
+            store,
+            sources: config.sources.clone(),
+            max_body_bytes: config.max_body_bytes,
+            on_conflict: config.on_conflict,
+            body_timeout: config.body_timeout,
+            store_timeout: config.store.statement_timeout + config.store.connect_timeout,
+            store_permits: Semaphore::new(config.store.pool_size.max(1) as usize),
+        }
+    }
+}
+
+/// Every route, with routing failures answered as JSON.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
+    webhook(app.clone())
+        .or(healthz())
+        .or(readyz(app))
+        .recover(error::recover)
+}
+
+fn with_app(app: Arc<App>) -> impl Filter<Extract = (Arc<App>,), Error = Infallible> + Clone {
+    warp::any().map(move || app.clone())
+}
+
+/// POST /webhooks/{source}
+fn webhook(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    // The path is matched before the method, so a wrong method on a real route is 405
+    // and anything else is 404.
+    warp::path!("webhooks" / String)
+        .and(warp::post())
+        .and(warp::header::headers_cloned())
+        .and(warp::body::stream())
+        .and(with_app(app))
+        .then(webhook::receive)
+}
+
+/// GET /healthz: the process is up.
+fn healthz() -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    warp::path!("healthz")
+        .and(warp::get())
+        .map(|| error::json_response(StatusCode::OK, &json!({ "status": "ok" })))
+}
+
+/// GET /readyz: the store answers.
+fn readyz(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    warp::path!("readyz")
+        .and(warp::get())
+        .and(with_app(app))
+        .then(|app: Arc<App>| async move {
+            let store = app.store.clone();
+            let ping = tokio::time::timeout(app.store_timeout, run_blocking(move || store.ping())).await;
+            match ping {
+                Ok(Ok(())) => error::json_response(StatusCode::OK, &json!({ "status": "ready", "store": app.store.backend() })),
+                Ok(Err(e)) => error::ApiError::Store(e).into_response(),
+                Err(_) => error::ApiError::Store(crate::store::StoreError::Timeout("readiness ping".into())).into_response(),
+            }
+        })
+}

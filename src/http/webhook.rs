@@ -1,0 +1,115 @@
+//! POST /webhooks/{source}: checks in the contract's order (source → size → content
+//! type → signature → JSON and id → store) and answers with the outcome.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Buf;
+use futures_util::Stream;
+use serde_json::json;
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
+use warp::reply::Response;
+
+use super::App;
+use super::body::{check_content_type, check_declared_length, read_limited};
+use super::error::{ApiError, json_response};
+use crate::config::OnConflict;
+use crate::json;
+use crate::model::{NewEvent, Outcome, Source};
+use crate::store::{StoreError, run_blocking};
+
+pub async fn receive<S, B>(source: String, headers: HeaderMap, body: S, app: Arc<App>) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    match handle(&source, &headers, body, &app).await {
+        Ok(response) => response,
+        Err(error) => {
+            if error.status().is_client_error() {
+                tracing::info!(source = %source, status = error.status().as_u16(), error = %error, "delivery refused");
+            }
+            error.into_response()
+        }
+    }
+}
+
+async fn handle<S, B>(source: &str, headers: &HeaderMap, body: S, app: &App) -> Result<Response, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let source = Source::parse(source).ok_or(ApiError::NotFound)?;
+    check_declared_length(headers, app.max_body_bytes)?;
+    check_content_type(headers)?;
+    let raw = tokio::time::timeout(app.body_timeout, read_limited(body, app.max_body_bytes))
+        .await
+        .map_err(|_| ApiError::BodyTimeout { secs: app.body_timeout.as_secs() })??;
+
+    let settings = app.sources.settings(&source);
+    settings.preset.verify(&settings.secrets, headers, &raw, unix_now())?;
+
+    let parsed = json::parse_object(&raw)?;
+    let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
+    let outcome = store(app, event.clone()).await?;
+    tracing::info!(source = %event.source, event_id = %event.event_id, outcome = ?outcome, "delivery recorded");
+    Ok(answer(&event, outcome, app.on_conflict))
+}
+
+/// Runs the store call on the blocking pool, waiting at most the store timeout for a
+/// free connection slot.
+async fn store(app: &App, event: NewEvent) -> Result<Outcome, StoreError> {
+    let _permit = tokio::time::timeout(app.store_timeout, app.store_permits.acquire())
+        .await
+        .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
+        .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+    let store = app.store.clone();
+    run_blocking(move || store.process(&event)).await
+}
+
+fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Response {
+    let receipt = outcome.receipt();
+    let mut body = json!({
+        "source": event.source,
+        "event_id": event.event_id,
+        "webhook_event_id": receipt.webhook_event_id,
+        "conversion_id": receipt.conversion_id,
+    });
+    let (status, replayed, conflict) = match outcome {
+        Outcome::Processed(_) => {
+            body["status"] = "processed".into();
+            (StatusCode::OK, false, false)
+        }
+        Outcome::Duplicate(_) => {
+            body["status"] = "accepted".into();
+            body["message"] = "Event already processed".into();
+            (StatusCode::ACCEPTED, true, false)
+        }
+        Outcome::Conflict(_) => {
+            body["status"] = "conflict".into();
+            body["message"] =
+                "Event id already used with a different payload; the original event stands and this delivery was kept for inspection"
+                    .into();
+            match on_conflict {
+                OnConflict::Accept => (StatusCode::ACCEPTED, true, true),
+                OnConflict::Reject => (StatusCode::CONFLICT, false, true),
+            }
+        }
+    };
+    let mut response = json_response(status, &body);
+    let headers = response.headers_mut();
+    if replayed {
+        headers.insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+    }
+    if conflict {
+        headers.insert("X-Idempotency-Conflict", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}

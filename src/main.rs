@@ -1,0 +1,86 @@
+//! The binary: settings → tracing → store → serve. Store work that blocks (connecting,
+//! migrating, and finally dropping the pool) happens on the main thread, outside the
+//! async runtime, where the sync PostgreSQL client is allowed to block.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use hooklatch::config::{Cli, Command, Config};
+use hooklatch::{App, store};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("hooklatch: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let config = Config::load(&cli.flags, std::env::vars()).map_err(|e| e.to_string())?;
+    let store = store::open(&config.database_url, &config.store)
+        .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
+    store
+        .migrate()
+        .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
+    tracing::info!(store = %config.database_url, "store ready");
+    if cli.command == Some(Command::Migrate) {
+        return Ok(());
+    }
+    for source in config.sources.unsigned() {
+        tracing::warn!(source, "source accepts unsigned deliveries: set HOOKLATCH_SECRET_{} or [sources.{source}] secrets", source.to_ascii_uppercase().replace('-', "_"));
+    }
+    tracing::warn!("any source name without a configured secret accepts unsigned deliveries");
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let app = Arc::new(App::new(store.clone(), &config));
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%address, "hooklatch listening on {address}");
+        hooklatch::serve(app, listener, shutdown_signal(), config.shutdown_grace).await;
+        Ok(())
+    });
+    // Requests still running past the grace period are abandoned with the runtime;
+    // every store write is one transaction, so none is left half-done.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(store);
+    result
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,262 @@
+//! Validated domain types: what the HTTP layer hands to a store, and what a store hands
+//! back. Everything here is checked at construction, so a store never sees an invalid
+//! source name, an empty event id or a negative amount.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::PayloadError;
+
+/// A webhook source: the `{source}` path segment, 1–64 characters of `[a-z0-9_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Source(String);
+
+impl Source {
+    pub const MAX_LEN: usize = 64;
+
+    /// `None` for anything that is not a valid source name (the route answers 404).
+    pub fn parse(name: &str) -> Option<Source> {
+        let valid = (1..=Self::MAX_LEN).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        valid.then(|| Source(name.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// An external event id: 1–255 bytes, compared exactly (no trimming, no case folding).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EventId(String);
+
+impl EventId {
+    pub const MAX_BYTES: usize = 255;
+
+    pub fn parse(text: &str, field: &str) -> Result<EventId, PayloadError> {
+        if text.is_empty() {
+            return Err(PayloadError::new(field, "the event id is empty"));
+        }
+        if text.len() > Self::MAX_BYTES {
+            return Err(PayloadError::new(
+                field,
+                format!("the event id is longer than {} bytes", Self::MAX_BYTES),
+            ));
+        }
+        Ok(EventId(text.to_owned()))
+    }
+
+    /// A JSON string, or a JSON integer kept as its decimal text.
+    pub fn from_json(value: &Value, field: &str) -> Result<EventId, PayloadError> {
+        match id_text(value) {
+            Some(text) => EventId::parse(&text, field),
+            None => Err(PayloadError::new(
+                field,
+                "the event id must be a string or an integer",
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The text of an id-like JSON value: a string as is, an integer as its decimal text.
+/// Floats, booleans, arrays and objects are not ids.
+pub fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => {
+            // With arbitrary_precision the number keeps its source text, so an integer of
+            // any size stays exact; "1.0" and "1e3" are not integers.
+            let text = n.to_string();
+            let digits = text.strip_prefix('-').unwrap_or(&text);
+            (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some(text)
+        }
+        _ => None,
+    }
+}
+
+/// A non-negative money amount with at most six fraction digits, kept as an exact decimal
+/// from the request body to the store (`15.00` stays `15.00`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Amount(Decimal);
+
+impl Amount {
+    pub const MAX_FRACTION_DIGITS: u32 = 6;
+
+    /// Accepts a JSON number or a numeric string in JSON number syntax.
+    pub fn from_json(value: &Value, field: &str) -> Result<Amount, PayloadError> {
+        let text = match value {
+            Value::Number(n) => n.to_string(),
+            Value::String(s) => s.clone(),
+            Value::Null => return Err(PayloadError::new(field, "is required")),
+            _ => {
+                return Err(PayloadError::new(
+                    field,
+                    "must be a number or a numeric string",
+                ));
+            }
+        };
+        Amount::parse(&text).map_err(|reason| PayloadError::new(field, reason))
+    }
+
+    pub fn parse(text: &str) -> Result<Amount, &'static str> {
+        if !crate::json::is_json_number(text) {
+            return Err("must be a number or a numeric string");
+        }
+        let parsed = if text.contains(['e', 'E']) {
+            Decimal::from_scientific(text)
+        } else {
+            Decimal::from_str(text)
+        };
+        let mut value = parsed.map_err(|_| "is out of range")?;
+        if value.is_sign_negative() && !value.is_zero() {
+            return Err("must not be negative");
+        }
+        value.set_sign_positive(true);
+        if value.scale() > Self::MAX_FRACTION_DIGITS {
+            // `1.5000000` has seven fraction digits but only one that matters.
+            value = value.normalize();
+            if value.scale() > Self::MAX_FRACTION_DIGITS {
+                return Err("has more than 6 fraction digits");
+            }
+        }
+        Ok(Amount(value))
+    }
+
+    pub fn from_decimal(value: Decimal) -> Amount {
+        Amount(value)
+    }
+
+    pub fn decimal(&self) -> Decimal {
+        self.0
+    }
+}
+
+impl fmt::Display for Amount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The conversion a `refersion` sale event creates, in the same transaction as its event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConversion {
+    pub order_id: String,
+    pub commission_amount: Amount,
+    pub sale_amount: Amount,
+    pub currency: Option<String>,
+    pub tracking_id: Option<String>,
+}
+
+/// One delivery, validated and fingerprinted, ready for [`crate::store::Store::process`].
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub source: Source,
+    pub event_id: EventId,
+    pub event_type: Option<String>,
+    /// The body exactly as received (valid UTF-8: it parsed as JSON).
+    pub payload: String,
+    /// Lowercase hex SHA-256 of the canonical form of the fields that define the event.
+    pub fingerprint: String,
+    pub conversion: Option<NewConversion>,
+}
+
+/// The ids of the original processing of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Receipt {
+    pub webhook_event_id: i64,
+    pub conversion_id: Option<i64>,
+}
+
+/// What a store did with a delivery. A duplicate is a normal answer, not an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// First delivery: the event (and its conversion) were committed durably.
+    Processed(Receipt),
+    /// Seen before with the same fingerprint; only `delivery_count`/`last_seen_at` moved.
+    Duplicate(Receipt),
+    /// Seen before with a different fingerprint; the original is untouched and the
+    /// delivery was kept in `webhook_conflicts`.
+    Conflict(Receipt),
+}
+
+impl Outcome {
+    pub fn receipt(&self) -> Receipt {
+        match self {
+            Outcome::Processed(r) | Outcome::Duplicate(r) | Outcome::Conflict(r) => *r,
+        }
+    }
+}
+
+/// An event row as stored, for tests and admin reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredEvent {
+    pub id: i64,
+    pub source: String,
+    pub external_event_id: String,
+    pub event_type: Option<String>,
+    pub payload: Option<String>,
+    pub fingerprint: String,
+    pub conversion_id: Option<i64>,
+    pub delivery_count: i64,
+    pub conflict_count: i64,
+    /// RFC 3339 UTC with microseconds, e.g. `2026-11-28T21:00:00.123456Z`.
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+}
+
+/// A conversion row as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredConversion {
+    pub id: i64,
+    pub source: String,
+    pub external_event_id: String,
+    pub order_id: String,
+    pub commission_amount: Amount,
+    pub sale_amount: Amount,
+    pub currency: Option<String>,
+    pub tracking_id: Option<String>,
+    pub created_at: String,
+}
+
+/// A delivery that reused an event id with a different payload, kept for inspection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredConflict {
+    pub id: i64,
+    pub webhook_event_id: i64,
+    pub fingerprint: String,
+    pub payload: String,
+    pub received_at: String,
+}
+
+/// Row counts across the store, for tests and operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Totals {
+    pub events: i64,
+    pub conversions: i64,
+    pub conflicts: i64,
+}

@@ -1,0 +1,198 @@
+//! The store seam: one trait whose methods are the product's verbs, one file per backend,
+//! and the one place (`open`) where a database URL becomes a backend.
+//!
+//! Store methods are synchronous (rusqlite and the sync `postgres` client both block).
+//! Callers on the async side go through [`run_blocking`], never call them directly: the
+//! sync `postgres` client panics on a tokio worker thread.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::config::DatabaseUrl;
+use crate::model::{
+    EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
+};
+
+pub use self::postgres::PostgresStore;
+pub use self::sqlite::SqliteStore;
+
+/// A store failure. Every variant is answered 503 with `Retry-After`: the provider
+/// retries, and nothing was half-written because every write is one transaction.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The store could not be reached, or refused the work (connection lost, read-only
+    /// file, disk full).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// No connection, lock or answer within the store timeout.
+    #[error("store timed out: {0}")]
+    Timeout(String),
+    /// Anything else: a bug or a schema the binary does not expect.
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+/// Tuning shared by every backend.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections in the pool.
+    pub pool_size: u32,
+    /// Longest wait for a connection (and, on PostgreSQL, to connect).
+    pub connect_timeout: Duration,
+    /// Longest wait for a lock or a statement before the request gets a 503.
+    pub statement_timeout: Duration,
+    /// SQLite only: `synchronous=FULL` (true, the default) makes every acknowledged event
+    /// survive power loss; false uses `NORMAL`, which survives a process crash only.
+    pub sqlite_full_sync: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            pool_size: 16,
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(5),
+            sqlite_full_sync: true,
+        }
+    }
+}
+
+/// What every backend promises. The contract suite (`tests/contract`) checks each
+/// promise against every backend.
+pub trait Store: Send + Sync + 'static {
+    /// "sqlite" or "postgres", for logs and test names.
+    fn backend(&self) -> &'static str;
+
+    /// Applies pending migrations, each once, in order. Safe to call from several
+    /// processes at once.
+    fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Records one delivery of an event, exactly once per `(source, event_id)`.
+    ///
+    /// - New id: inserts the event and its conversion (if any) in one transaction and
+    ///   returns `Processed` only after the commit is durable.
+    /// - Known id, same fingerprint: `Duplicate` with the original ids; counts the
+    ///   delivery (`delivery_count`, `last_seen_at`) without waiting for an fsync.
+    /// - Known id, different fingerprint: `Conflict` with the original ids; the original
+    ///   is untouched, the delivery is kept in `webhook_conflicts` and counted.
+    ///
+    /// Concurrent calls for one id wait for the first transaction: if it commits they are
+    /// duplicates, if it rolls back one of them becomes the first. The unique indexes
+    /// decide, never an application lock, so this holds across processes.
+    fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError>;
+
+    /// Succeeds when the store answers a trivial query.
+    fn ping(&self) -> Result<(), StoreError>;
+
+    /// The stored event for `(source, event_id)`.
+    fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
+
+    /// The conversion created by `(source, event_id)`, if it was a sale.
+    fn conversion(
+        &self,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Option<StoredConversion>, StoreError>;
+
+    /// Conflicting deliveries kept for `(source, event_id)`, oldest first.
+    fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError>;
+
+    /// Row counts of events, conversions and conflicts.
+    fn totals(&self) -> Result<Totals, StoreError>;
+}
+
+/// Opens the backend the URL names. Blocks (it connects), so async callers use
+/// [`run_blocking`]. Does not migrate.
+pub fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
+    Ok(match url {
+        DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path, options)?),
+        DatabaseUrl::SqliteMemory => Arc::new(SqliteStore::open_memory(options)?),
+        DatabaseUrl::Postgres(url) => Arc::new(PostgresStore::open(url, options)?),
+    })
+}
+
+/// Runs a blocking store call on tokio's blocking pool. A panic inside becomes an
+/// `Internal` error (a 503 for the client) instead of tearing down the connection.
+pub async fn run_blocking<T, F>(work: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+}
+
+/// One migration, as `migrations/<backend>/<name>.sql`.
+pub struct MigrationFile {
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+/// The migrations of one backend folder, in order. Both backends expand the same list,
+/// so their folders cannot drift apart (a test also compares the folders on disk).
+macro_rules! migration_files {
+    ($backend:literal) => {
+        [
+            $crate::store::migration_file!($backend, "001_conversions"),
+            $crate::store::migration_file!($backend, "002_webhook_idempotency"),
+        ]
+    };
+}
+
+macro_rules! migration_file {
+    ($backend:literal, $name:literal) => {
+        $crate::store::MigrationFile {
+            name: $name,
+            sql: include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/migrations/",
+                $backend,
+                "/",
+                $name,
+                ".sql"
+            )),
+        }
+    };
+}
+
+pub(crate) use {migration_file, migration_files};
+
+/// Names of the migrations compiled in, for the test that compares them with the folders.
+pub fn migration_names() -> Vec<&'static str> {
+    migration_files!("sqlite").iter().map(|m| m.name).collect()
+}
+
+/// `001_conversions` becomes refinery's `V1__conversions`; refinery records each applied
+/// migration with a checksum in `refinery_schema_history`.
+fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migration>, StoreError> {
+    files
+        .iter()
+        .map(|file| {
+            let (number, rest) = file
+                .name
+                .split_once('_')
+                .ok_or_else(|| StoreError::Internal(format!("bad migration name {}", file.name)))?;
+            let version: u32 = number
+                .parse()
+                .map_err(|_| StoreError::Internal(format!("bad migration name {}", file.name)))?;
+            refinery::Migration::unapplied(&format!("V{version}__{rest}"), file.sql)
+                .map_err(|e| StoreError::Internal(format!("migration {}: {e}", file.name)))
+        })
+        .collect()
+}
+
+/// The current time as stored: RFC 3339 UTC with microseconds, the same text on both
+/// backends so lexical order is time order.
+pub fn now_text() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    ))
+    .unwrap_or_else(|_| now.unix_timestamp().to_string())
+}
