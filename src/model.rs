@@ -186,7 +186,7 @@ pub struct NewEvent {
 }
 
 /// The ids of the original processing of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub struct Receipt {
     pub webhook_event_id: i64,
     pub conversion_id: Option<i64>,

@@ -297,3 +297,115 @@ pub fn sale(event_id: &str, commission: &str) -> String {
 
 /// The seed example from the README.
 pub const SEED: &str = r#"{"event_type":"sale","event_id":"ref_evt_123456","order_id":"ORDER_TEST_001","commission_amount":15.00,"sale_amount":75.00,"tracking_id":"YOyqC7"}"#;
+
+/// A real server on 127.0.0.1:0, for what only a socket shows.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestServer {
+    pub async fn start(app: Arc<App>) -> TestServer {
+        Self::start_with_grace(app, Duration::from_secs(10)).await
+    }
+
+    pub async fn start_with_grace(app: Arc<App>, grace: Duration) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(hooklatch::serve(
+            app,
+            listener,
+            async move {
+                let _ = stopped.await;
+            },
+            grace,
+        ));
+        TestServer { addr, stop: Some(stop), task }
+    }
+
+    /// Signals shutdown and waits for the server to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// A raw HTTP/1.1 answer.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawReply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body))
+    }
+}
+
+/// POSTs a JSON body over a fresh connection (blocking; call from a plain thread).
+pub fn http_post(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> RawReply {
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    raw_exchange(addr, head.as_bytes(), body.as_bytes())
+}
+
+/// Writes `head` then `body` on a fresh connection and reads the whole answer.
+pub fn raw_exchange(addr: std::net::SocketAddr, head: &[u8], body: &[u8]) -> RawReply {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream.write_all(head).expect("write head");
+    // The server may answer and close before reading the body (413); that is fine.
+    let _ = stream.write_all(body);
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    parse_reply(&raw)
+}
+
+pub fn parse_reply(raw: &[u8]) -> RawReply {
+    let text = String::from_utf8_lossy(raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line: {head:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    RawReply { status, headers, body: body.to_owned() }
+}
+
+/// Standard base64 of HMAC-SHA256(secret, message): Refersion's and Shopify's scheme.
+pub fn base64_hmac(secret: &str, message: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(hmac_sha256(secret.as_bytes(), message))
+}
+
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("any key length");
+    mac.update(message);
+    mac.finalize().into_bytes().to_vec()
+}
