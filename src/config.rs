@@ -15,7 +15,11 @@ use crate::sources::{Encoding, GenericScheme, IdLocation, Preset, standard_secre
 use crate::store::StoreOptions;
 
 #[derive(Debug, Parser)]
-#[command(name = "hooklatch", version, about = "Receives webhooks and records each event exactly once")]
+#[command(
+    name = "hooklatch",
+    version,
+    about = "Receives webhooks and records each event exactly once"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -136,7 +140,10 @@ impl DatabaseUrl {
             Ok(DatabaseUrl::SqliteMemory)
         } else if let Some(path) = url.strip_prefix("sqlite://") {
             if path.is_empty() {
-                return Err(ConfigError(format!("DATABASE_URL {url:?} names no file; accepted forms: {}", Self::ACCEPTED)));
+                return Err(ConfigError(format!(
+                    "DATABASE_URL {url:?} names no file; accepted forms: {}",
+                    Self::ACCEPTED
+                )));
             }
             Ok(DatabaseUrl::Sqlite(PathBuf::from(path)))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -227,6 +234,13 @@ impl Sources {
         self.configured.insert(name.to_owned(), settings);
     }
 
+    /// A source the operator configured, or a preset's name.
+    pub fn is_known(&self, source: &Source) -> bool {
+        self.configured.contains_key(source.as_str())
+            || Preset::named(source.as_str()).is_some()
+            || self.env_secrets.contains_key(&env_suffix(source.as_str()))
+    }
+
     /// Sources that accept unsigned deliveries, among those configured and the presets.
     pub fn unsigned(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -281,14 +295,19 @@ impl Default for Config {
 impl Config {
     /// Resolves flags (already merged with the environment by clap), the TOML file they
     /// name, `HOOKLATCH_SECRET_*` variables and defaults.
-    pub fn load(flags: &Flags, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+    pub fn load(
+        flags: &Flags,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
         let file = match &flags.config {
             None => FileSettings::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError(format!("cannot read config file {}: {e}", path.display())))?;
-                toml::from_str(&text)
-                    .map_err(|e| ConfigError(format!("config file {}: {}", path.display(), e.message())))?
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("cannot read config file {}: {e}", path.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    ConfigError(format!("config file {}: {}", path.display(), e.message()))
+                })?
             }
         };
         let defaults = Config::default();
@@ -297,15 +316,34 @@ impl Config {
             Some(url) => DatabaseUrl::parse(url)?,
             None => defaults.database_url,
         };
-        let max_body_bytes = flags.max_body_bytes.or(file.max_body_bytes).unwrap_or(defaults.max_body_bytes);
+        let max_body_bytes = flags
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(defaults.max_body_bytes);
         if max_body_bytes == 0 {
             return Err(ConfigError("max_body_bytes must be at least 1".into()));
         }
         let store = StoreOptions {
-            pool_size: flags.pool_size.or(file.pool_size).unwrap_or(defaults.store.pool_size).max(1),
-            connect_timeout: flags.connect_timeout.or(file.connect_timeout).map(secs).unwrap_or(defaults.store.connect_timeout),
-            statement_timeout: flags.store_timeout.or(file.store_timeout).map(secs).unwrap_or(defaults.store.statement_timeout),
-            sqlite_full_sync: flags.sqlite_synchronous.or(file.sqlite_synchronous).unwrap_or_default() == SqliteSynchronous::Full,
+            pool_size: flags
+                .pool_size
+                .or(file.pool_size)
+                .unwrap_or(defaults.store.pool_size)
+                .max(1),
+            connect_timeout: flags
+                .connect_timeout
+                .or(file.connect_timeout)
+                .map(secs)
+                .unwrap_or(defaults.store.connect_timeout),
+            statement_timeout: flags
+                .store_timeout
+                .or(file.store_timeout)
+                .map(secs)
+                .unwrap_or(defaults.store.statement_timeout),
+            sqlite_full_sync: flags
+                .sqlite_synchronous
+                .or(file.sqlite_synchronous)
+                .unwrap_or_default()
+                == SqliteSynchronous::Full,
         };
         let mut sources = Sources::default();
         for (name, source) in file.sources {
@@ -314,7 +352,12 @@ impl Config {
         }
         for (key, value) in env {
             if let Some(suffix) = key.strip_prefix("HOOKLATCH_SECRET_") {
-                let secrets: Vec<String> = value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
+                let secrets: Vec<String> = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
                 sources.env_secrets.insert(suffix.to_owned(), secrets);
             }
         }
@@ -325,8 +368,16 @@ impl Config {
             max_body_bytes,
             on_conflict: flags.on_conflict.or(file.on_conflict).unwrap_or_default(),
             store,
-            body_timeout: flags.body_timeout.or(file.body_timeout).map(secs).unwrap_or(defaults.body_timeout),
-            shutdown_grace: flags.shutdown_grace.or(file.shutdown_grace).map(secs).unwrap_or(defaults.shutdown_grace),
+            body_timeout: flags
+                .body_timeout
+                .or(file.body_timeout)
+                .map(secs)
+                .unwrap_or(defaults.body_timeout),
+            shutdown_grace: flags
+                .shutdown_grace
+                .or(file.shutdown_grace)
+                .map(secs)
+                .unwrap_or(defaults.shutdown_grace),
             sources,
         })
     }
@@ -334,9 +385,14 @@ impl Config {
 
 fn source_settings(name: &str, source: FileSource) -> Result<SourceSettings, ConfigError> {
     if Source::parse(name).is_none() {
-        return Err(ConfigError(format!("[sources.{name}]: a source name is 1-64 characters of a-z, 0-9, _ and -")));
+        return Err(ConfigError(format!(
+            "[sources.{name}]: a source name is 1-64 characters of a-z, 0-9, _ and -"
+        )));
     }
-    let preset_name = source.preset.clone().unwrap_or_else(|| Preset::for_source(name).name().to_owned());
+    let preset_name = source
+        .preset
+        .clone()
+        .unwrap_or_else(|| Preset::for_source(name).name().to_owned());
     let preset = match preset_name.as_str() {
         "generic" => {
             let signature_header = source.signature_header.ok_or_else(|| {
@@ -376,13 +432,15 @@ fn source_settings(name: &str, source: FileSource) -> Result<SourceSettings, Con
 /// at startup instead.
 fn validate_secrets(sources: &Sources) -> Result<(), ConfigError> {
     for (name, settings) in &sources.configured {
-        if settings.preset == Preset::Standard {
-            if let Some(bad) = settings.secrets.iter().find(|s| standard_secret_key(s).is_none()) {
-                let shown: String = bad.chars().take(6).collect();
-                return Err(ConfigError(format!(
-                    "[sources.{name}]: Standard Webhooks secrets are whsec_ followed by base64; {shown}… is not"
-                )));
-            }
+        let undecodable = settings
+            .secrets
+            .iter()
+            .find(|s| standard_secret_key(s).is_none());
+        if let (Preset::Standard, Some(bad)) = (&settings.preset, undecodable) {
+            let shown: String = bad.chars().take(6).collect();
+            return Err(ConfigError(format!(
+                "[sources.{name}]: Standard Webhooks secrets are whsec_ followed by base64; {shown}… is not"
+            )));
         }
     }
     Ok(())
@@ -394,10 +452,22 @@ mod tests {
 
     #[test]
     fn database_urls() {
-        assert_eq!(DatabaseUrl::parse("sqlite://hooklatch.db").unwrap(), DatabaseUrl::Sqlite("hooklatch.db".into()));
-        assert_eq!(DatabaseUrl::parse("sqlite:///var/lib/h.db").unwrap(), DatabaseUrl::Sqlite("/var/lib/h.db".into()));
-        assert_eq!(DatabaseUrl::parse("sqlite::memory:").unwrap(), DatabaseUrl::SqliteMemory);
-        assert!(matches!(DatabaseUrl::parse("postgresql://u@h/db").unwrap(), DatabaseUrl::Postgres(_)));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://hooklatch.db").unwrap(),
+            DatabaseUrl::Sqlite("hooklatch.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:///var/lib/h.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/h.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite::memory:").unwrap(),
+            DatabaseUrl::SqliteMemory
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgresql://u@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
         for bad in ["mysql://x", "hooklatch.db", "sqlite://", "postgres:/x", ""] {
             let err = DatabaseUrl::parse(bad).unwrap_err();
             assert!(err.0.contains("sqlite://PATH"), "{err}");
@@ -412,8 +482,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("hooklatch.toml");
         std::fs::write(&path, toml).unwrap();
-        let flags = Flags { config: Some(path), ..flags };
-        Config::load(&flags, env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+        let flags = Flags {
+            config: Some(path),
+            ..flags
+        };
+        Config::load(
+            &flags,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
     }
 
     #[test]
@@ -423,9 +499,16 @@ mod tests {
         assert_eq!(from_file.listen.port(), 9000);
         assert_eq!(from_file.max_body_bytes, 10);
         assert_eq!(from_file.on_conflict, OnConflict::Reject);
-        assert_eq!(from_file.database_url, DatabaseUrl::Sqlite("hooklatch.db".into()));
+        assert_eq!(
+            from_file.database_url,
+            DatabaseUrl::Sqlite("hooklatch.db".into())
+        );
 
-        let flags = Flags { listen: Some("127.0.0.1:9100".parse().unwrap()), on_conflict: Some(OnConflict::Accept), ..Flags::default() };
+        let flags = Flags {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            on_conflict: Some(OnConflict::Accept),
+            ..Flags::default()
+        };
         let overridden = load(flags, toml, &[]).unwrap();
         assert_eq!(overridden.listen.port(), 9100);
         assert_eq!(overridden.on_conflict, OnConflict::Accept);
@@ -445,7 +528,15 @@ signature_header = "X-WC-Webhook-Signature"
 encoding = "base64"
 id_pointer = "/id"
 "#;
-        let config = load(Flags::default(), toml, &[("HOOKLATCH_SECRET_STRIPE", "whsec_1, whsec_2"), ("HOOKLATCH_SECRET_WOO", "w")]).unwrap();
+        let config = load(
+            Flags::default(),
+            toml,
+            &[
+                ("HOOKLATCH_SECRET_STRIPE", "whsec_1, whsec_2"),
+                ("HOOKLATCH_SECRET_WOO", "w"),
+            ],
+        )
+        .unwrap();
         let shop = config.sources.settings(&Source::parse("shop-eu").unwrap());
         assert_eq!(shop.preset, Preset::Shopify);
         assert_eq!(shop.secrets, ["a", "b"]);
@@ -458,15 +549,47 @@ id_pointer = "/id"
         let other = config.sources.settings(&Source::parse("acme").unwrap());
         assert_eq!(other.preset, Preset::Standard);
         assert!(other.secrets.is_empty());
-        assert_eq!(config.sources.unsigned(), ["github", "refersion", "shopify"]);
+        assert_eq!(
+            config.sources.unsigned(),
+            ["github", "refersion", "shopify"]
+        );
     }
 
     #[test]
     fn bad_files_are_one_clear_error() {
-        assert!(load(Flags::default(), "lisen = \"x\"", &[]).unwrap_err().0.contains("lisen"));
-        assert!(load(Flags::default(), "[sources.x]\npreset = \"paypal\"", &[]).unwrap_err().0.contains("unknown preset"));
-        assert!(load(Flags::default(), "[sources.x]\npreset = \"generic\"", &[]).unwrap_err().0.contains("signature_header"));
-        assert!(load(Flags::default(), "[sources.x]\nsecrets = [\"not base64!\"]", &[]).unwrap_err().0.contains("whsec_"));
-        assert!(load(Flags::default(), "database_url = \"mysql://x\"", &[]).unwrap_err().0.contains("sqlite://PATH"));
+        assert!(
+            load(Flags::default(), "lisen = \"x\"", &[])
+                .unwrap_err()
+                .0
+                .contains("lisen")
+        );
+        assert!(
+            load(Flags::default(), "[sources.x]\npreset = \"paypal\"", &[])
+                .unwrap_err()
+                .0
+                .contains("unknown preset")
+        );
+        assert!(
+            load(Flags::default(), "[sources.x]\npreset = \"generic\"", &[])
+                .unwrap_err()
+                .0
+                .contains("signature_header")
+        );
+        assert!(
+            load(
+                Flags::default(),
+                "[sources.x]\nsecrets = [\"not base64!\"]",
+                &[]
+            )
+            .unwrap_err()
+            .0
+            .contains("whsec_")
+        );
+        assert!(
+            load(Flags::default(), "database_url = \"mysql://x\"", &[])
+                .unwrap_err()
+                .0
+                .contains("sqlite://PATH")
+        );
     }
 }

@@ -116,8 +116,8 @@ fn split_number(text: &str) -> Option<(bool, &str, &str, &str)> {
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let int_ok = digits(int) && (int == "0" || !int.starts_with('0'));
     let frac_ok = !mantissa.contains('.') || digits(frac);
-    let exp_ok = !rest.contains(['e', 'E'])
-        || digits(exponent.strip_prefix(['+', '-']).unwrap_or(exponent));
+    let exp_ok =
+        !rest.contains(['e', 'E']) || digits(exponent.strip_prefix(['+', '-']).unwrap_or(exponent));
     (int_ok && frac_ok && exp_ok).then_some((negative, int, frac, exponent))
 }
 
@@ -264,7 +264,9 @@ mod tests {
         for ok in ["0", "-0", "15", "15.00", "1e3", "1.5E-2", "0.5"] {
             assert!(is_json_number(ok), "{ok}");
         }
-        for bad in ["", "-", "01", "1.", ".5", "+1", "1e", "1e+", "NaN", "Infinity", " 1"] {
+        for bad in [
+            "", "-", "01", "1.", ".5", "+1", "1e", "1e+", "NaN", "Infinity", " 1",
+        ] {
             assert!(!is_json_number(bad), "{bad}");
         }
     }

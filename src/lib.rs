@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod metrics;
 pub mod model;
 pub mod sources;
 pub mod store;

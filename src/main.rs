@@ -14,7 +14,9 @@ use hooklatch::{App, store};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
@@ -38,7 +40,11 @@ fn run(cli: Cli) -> Result<(), String> {
         return Ok(());
     }
     for source in config.sources.unsigned() {
-        tracing::warn!(source, "source accepts unsigned deliveries: set HOOKLATCH_SECRET_{} or [sources.{source}] secrets", source.to_ascii_uppercase().replace('-', "_"));
+        tracing::warn!(
+            source,
+            "source accepts unsigned deliveries: set HOOKLATCH_SECRET_{} or [sources.{source}] secrets",
+            source.to_ascii_uppercase().replace('-', "_")
+        );
     }
     tracing::warn!("any source name without a configured secret accepts unsigned deliveries");
 

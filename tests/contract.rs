@@ -64,40 +64,79 @@ async fn seed_example_is_processed_once_then_accepted_as_duplicate(db: &TestDb) 
     assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(again.body["status"], "accepted");
     assert_eq!(again.body["message"], "Event already processed");
-    assert_eq!(again.body["webhook_event_id"], first.body["webhook_event_id"]);
+    assert_eq!(
+        again.body["webhook_event_id"],
+        first.body["webhook_event_id"]
+    );
     assert_eq!(again.body["conversion_id"], first.body["conversion_id"]);
     assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
     assert_eq!(again.header("X-Idempotency-Conflict"), None);
 
-    let event = db.store.event(&source("refersion"), &id("ref_evt_123456")).unwrap().unwrap();
+    let event = db
+        .store
+        .event(&source("refersion"), &id("ref_evt_123456"))
+        .unwrap()
+        .unwrap();
     assert_eq!(event.delivery_count, 2);
     assert_eq!(event.conflict_count, 0);
-    assert_eq!(event.payload.as_deref(), Some(SEED), "the payload is kept byte for byte");
+    assert_eq!(
+        event.payload.as_deref(),
+        Some(SEED),
+        "the payload is kept byte for byte"
+    );
     assert_eq!(event.event_type.as_deref(), Some("sale"));
     assert_eq!(Some(event.id), first.body["webhook_event_id"].as_i64());
     assert_eq!(event.conversion_id, first.body["conversion_id"].as_i64());
     assert!(event.last_seen_at >= event.first_seen_at);
     for stamp in [&event.first_seen_at, &event.last_seen_at] {
         assert_eq!(stamp.len(), "2026-11-28T21:00:00.123456Z".len(), "{stamp}");
-        assert!(stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T', "{stamp}");
+        assert!(
+            stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{stamp}"
+        );
     }
-    assert_eq!(totals(db).await, Totals { events: 1, conversions: 1, conflicts: 0 });
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1,
+            conversions: 1,
+            conflicts: 0
+        }
+    );
 }
 
 async fn amounts_are_stored_exactly(db: &TestDb) {
     let app = db.app();
     let body = r#"{"event_type":"sale","event_id":"exact","order_id":1001,"commission_amount":"0.000001","sale_amount":12345678901234567.50,"currency":"usd","tracking_id":"t"}"#;
-    assert_eq!(post(&app, "/webhooks/refersion", &[], body).await.status, StatusCode::OK);
-    let conversion = db.store.conversion(&source("refersion"), &id("exact")).unwrap().unwrap();
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], body).await.status,
+        StatusCode::OK
+    );
+    let conversion = db
+        .store
+        .conversion(&source("refersion"), &id("exact"))
+        .unwrap()
+        .unwrap();
     assert_eq!(conversion.order_id, "1001");
     assert_eq!(conversion.commission_amount.to_string(), "0.000001");
     assert_eq!(conversion.sale_amount.to_string(), "12345678901234567.50");
     assert_eq!(conversion.currency.as_deref(), Some("USD"));
     assert_eq!(conversion.tracking_id.as_deref(), Some("t"));
 
-    assert_eq!(post(&app, "/webhooks/refersion", &[], SEED).await.status, StatusCode::OK);
-    let seed = db.store.conversion(&source("refersion"), &id("ref_evt_123456")).unwrap().unwrap();
-    assert_eq!(seed.commission_amount.to_string(), "15.00", "15.00 stays 15.00");
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], SEED).await.status,
+        StatusCode::OK
+    );
+    let seed = db
+        .store
+        .conversion(&source("refersion"), &id("ref_evt_123456"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        seed.commission_amount.to_string(),
+        "15.00",
+        "15.00 stays 15.00"
+    );
     assert_eq!(seed.sale_amount.to_string(), "75.00");
     assert_eq!(seed.order_id, "ORDER_TEST_001");
     assert_eq!(seed.currency, None);
@@ -112,37 +151,75 @@ async fn same_event_in_other_notation_is_a_duplicate(db: &TestDb) {
     assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(again.body["status"], "accepted");
     let strings = r#"{"event_type":"sale","event_id":"ref_evt_123456","order_id":"ORDER_TEST_001","commission_amount":"15.0","sale_amount":"7.5e1","tracking_id":"YOyqC7","extra":"ignored"}"#;
-    assert_eq!(post(&app, "/webhooks/refersion", &[], strings).await.body["status"], "accepted");
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], strings).await.body["status"],
+        "accepted"
+    );
 
     let generic = r#"{"id":"evt_9","data":{"b":[1,2],"a":10}}"#;
-    assert_eq!(post(&app, "/webhooks/acme", &[], generic).await.status, StatusCode::OK);
+    assert_eq!(
+        post(&app, "/webhooks/acme", &[], generic).await.status,
+        StatusCode::OK
+    );
     let generic_again = "{\"data\": {\"a\": 10.0, \"b\": [1, 2.00]}, \"id\": \"evt_9\"}";
-    assert_eq!(post(&app, "/webhooks/acme", &[], generic_again).await.status, StatusCode::ACCEPTED);
-    assert_eq!(totals(db).await, Totals { events: 2, conversions: 1, conflicts: 0 });
+    assert_eq!(
+        post(&app, "/webhooks/acme", &[], generic_again)
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 2,
+            conversions: 1,
+            conflicts: 0
+        }
+    );
 }
 
 async fn different_payload_is_a_conflict_that_changes_nothing(db: &TestDb) {
     let app = db.app();
     let first = post(&app, "/webhooks/refersion", &[], &sale("c1", "15.00")).await;
     assert_eq!(first.status, StatusCode::OK);
-    let before = db.store.event(&source("refersion"), &id("c1")).unwrap().unwrap();
+    let before = db
+        .store
+        .event(&source("refersion"), &id("c1"))
+        .unwrap()
+        .unwrap();
 
     let changed = sale("c1", "16.00");
     let conflict = post(&app, "/webhooks/refersion", &[], &changed).await;
     assert_eq!(conflict.status, StatusCode::ACCEPTED);
     assert_eq!(conflict.body["status"], "conflict");
-    assert!(conflict.body["message"].as_str().unwrap().contains("different payload"));
-    assert_eq!(conflict.body["webhook_event_id"], first.body["webhook_event_id"]);
+    assert!(
+        conflict.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("different payload")
+    );
+    assert_eq!(
+        conflict.body["webhook_event_id"],
+        first.body["webhook_event_id"]
+    );
     assert_eq!(conflict.body["conversion_id"], first.body["conversion_id"]);
     assert_eq!(conflict.header("X-Idempotency-Conflict"), Some("true"));
     assert_eq!(conflict.header("Idempotent-Replayed"), Some("true"));
 
-    let after = db.store.event(&source("refersion"), &id("c1")).unwrap().unwrap();
+    let after = db
+        .store
+        .event(&source("refersion"), &id("c1"))
+        .unwrap()
+        .unwrap();
     assert_eq!(after.payload, before.payload, "the original stands");
     assert_eq!(after.fingerprint, before.fingerprint);
     assert_eq!(after.delivery_count, 2);
     assert_eq!(after.conflict_count, 1);
-    let conversion = db.store.conversion(&source("refersion"), &id("c1")).unwrap().unwrap();
+    let conversion = db
+        .store
+        .conversion(&source("refersion"), &id("c1"))
+        .unwrap()
+        .unwrap();
     assert_eq!(conversion.commission_amount.to_string(), "15.00");
 
     let kept = db.store.conflicts(&source("refersion"), &id("c1")).unwrap();
@@ -150,7 +227,14 @@ async fn different_payload_is_a_conflict_that_changes_nothing(db: &TestDb) {
     assert_eq!(kept[0].payload, changed);
     assert_eq!(kept[0].webhook_event_id, before.id);
     assert_ne!(kept[0].fingerprint, before.fingerprint);
-    assert_eq!(totals(db).await, Totals { events: 1, conversions: 1, conflicts: 1 });
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1,
+            conversions: 1,
+            conflicts: 1
+        }
+    );
 
     // The original payload after a conflict is still a plain duplicate.
     let again = post(&app, "/webhooks/refersion", &[], &sale("c1", "15.00")).await;
@@ -158,22 +242,47 @@ async fn different_payload_is_a_conflict_that_changes_nothing(db: &TestDb) {
 }
 
 async fn conflict_is_409_when_the_operator_rejects(db: &TestDb) {
-    let config = Config { on_conflict: OnConflict::Reject, ..db.config() };
+    let config = Config {
+        on_conflict: OnConflict::Reject,
+        ..db.config()
+    };
     let app = db.app_with(&config);
-    assert_eq!(post(&app, "/webhooks/refersion", &[], &sale("r1", "1")).await.status, StatusCode::OK);
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], &sale("r1", "1"))
+            .await
+            .status,
+        StatusCode::OK
+    );
     let rejected = post(&app, "/webhooks/refersion", &[], &sale("r1", "2")).await;
     assert_eq!(rejected.status, StatusCode::CONFLICT);
     assert_eq!(rejected.body["status"], "conflict");
     assert_eq!(rejected.header("X-Idempotency-Conflict"), Some("true"));
     assert!(rejected.body["webhook_event_id"].is_i64());
-    assert_eq!(db.store.conflicts(&source("refersion"), &id("r1")).unwrap().len(), 1);
+    assert_eq!(
+        db.store
+            .conflicts(&source("refersion"), &id("r1"))
+            .unwrap()
+            .len(),
+        1
+    );
     // Duplicates are still 202 under "reject".
-    assert_eq!(post(&app, "/webhooks/refersion", &[], &sale("r1", "1")).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], &sale("r1", "1"))
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
 }
 
 async fn non_sale_events_have_no_conversion(db: &TestDb) {
     let app = db.app();
-    let click = post(&app, "/webhooks/refersion", &[], r#"{"event_type":"click","event_id":"k1"}"#).await;
+    let click = post(
+        &app,
+        "/webhooks/refersion",
+        &[],
+        r#"{"event_type":"click","event_id":"k1"}"#,
+    )
+    .await;
     assert_eq!(click.status, StatusCode::OK);
     assert_eq!(click.body["conversion_id"], Value::Null);
     let real = post(
@@ -187,22 +296,54 @@ async fn non_sale_events_have_no_conversion(db: &TestDb) {
     assert_eq!(real.body["event_id"], "APPROVED_CONVERSION:987654321");
     assert_eq!(real.body["conversion_id"], Value::Null);
     // The same conversion under another topic is another event.
-    let denied = post(&app, "/webhooks/refersion", &[("Refersion-Topic", "DENIED_CONVERSION")], r#"{"id":987654321}"#).await;
+    let denied = post(
+        &app,
+        "/webhooks/refersion",
+        &[("Refersion-Topic", "DENIED_CONVERSION")],
+        r#"{"id":987654321}"#,
+    )
+    .await;
     assert_eq!(denied.status, StatusCode::OK);
-    let stored = db.store.event(&source("refersion"), &id("APPROVED_CONVERSION:987654321")).unwrap().unwrap();
+    let stored = db
+        .store
+        .event(&source("refersion"), &id("APPROVED_CONVERSION:987654321"))
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.event_type.as_deref(), Some("APPROVED_CONVERSION"));
     assert_eq!(stored.conversion_id, None);
-    assert_eq!(totals(db).await, Totals { events: 3, conversions: 0, conflicts: 0 });
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 3,
+            conversions: 0,
+            conflicts: 0
+        }
+    );
 }
 
 async fn invalid_sale_is_400_and_nothing_is_stored(db: &TestDb) {
     let app = db.app();
     let cases = [
-        (r#"{"event_type":"sale","event_id":"s","commission_amount":1,"sale_amount":2}"#, "order_id"),
-        (r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":-1,"sale_amount":2}"#, "commission_amount"),
-        (r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":1,"sale_amount":"12.3456789"}"#, "sale_amount"),
-        (r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":1,"sale_amount":2,"currency":"dollars"}"#, "currency"),
-        (r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":1,"sale_amount":2,"tracking_id":[]}"#, "tracking_id"),
+        (
+            r#"{"event_type":"sale","event_id":"s","commission_amount":1,"sale_amount":2}"#,
+            "order_id",
+        ),
+        (
+            r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":-1,"sale_amount":2}"#,
+            "commission_amount",
+        ),
+        (
+            r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":1,"sale_amount":"12.3456789"}"#,
+            "sale_amount",
+        ),
+        (
+            r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":1,"sale_amount":2,"currency":"dollars"}"#,
+            "currency",
+        ),
+        (
+            r#"{"event_type":"sale","event_id":"s","order_id":"o","commission_amount":1,"sale_amount":2,"tracking_id":[]}"#,
+            "tracking_id",
+        ),
     ];
     for (body, field) in cases {
         let reply = post(&app, "/webhooks/refersion", &[], body).await;
@@ -221,7 +362,11 @@ async fn invalid_bodies_are_400_with_the_field(db: &TestDb) {
     let cases: [(&str, &str, &str); 9] = [
         ("/webhooks/refersion", "not json", "body"),
         ("/webhooks/refersion", "[1,2]", "body"),
-        ("/webhooks/refersion", r#"{"event_type":"click"}"#, "event_id"),
+        (
+            "/webhooks/refersion",
+            r#"{"event_type":"click"}"#,
+            "event_id",
+        ),
         ("/webhooks/refersion", r#"{"event_id":""}"#, "event_id"),
         ("/webhooks/refersion", r#"{"event_id":1.5}"#, "event_id"),
         ("/webhooks/refersion", &too_long, "event_id"),
@@ -243,14 +388,37 @@ async fn invalid_bodies_are_400_with_the_field(db: &TestDb) {
 
 async fn routing_errors_are_json(db: &TestDb) {
     let app = db.app();
-    for path in ["/webhooks/Refersion", "/webhooks/has.dot", "/webhooks/", "/nope", "/webhooks/a/b", &format!("/webhooks/{}", "a".repeat(65))] {
+    for path in [
+        "/webhooks/Refersion",
+        "/webhooks/has.dot",
+        "/webhooks/",
+        "/nope",
+        "/webhooks/a/b",
+        &format!("/webhooks/{}", "a".repeat(65)),
+    ] {
         let reply = post(&app, path, &[], SEED).await;
         assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
         assert_eq!(reply.body["error"], "not_found");
     }
-    assert_eq!(post(&app, &format!("/webhooks/{}", "a".repeat(64)), &[], r#"{"id":"1"}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        post(
+            &app,
+            &format!("/webhooks/{}", "a".repeat(64)),
+            &[],
+            r#"{"id":"1"}"#
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
     for method in ["GET", "PUT", "DELETE", "PATCH"] {
-        let reply = request(&app, warp::test::request().method(method).path("/webhooks/refersion")).await;
+        let reply = request(
+            &app,
+            warp::test::request()
+                .method(method)
+                .path("/webhooks/refersion"),
+        )
+        .await;
         assert_eq!(reply.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
         assert_eq!(reply.body["error"], "method_not_allowed");
     }
@@ -260,23 +428,45 @@ async fn routing_errors_are_json(db: &TestDb) {
 }
 
 async fn oversized_and_wrongly_typed_bodies_are_refused(db: &TestDb) {
-    let config = Config { max_body_bytes: 64, ..db.config() };
+    let config = Config {
+        max_body_bytes: 64,
+        ..db.config()
+    };
     let app = db.app_with(&config);
     let big = format!(r#"{{"event_id":"big","pad":"{}"}}"#, "x".repeat(100));
     let reply = post(&app, "/webhooks/acme", &[], &big).await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(reply.body["error"], "payload_too_large");
 
-    for content_type in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx"] {
+    for content_type in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/jsonx",
+    ] {
         let reply = request(
             &app,
-            warp::test::request().method("POST").path("/webhooks/acme").header("content-type", content_type).body(r#"{"id":"1"}"#),
+            warp::test::request()
+                .method("POST")
+                .path("/webhooks/acme")
+                .header("content-type", content_type)
+                .body(r#"{"id":"1"}"#),
         )
         .await;
-        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+        assert_eq!(
+            reply.status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}"
+        );
         assert_eq!(reply.body["error"], "unsupported_media_type");
     }
-    let missing = request(&app, warp::test::request().method("POST").path("/webhooks/acme").body(r#"{"id":"1"}"#)).await;
+    let missing = request(
+        &app,
+        warp::test::request()
+            .method("POST")
+            .path("/webhooks/acme")
+            .body(r#"{"id":"1"}"#),
+    )
+    .await;
     assert_eq!(missing.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let charset = request(
         &app,
@@ -293,25 +483,107 @@ async fn oversized_and_wrongly_typed_bodies_are_refused(db: &TestDb) {
 
 async fn event_ids_by_source(db: &TestDb) {
     let app = db.app();
-    let cases: Vec<(&str, Vec<(&str, &str)>, &str, &str, Option<&str>)> = vec![
-        ("shopify", vec![("X-Shopify-Event-Id", "ev-1"), ("X-Shopify-Webhook-Id", "wh-1"), ("X-Shopify-Topic", "orders/create")], "{}", "ev-1", Some("orders/create")),
-        ("shopify", vec![("X-Shopify-Webhook-Id", "wh-2")], "{}", "wh-2", None),
-        ("stripe", vec![], r#"{"id":"evt_1","type":"charge.succeeded","pending_webhooks":1}"#, "evt_1", Some("charge.succeeded")),
-        ("github", vec![("X-GitHub-Delivery", "72d3162e-cc78"), ("X-GitHub-Event", "push")], r#"{"zen":"x"}"#, "72d3162e-cc78", Some("push")),
-        ("acme", vec![("webhook-id", "msg_1"), ("Idempotency-Key", "ik")], r#"{"id":"body"}"#, "msg_1", None),
-        ("acme", vec![("Idempotency-Key", "ik-1")], r#"{"event_id":"e","type":"t"}"#, "ik-1", Some("t")),
-        ("acme", vec![], r#"{"event_id":42,"event_type":"thing","type":"other"}"#, "42", Some("thing")),
-        ("acme", vec![], r#"{"id":18446744073709551617}"#, "18446744073709551617", None),
+    // (source, headers, body, expected id, expected type)
+    type Case<'a> = (
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+        &'a str,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "shopify",
+            vec![
+                ("X-Shopify-Event-Id", "ev-1"),
+                ("X-Shopify-Webhook-Id", "wh-1"),
+                ("X-Shopify-Topic", "orders/create"),
+            ],
+            "{}",
+            "ev-1",
+            Some("orders/create"),
+        ),
+        (
+            "shopify",
+            vec![("X-Shopify-Webhook-Id", "wh-2")],
+            "{}",
+            "wh-2",
+            None,
+        ),
+        (
+            "stripe",
+            vec![],
+            r#"{"id":"evt_1","type":"charge.succeeded","pending_webhooks":1}"#,
+            "evt_1",
+            Some("charge.succeeded"),
+        ),
+        (
+            "github",
+            vec![
+                ("X-GitHub-Delivery", "72d3162e-cc78"),
+                ("X-GitHub-Event", "push"),
+            ],
+            r#"{"zen":"x"}"#,
+            "72d3162e-cc78",
+            Some("push"),
+        ),
+        (
+            "acme",
+            vec![("webhook-id", "msg_1"), ("Idempotency-Key", "ik")],
+            r#"{"id":"body"}"#,
+            "msg_1",
+            None,
+        ),
+        (
+            "acme",
+            vec![("Idempotency-Key", "ik-1")],
+            r#"{"event_id":"e","type":"t"}"#,
+            "ik-1",
+            Some("t"),
+        ),
+        (
+            "acme",
+            vec![],
+            r#"{"event_id":42,"event_type":"thing","type":"other"}"#,
+            "42",
+            Some("thing"),
+        ),
+        (
+            "acme",
+            vec![],
+            r#"{"id":18446744073709551617}"#,
+            "18446744073709551617",
+            None,
+        ),
     ];
     for (name, headers, body, expected, event_type) in cases {
         let reply = post(&app, &format!("/webhooks/{name}"), &headers, body).await;
-        assert_eq!(reply.status, StatusCode::OK, "{name} {body}: {:?}", reply.body);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{name} {body}: {:?}",
+            reply.body
+        );
         assert_eq!(reply.body["event_id"], expected);
-        let stored = db.store.event(&source(name), &id(expected)).unwrap().unwrap();
-        assert_eq!(stored.event_type.as_deref(), event_type, "{name} {expected}");
+        let stored = db
+            .store
+            .event(&source(name), &id(expected))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.event_type.as_deref(),
+            event_type,
+            "{name} {expected}"
+        );
     }
     // Stripe changes pending_webhooks and request between retries of one event.
-    let retry = post(&app, "/webhooks/stripe", &[], r#"{"id":"evt_1","type":"charge.succeeded","pending_webhooks":3,"request":{"id":null}}"#).await;
+    let retry = post(
+        &app,
+        "/webhooks/stripe",
+        &[],
+        r#"{"id":"evt_1","type":"charge.succeeded","pending_webhooks":3,"request":{"id":null}}"#,
+    )
+    .await;
     assert_eq!(retry.body["status"], "accepted");
 }
 
@@ -335,14 +607,24 @@ async fn ids_are_compared_exactly_and_stored_verbatim(db: &TestDb) {
         let again = post(&app, "/webhooks/acme", &[], &body).await;
         assert_eq!(again.status, StatusCode::ACCEPTED, "{raw}");
     }
-    let stored_nul = db.store.event(&source("acme"), &id("nul\u{0}byte")).unwrap();
+    let stored_nul = db
+        .store
+        .event(&source("acme"), &id("nul\u{0}byte"))
+        .unwrap();
     assert!(stored_nul.is_some(), "an escaped NUL is part of the id");
-    let emoji = db.store.event(&source("acme"), &id("emoji 🎉 ünïcödé")).unwrap().unwrap();
+    let emoji = db
+        .store
+        .event(&source("acme"), &id("emoji 🎉 ünïcödé"))
+        .unwrap()
+        .unwrap();
     assert_eq!(emoji.external_event_id, "emoji 🎉 ünïcödé");
     assert_eq!(totals(db).await.events, ids.len() as i64);
     // 256 bytes of two-byte characters is one byte too many.
     let over = format!(r#"{{"event_id":"{}"}}"#, "é".repeat(128));
-    assert_eq!(post(&app, "/webhooks/acme", &[], &over).await.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        post(&app, "/webhooks/acme", &[], &over).await.status,
+        StatusCode::BAD_REQUEST
+    );
 }
 
 async fn same_id_in_two_sources_is_two_events(db: &TestDb) {
@@ -352,7 +634,14 @@ async fn same_id_in_two_sources_is_two_events(db: &TestDb) {
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(b.status, StatusCode::OK);
     assert_ne!(a.body["webhook_event_id"], b.body["webhook_event_id"]);
-    assert_eq!(totals(db).await, Totals { events: 2, conversions: 1, conflicts: 0 });
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 2,
+            conversions: 1,
+            conflicts: 0
+        }
+    );
 }
 
 fn new_event(event_id: &str, fingerprint: &str, conversion: bool) -> NewEvent {
@@ -383,19 +672,35 @@ async fn store_level_outcomes(db: &TestDb) {
     })
     .await
     .unwrap();
-    let Outcome::Processed(receipt) = outcomes.0 else { panic!("{:?}", outcomes.0) };
+    let Outcome::Processed(receipt) = outcomes.0 else {
+        panic!("{:?}", outcomes.0)
+    };
     assert!(receipt.conversion_id.is_some());
     assert_eq!(outcomes.1, Outcome::Duplicate(receipt));
     assert_eq!(outcomes.2, Outcome::Conflict(receipt));
-    let Outcome::Processed(plain) = outcomes.3 else { panic!("{:?}", outcomes.3) };
+    let Outcome::Processed(plain) = outcomes.3 else {
+        panic!("{:?}", outcomes.3)
+    };
     assert_eq!(plain.conversion_id, None);
     assert_ne!(plain.webhook_event_id, receipt.webhook_event_id);
-    let conversion = db.store.conversion(&source("refersion"), &id("e1")).unwrap().unwrap();
+    let conversion = db
+        .store
+        .conversion(&source("refersion"), &id("e1"))
+        .unwrap()
+        .unwrap();
     assert_eq!(Some(conversion.id), receipt.conversion_id);
     assert_eq!(conversion.commission_amount.to_string(), "1.50");
     assert_eq!(conversion.sale_amount.to_string(), "10");
-    assert_eq!(db.store.event(&source("refersion"), &id("nope")).unwrap(), None);
-    assert_eq!(db.store.conversion(&source("refersion"), &id("e2")).unwrap(), None);
+    assert_eq!(
+        db.store.event(&source("refersion"), &id("nope")).unwrap(),
+        None
+    );
+    assert_eq!(
+        db.store
+            .conversion(&source("refersion"), &id("e2"))
+            .unwrap(),
+        None
+    );
     db.store.ping().unwrap();
 }
 
@@ -413,18 +718,41 @@ async fn sixty_four_threads_one_event_one_conversion(db: &TestDb) {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
     })
     .await
     .unwrap();
-    let processed = outcomes.iter().filter(|o| matches!(o, Ok(Outcome::Processed(_)))).count();
-    let duplicates = outcomes.iter().filter(|o| matches!(o, Ok(Outcome::Duplicate(_)))).count();
+    let processed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Processed(_))))
+        .count();
+    let duplicates = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(Outcome::Duplicate(_))))
+        .count();
     assert_eq!((processed, duplicates), (1, 63), "{outcomes:?}");
-    let receipts: std::collections::HashSet<_> = outcomes.iter().map(|o| o.as_ref().unwrap().receipt()).collect();
+    let receipts: std::collections::HashSet<_> = outcomes
+        .iter()
+        .map(|o| o.as_ref().unwrap().receipt())
+        .collect();
     assert_eq!(receipts.len(), 1, "every thread sees the original ids");
-    let event = db.store.event(&source("refersion"), &id("race")).unwrap().unwrap();
+    let event = db
+        .store
+        .event(&source("refersion"), &id("race"))
+        .unwrap()
+        .unwrap();
     assert_eq!(event.delivery_count, 64);
-    assert_eq!(totals(db).await, Totals { events: 1, conversions: 1, conflicts: 0 });
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1,
+            conversions: 1,
+            conflicts: 0
+        }
+    );
 }
 
 async fn sixty_four_concurrent_http_deliveries_one_conversion(db: &TestDb) {
@@ -440,12 +768,29 @@ async fn sixty_four_concurrent_http_deliveries_one_conversion(db: &TestDb) {
     for task in tasks {
         let reply: Reply = task.await.unwrap();
         *statuses.entry(reply.status.as_u16()).or_insert(0) += 1;
-        ids.insert((reply.body["webhook_event_id"].clone(), reply.body["conversion_id"].clone()));
+        ids.insert((
+            reply.body["webhook_event_id"].clone(),
+            reply.body["conversion_id"].clone(),
+        ));
     }
     assert_eq!(statuses, HashMap::from([(200, 1), (202, 63)]));
     assert_eq!(ids.len(), 1);
-    assert_eq!(totals(db).await, Totals { events: 1, conversions: 1, conflicts: 0 });
-    assert_eq!(db.store.event(&source("refersion"), &id("ref_evt_123456")).unwrap().unwrap().delivery_count, 64);
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1,
+            conversions: 1,
+            conflicts: 0
+        }
+    );
+    assert_eq!(
+        db.store
+            .event(&source("refersion"), &id("ref_evt_123456"))
+            .unwrap()
+            .unwrap()
+            .delivery_count,
+        64
+    );
 }
 
 async fn thousand_events_from_thirty_two_clients_over_a_socket(db: &TestDb) {
@@ -457,27 +802,54 @@ async fn thousand_events_from_thirty_two_clients_over_a_socket(db: &TestDb) {
                 std::thread::spawn(move || {
                     (client..1000)
                         .step_by(32)
-                        .map(|n| common::http_post(addr, "/webhooks/refersion", &[], &sale(&format!("bulk-{n}"), "2.50")).status)
+                        .map(|n| {
+                            common::http_post(
+                                addr,
+                                "/webhooks/refersion",
+                                &[],
+                                &sale(&format!("bulk-{n}"), "2.50"),
+                            )
+                            .status
+                        })
                         .collect::<Vec<u16>>()
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect::<Vec<u16>>()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect::<Vec<u16>>()
     })
     .await
     .unwrap();
     server.stop().await;
     assert_eq!(statuses.len(), 1000);
     let refused: Vec<_> = statuses.iter().filter(|s| **s != 200).collect();
-    assert!(refused.is_empty(), "every distinct event is processed, none refused or busy: {refused:?}");
-    assert_eq!(totals(db).await, Totals { events: 1000, conversions: 1000, conflicts: 0 });
+    assert!(
+        refused.is_empty(),
+        "every distinct event is processed, none refused or busy: {refused:?}"
+    );
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1000,
+            conversions: 1000,
+            conflicts: 0
+        }
+    );
 }
 
 async fn signed_sources_verify_before_storing(db: &TestDb) {
     let mut config = db.config();
     let body = r#"{"event_type":"sale","event_id":"signed-1","order_id":"o","commission_amount":1,"sale_amount":2}"#;
     let secret = "rfsn_secret";
-    config.sources.insert("refersion", SourceSettings { preset: Preset::Refersion, secrets: vec!["old".into(), secret.into()] });
+    config.sources.insert(
+        "refersion",
+        SourceSettings {
+            preset: Preset::Refersion,
+            secrets: vec!["old".into(), secret.into()],
+        },
+    );
     let app = db.app_with(&config);
     let signature = common::base64_hmac(secret, body.as_bytes());
 
@@ -486,34 +858,87 @@ async fn signed_sources_verify_before_storing(db: &TestDb) {
     assert_eq!(unsigned.body["error"], "invalid_signature");
     assert_eq!(unsigned.body["reason"], "missing_header");
     let tampered = body.replace("\"sale_amount\":2", "\"sale_amount\":2000");
-    let forged = post(&app, "/webhooks/refersion", &[("Refersion-Signature", &signature)], &tampered).await;
+    let forged = post(
+        &app,
+        "/webhooks/refersion",
+        &[("Refersion-Signature", &signature)],
+        &tampered,
+    )
+    .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
     assert_eq!(forged.body["reason"], "no_match");
     assert!(!forged.body.to_string().contains(secret));
-    assert_eq!(totals(db).await, Totals::default(), "a refused delivery stores nothing");
+    assert_eq!(
+        totals(db).await,
+        Totals::default(),
+        "a refused delivery stores nothing"
+    );
 
-    let signed = post(&app, "/webhooks/refersion", &[("Refersion-Signature", &signature)], body).await;
+    let signed = post(
+        &app,
+        "/webhooks/refersion",
+        &[("Refersion-Signature", &signature)],
+        body,
+    )
+    .await;
     assert_eq!(signed.status, StatusCode::OK);
-    let replay = post(&app, "/webhooks/refersion", &[("Refersion-Signature", &signature)], body).await;
+    let replay = post(
+        &app,
+        "/webhooks/refersion",
+        &[("Refersion-Signature", &signature)],
+        body,
+    )
+    .await;
     assert_eq!(replay.status, StatusCode::ACCEPTED);
     // A bad signature on a known id is still refused, not answered as a duplicate.
-    let replay_forged = post(&app, "/webhooks/refersion", &[("Refersion-Signature", "AAAA")], body).await;
+    let replay_forged = post(
+        &app,
+        "/webhooks/refersion",
+        &[("Refersion-Signature", "AAAA")],
+        body,
+    )
+    .await;
     assert_eq!(replay_forged.status, StatusCode::UNAUTHORIZED);
     assert_eq!(replay_forged.body["reason"], "bad_format");
-    assert_eq!(db.store.event(&source("refersion"), &id("signed-1")).unwrap().unwrap().delivery_count, 2);
+    assert_eq!(
+        db.store
+            .event(&source("refersion"), &id("signed-1"))
+            .unwrap()
+            .unwrap()
+            .delivery_count,
+        2
+    );
     // Other sources are unaffected by refersion's secret.
-    assert_eq!(post(&app, "/webhooks/acme", &[], r#"{"id":"free"}"#).await.status, StatusCode::OK);
+    assert_eq!(
+        post(&app, "/webhooks/acme", &[], r#"{"id":"free"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
 }
 
 async fn migrations_run_once(db: &TestDb) {
     db.store.migrate().expect("second migrate is a no-op");
     let other = db.reopen();
     let store = other.clone();
-    tokio::task::spawn_blocking(move || store.migrate()).await.unwrap().expect("another instance migrates too");
-    assert_eq!(post(&db.app(), "/webhooks/refersion", &[], SEED).await.status, StatusCode::OK);
+    tokio::task::spawn_blocking(move || store.migrate())
+        .await
+        .unwrap()
+        .expect("another instance migrates too");
+    assert_eq!(
+        post(&db.app(), "/webhooks/refersion", &[], SEED)
+            .await
+            .status,
+        StatusCode::OK
+    );
     let app2 = Arc::new(hooklatch::App::new(other.clone(), &db.config()));
-    assert_eq!(post(&app2, "/webhooks/refersion", &[], SEED).await.status, StatusCode::ACCEPTED);
-    tokio::task::spawn_blocking(move || drop((other, app2))).await.unwrap();
+    assert_eq!(
+        post(&app2, "/webhooks/refersion", &[], SEED).await.status,
+        StatusCode::ACCEPTED
+    );
+    tokio::task::spawn_blocking(move || drop((other, app2)))
+        .await
+        .unwrap();
 }
 
 async fn health_and_readiness(db: &TestDb) {

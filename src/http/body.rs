@@ -25,7 +25,13 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let essence = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
     match essence.as_deref() {
         Some("application/json") => Ok(()),
         _ => Err(ApiError::UnsupportedMediaType),

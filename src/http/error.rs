@@ -95,9 +95,10 @@ impl ApiError {
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let mut response = Response::new(body.to_string().into());
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 

@@ -32,6 +32,8 @@ pub struct App {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
+        // Installs the process-wide recorder on first use, so counters are never lost.
+        let _ = crate::metrics::handle();
         App {
             store,
             sources: config.sources.clone(),
@@ -49,6 +51,7 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Inf
     webhook(app.clone())
         .or(healthz())
         .or(readyz(app))
+        .or(metrics())
         .recover(error::recover)
 }
 
@@ -75,6 +78,17 @@ fn healthz() -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + 
         .map(|| error::json_response(StatusCode::OK, &json!({ "status": "ok" })))
 }
 
+/// GET /metrics: Prometheus text exposition (the one answer that is not JSON).
+fn metrics() -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
+    warp::path!("metrics").and(warp::get()).map(|| {
+        warp::reply::with_header(
+            crate::metrics::render(),
+            "content-type",
+            "text/plain; version=0.0.4",
+        )
+    })
+}
+
 /// GET /readyz: the store answers.
 fn readyz(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = warp::Rejection> + Clone {
     warp::path!("readyz")
@@ -82,11 +96,18 @@ fn readyz(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = warp::R
         .and(with_app(app))
         .then(|app: Arc<App>| async move {
             let store = app.store.clone();
-            let ping = tokio::time::timeout(app.store_timeout, run_blocking(move || store.ping())).await;
+            let ping =
+                tokio::time::timeout(app.store_timeout, run_blocking(move || store.ping())).await;
             match ping {
-                Ok(Ok(())) => error::json_response(StatusCode::OK, &json!({ "status": "ready", "store": app.store.backend() })),
+                Ok(Ok(())) => error::json_response(
+                    StatusCode::OK,
+                    &json!({ "status": "ready", "store": app.store.backend() }),
+                ),
                 Ok(Err(e)) => error::ApiError::Store(e).into_response(),
-                Err(_) => error::ApiError::Store(crate::store::StoreError::Timeout("readiness ping".into())).into_response(),
+                Err(_) => error::ApiError::Store(crate::store::StoreError::Timeout(
+                    "readiness ping".into(),
+                ))
+                .into_response(),
             }
         })
 }

@@ -2,7 +2,7 @@
 //! type → signature → JSON and id → store) and answers with the outcome.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Buf;
 use futures_util::Stream;
@@ -15,6 +15,7 @@ use super::body::{check_content_type, check_declared_length, read_limited};
 use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
 use crate::json;
+use crate::metrics;
 use crate::model::{NewEvent, Outcome, Source};
 use crate::store::{StoreError, run_blocking};
 
@@ -23,9 +24,24 @@ where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
 {
-    match handle(&source, &headers, body, &app).await {
-        Ok(response) => response,
+    let started = Instant::now();
+    let result = handle(&source, &headers, body, &app).await;
+    let label = match Source::parse(&source) {
+        Some(source) => metrics::source_label(&app.sources, &source),
+        None => "other".to_owned(),
+    };
+    match result {
+        Ok((response, outcome)) => {
+            metrics::delivery(&label, outcome, started.elapsed());
+            response
+        }
         Err(error) => {
+            metrics::delivery(&label, error.code(), started.elapsed());
+            match &error {
+                ApiError::InvalidSignature(e) => metrics::signature_failure(&label, e.reason()),
+                ApiError::Store(e) => metrics::store_error(e.kind()),
+                _ => {}
+            }
             if error.status().is_client_error() {
                 tracing::info!(source = %source, status = error.status().as_u16(), error = %error, "delivery refused");
             }
@@ -34,7 +50,13 @@ where
     }
 }
 
-async fn handle<S, B>(source: &str, headers: &HeaderMap, body: S, app: &App) -> Result<Response, ApiError>
+/// The answer and the outcome label it is counted under.
+async fn handle<S, B>(
+    source: &str,
+    headers: &HeaderMap,
+    body: S,
+    app: &App,
+) -> Result<(Response, &'static str), ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
@@ -44,16 +66,25 @@ where
     check_content_type(headers)?;
     let raw = tokio::time::timeout(app.body_timeout, read_limited(body, app.max_body_bytes))
         .await
-        .map_err(|_| ApiError::BodyTimeout { secs: app.body_timeout.as_secs() })??;
+        .map_err(|_| ApiError::BodyTimeout {
+            secs: app.body_timeout.as_secs(),
+        })??;
 
     let settings = app.sources.settings(&source);
-    settings.preset.verify(&settings.secrets, headers, &raw, unix_now())?;
+    settings
+        .preset
+        .verify(&settings.secrets, headers, &raw, unix_now())?;
 
     let parsed = json::parse_object(&raw)?;
     let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
     let outcome = store(app, event.clone()).await?;
     tracing::info!(source = %event.source, event_id = %event.event_id, outcome = ?outcome, "delivery recorded");
-    Ok(answer(&event, outcome, app.on_conflict))
+    let label = match outcome {
+        Outcome::Processed(_) => "processed",
+        Outcome::Duplicate(_) => "duplicate",
+        Outcome::Conflict(_) => "conflict",
+    };
+    Ok((answer(&event, outcome, app.on_conflict), label))
 }
 
 /// Runs the store call on the blocking pool, waiting at most the store timeout for a

@@ -34,12 +34,15 @@ pub struct GenericScheme {
 }
 
 impl GenericScheme {
-    pub(super) fn event_id(&self, headers: &HeaderMap, body: &Map<String, Value>) -> Result<EventId, PayloadError> {
+    pub(super) fn event_id(
+        &self,
+        headers: &HeaderMap,
+        body: &Map<String, Value>,
+    ) -> Result<EventId, PayloadError> {
         match &self.id {
             None => super::standard::event_id(headers, body),
-            Some(IdLocation::Header(name)) => {
-                header_id(headers, name).unwrap_or_else(|| Err(missing_id(name, &format!("header {name}"))))
-            }
+            Some(IdLocation::Header(name)) => header_id(headers, name)
+                .unwrap_or_else(|| Err(missing_id(name, &format!("header {name}")))),
             Some(IdLocation::Pointer(pointer)) => {
                 let body = Value::Object(body.clone());
                 match body.pointer(pointer).filter(|v| !v.is_null()) {
@@ -50,7 +53,12 @@ impl GenericScheme {
         }
     }
 
-    pub(super) fn verify(&self, secrets: &[String], headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+    pub(super) fn verify(
+        &self,
+        secrets: &[String],
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<(), SignatureError> {
         let name = self.signature_header.as_str();
         let value = required_header(headers, name)?;
         let encoded = match &self.prefix {
@@ -83,9 +91,20 @@ mod tests {
         };
         let body = br#"{"id":727,"status":"processing","currency":"USD","total":"59.00"}"#;
         let mut headers = HeaderMap::new();
-        headers.insert("X-WC-Webhook-Signature", "bpl/Rx04xbBHa8P7ABS9H06BXlzJ+oNi6fnyGAM1teY=".parse().unwrap());
-        assert_eq!(scheme.verify(&["wc_secret_example".into()], &headers, body), Ok(()));
-        assert_eq!(scheme.verify(&["other".into()], &headers, body), Err(SignatureError::NoMatch));
+        headers.insert(
+            "X-WC-Webhook-Signature",
+            "bpl/Rx04xbBHa8P7ABS9H06BXlzJ+oNi6fnyGAM1teY="
+                .parse()
+                .unwrap(),
+        );
+        assert_eq!(
+            scheme.verify(&["wc_secret_example".into()], &headers, body),
+            Ok(())
+        );
+        assert_eq!(
+            scheme.verify(&["other".into()], &headers, body),
+            Err(SignatureError::NoMatch)
+        );
         let parsed = crate::json::parse_object(body).unwrap();
         assert_eq!(scheme.event_id(&headers, &parsed).unwrap().as_str(), "727");
     }
@@ -99,13 +118,26 @@ mod tests {
             id: Some(IdLocation::Header("X-Event".into())),
         };
         let mut headers = HeaderMap::new();
-        headers.insert("X-Signature", "sha256=ff1745679fe88a61ac03ccf182798a796df6587e0c9853efa14da252309ee364".parse().unwrap());
+        headers.insert(
+            "X-Signature",
+            "sha256=ff1745679fe88a61ac03ccf182798a796df6587e0c9853efa14da252309ee364"
+                .parse()
+                .unwrap(),
+        );
         headers.insert("X-Event", "e-1".parse().unwrap());
         let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
         assert_eq!(scheme.verify(&["s3cr3t".into()], &headers, body), Ok(()));
         let parsed = crate::json::parse_object(body).unwrap();
         assert_eq!(scheme.event_id(&headers, &parsed).unwrap().as_str(), "e-1");
-        headers.insert("X-Signature", "ff1745679fe88a61ac03ccf182798a796df6587e0c9853efa14da252309ee364".parse().unwrap());
-        assert!(matches!(scheme.verify(&["s3cr3t".into()], &headers, body), Err(SignatureError::BadFormat(_))));
+        headers.insert(
+            "X-Signature",
+            "ff1745679fe88a61ac03ccf182798a796df6587e0c9853efa14da252309ee364"
+                .parse()
+                .unwrap(),
+        );
+        assert!(matches!(
+            scheme.verify(&["s3cr3t".into()], &headers, body),
+            Err(SignatureError::BadFormat(_))
+        ));
     }
 }

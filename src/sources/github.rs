@@ -14,7 +14,11 @@ pub(super) fn event_id(headers: &HeaderMap) -> Result<EventId, PayloadError> {
         .unwrap_or_else(|| Err(missing_id("X-GitHub-Delivery", "header X-GitHub-Delivery")))
 }
 
-pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+pub(super) fn verify(
+    secrets: &[String],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), SignatureError> {
     let value = required_header(headers, SIGNATURE)?;
     let hex_part = value
         .strip_prefix("sha256=")
@@ -35,22 +39,40 @@ mod tests {
 
     #[test]
     fn official_and_own_vectors() {
-        let official = signed("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
-        assert_eq!(verify(&["It's a Secret to Everybody".into()], &official, b"Hello, World!"), Ok(()));
+        let official =
+            signed("sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17");
         assert_eq!(
-            verify(&["It's a Secret to Everybody".into()], &official, b"Hello, World?"),
+            verify(
+                &["It's a Secret to Everybody".into()],
+                &official,
+                b"Hello, World!"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            verify(
+                &["It's a Secret to Everybody".into()],
+                &official,
+                b"Hello, World?"
+            ),
             Err(SignatureError::NoMatch)
         );
         let own = signed("sha256=ff1745679fe88a61ac03ccf182798a796df6587e0c9853efa14da252309ee364");
         let body = br#"{"zen":"Keep it logically awesome.","hook_id":1}"#;
         assert_eq!(verify(&["s3cr3t".into()], &own, body), Ok(()));
-        assert_eq!(verify(&["other".into(), "s3cr3t".into()], &own, body), Ok(()));
+        assert_eq!(
+            verify(&["other".into(), "s3cr3t".into()], &own, body),
+            Ok(())
+        );
     }
 
     #[test]
     fn malformed_headers() {
         let secrets = ["s3cr3t".to_owned()];
-        assert!(matches!(verify(&secrets, &HeaderMap::new(), b"{}"), Err(SignatureError::MissingHeader(_))));
+        assert!(matches!(
+            verify(&secrets, &HeaderMap::new(), b"{}"),
+            Err(SignatureError::MissingHeader(_))
+        ));
         for bad in [
             "",
             "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17",
@@ -58,7 +80,13 @@ mod tests {
             "sha256=zz",
             "sha256=abcd",
         ] {
-            assert!(matches!(verify(&secrets, &signed(bad), b"{}"), Err(SignatureError::BadFormat(_))), "{bad}");
+            assert!(
+                matches!(
+                    verify(&secrets, &signed(bad), b"{}"),
+                    Err(SignatureError::BadFormat(_))
+                ),
+                "{bad}"
+            );
         }
     }
 }

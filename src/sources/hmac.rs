@@ -21,12 +21,3 @@ pub fn any_matches(keys: &[Vec<u8>], parts: &[&[u8]], candidates: &[Vec<u8>]) ->
     keys.iter()
         .any(|key| candidates.iter().any(|c| matches(key, parts, c)))
 }
-
-#[cfg(test)]
-pub fn sign(key: &[u8], parts: &[&[u8]]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().to_vec()
-}

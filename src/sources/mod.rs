@@ -211,7 +211,12 @@ fn check(keys: &[Vec<u8>], signed: &[&[u8]], candidates: &[Vec<u8>]) -> Result<(
 }
 
 /// The scheme Refersion and Shopify share: base64 HMAC-SHA256 of the raw body.
-fn verify_base64_body(secrets: &[String], value: &str, header: &str, body: &[u8]) -> Result<(), SignatureError> {
+fn verify_base64_body(
+    secrets: &[String],
+    value: &str,
+    header: &str,
+    body: &[u8],
+) -> Result<(), SignatureError> {
     let candidate = decode_signature(decode_base64(value.trim()), header)?;
     check(&utf8_keys(secrets), &[body], &[candidate])
 }
@@ -233,7 +238,11 @@ mod tests {
         map
     }
 
-    fn prepare(source: &str, pairs: &[(&'static str, &str)], body: &str) -> Result<NewEvent, PayloadError> {
+    fn prepare(
+        source: &str,
+        pairs: &[(&'static str, &str)],
+        body: &str,
+    ) -> Result<NewEvent, PayloadError> {
         let body_map = json::parse_object(body.as_bytes()).unwrap();
         Preset::for_source(source).prepare(
             &Source::parse(source).unwrap(),
@@ -245,7 +254,12 @@ mod tests {
 
     #[test]
     fn refersion_takes_event_id_or_topic_and_conversion_id() {
-        let seeded = prepare("refersion", &[], r#"{"event_id":"ref_1","event_type":"click"}"#).unwrap();
+        let seeded = prepare(
+            "refersion",
+            &[],
+            r#"{"event_id":"ref_1","event_type":"click"}"#,
+        )
+        .unwrap();
         assert_eq!(seeded.event_id.as_str(), "ref_1");
         assert_eq!(seeded.event_type.as_deref(), Some("click"));
 
@@ -267,7 +281,11 @@ mod tests {
     fn shopify_prefers_event_id_then_webhook_id() {
         let both = prepare(
             "shopify",
-            &[("X-Shopify-Event-Id", "ev-1"), ("X-Shopify-Webhook-Id", "wh-1"), ("X-Shopify-Topic", "orders/create")],
+            &[
+                ("X-Shopify-Event-Id", "ev-1"),
+                ("X-Shopify-Webhook-Id", "wh-1"),
+                ("X-Shopify-Topic", "orders/create"),
+            ],
             "{}",
         )
         .unwrap();
@@ -285,7 +303,10 @@ mod tests {
         assert_eq!(stripe.event_type.as_deref(), Some("charge.succeeded"));
         let github = prepare(
             "github",
-            &[("X-GitHub-Delivery", "72d3162e"), ("X-GitHub-Event", "push")],
+            &[
+                ("X-GitHub-Delivery", "72d3162e"),
+                ("X-GitHub-Event", "push"),
+            ],
             "{}",
         )
         .unwrap();
@@ -298,20 +319,50 @@ mod tests {
         let all = [("webhook-id", "wh"), ("Idempotency-Key", "ik")];
         let body = r#"{"event_id":"ev","id":7,"type":"t"}"#;
         assert_eq!(prepare("acme", &all, body).unwrap().event_id.as_str(), "wh");
-        assert_eq!(prepare("acme", &all[1..], body).unwrap().event_id.as_str(), "ik");
+        assert_eq!(
+            prepare("acme", &all[1..], body).unwrap().event_id.as_str(),
+            "ik"
+        );
         assert_eq!(prepare("acme", &[], body).unwrap().event_id.as_str(), "ev");
-        assert_eq!(prepare("acme", &[], r#"{"id":7}"#).unwrap().event_id.as_str(), "7");
-        assert_eq!(prepare("acme", &[], body).unwrap().event_type.as_deref(), Some("t"));
-        assert_eq!(prepare("acme", &[], r#"{"id":7}"#).unwrap().event_type, None);
+        assert_eq!(
+            prepare("acme", &[], r#"{"id":7}"#)
+                .unwrap()
+                .event_id
+                .as_str(),
+            "7"
+        );
+        assert_eq!(
+            prepare("acme", &[], body).unwrap().event_type.as_deref(),
+            Some("t")
+        );
+        assert_eq!(
+            prepare("acme", &[], r#"{"id":7}"#).unwrap().event_type,
+            None
+        );
         assert!(prepare("acme", &[], r#"{"id":1.5}"#).is_err());
         assert!(prepare("acme", &[], r#"{"other":1}"#).is_err());
     }
 
     #[test]
     fn stripe_fingerprint_ignores_fields_stripe_changes_between_retries() {
-        let first = prepare("stripe", &[], r#"{"id":"evt_1","pending_webhooks":2,"request":{"id":"req_1"},"data":{"a":1}}"#).unwrap();
-        let retry = prepare("stripe", &[], r#"{"id":"evt_1","pending_webhooks":1,"request":{"id":null},"data":{"a":1}}"#).unwrap();
-        let changed = prepare("stripe", &[], r#"{"id":"evt_1","pending_webhooks":1,"data":{"a":2}}"#).unwrap();
+        let first = prepare(
+            "stripe",
+            &[],
+            r#"{"id":"evt_1","pending_webhooks":2,"request":{"id":"req_1"},"data":{"a":1}}"#,
+        )
+        .unwrap();
+        let retry = prepare(
+            "stripe",
+            &[],
+            r#"{"id":"evt_1","pending_webhooks":1,"request":{"id":null},"data":{"a":1}}"#,
+        )
+        .unwrap();
+        let changed = prepare(
+            "stripe",
+            &[],
+            r#"{"id":"evt_1","pending_webhooks":1,"data":{"a":2}}"#,
+        )
+        .unwrap();
         assert_eq!(first.fingerprint, retry.fingerprint);
         assert_ne!(first.fingerprint, changed.fingerprint);
     }

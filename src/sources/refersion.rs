@@ -23,15 +23,22 @@ const DEFINING_FIELDS: [&str; 6] = [
     "tracking_id",
 ];
 
-pub(super) fn event_id(headers: &HeaderMap, body: &Map<String, Value>) -> Result<EventId, PayloadError> {
+pub(super) fn event_id(
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<EventId, PayloadError> {
     if let Some(id) = body_id(body, "event_id") {
         return id;
     }
     let looked_for = "body event_id, or header Refersion-Topic with body id";
-    let (Some(topic), Some(id)) = (header(headers, TOPIC), body.get("id").filter(|v| !v.is_null())) else {
+    let (Some(topic), Some(id)) = (
+        header(headers, TOPIC),
+        body.get("id").filter(|v| !v.is_null()),
+    ) else {
         return Err(missing_id("event_id", looked_for));
     };
-    let id = id_text(id).ok_or_else(|| PayloadError::new("id", "must be a string or an integer"))?;
+    let id =
+        id_text(id).ok_or_else(|| PayloadError::new("id", "must be a string or an integer"))?;
     EventId::parse(&format!("{topic}:{id}"), "id")
 }
 
@@ -44,7 +51,9 @@ pub(super) fn event_type(headers: &HeaderMap, body: &Map<String, Value>) -> Opti
 pub(super) fn defining_fields(body: &Map<String, Value>) -> Value {
     let mut fields = Map::new();
     for name in DEFINING_FIELDS {
-        let Some(value) = body.get(name) else { continue };
+        let Some(value) = body.get(name) else {
+            continue;
+        };
         let meaning = match (name, value) {
             ("commission_amount" | "sale_amount", v) => match Amount::from_json(v, name) {
                 Ok(amount) => amount_value(amount),
@@ -76,7 +85,8 @@ pub(super) fn conversion(
 
     let order_id = match field("order_id") {
         Value::Null => return Err(PayloadError::new("order_id", "is required for a sale")),
-        v => id_text(v).ok_or_else(|| PayloadError::new("order_id", "must be a string or an integer"))?,
+        v => id_text(v)
+            .ok_or_else(|| PayloadError::new("order_id", "must be a string or an integer"))?,
     };
     if order_id.is_empty() || order_id.len() > 255 {
         return Err(PayloadError::new("order_id", "must be 1-255 bytes"));
@@ -88,12 +98,22 @@ pub(super) fn conversion(
         Value::String(s) if s.len() == 3 && s.bytes().all(|b| b.is_ascii_alphabetic()) => {
             Some(s.to_ascii_uppercase())
         }
-        _ => return Err(PayloadError::new("currency", "must be a 3-letter currency code")),
+        _ => {
+            return Err(PayloadError::new(
+                "currency",
+                "must be a 3-letter currency code",
+            ));
+        }
     };
     let tracking_id = match field("tracking_id") {
         Value::Null => None,
         Value::String(s) if s.len() <= 255 => Some(s.clone()),
-        Value::String(_) => return Err(PayloadError::new("tracking_id", "must be at most 255 bytes")),
+        Value::String(_) => {
+            return Err(PayloadError::new(
+                "tracking_id",
+                "must be at most 255 bytes",
+            ));
+        }
         _ => return Err(PayloadError::new("tracking_id", "must be a string")),
     };
     Ok(Some(NewConversion {
@@ -106,8 +126,17 @@ pub(super) fn conversion(
 }
 
 /// `Refersion-Signature`: standard base64 of HMAC-SHA256(secret, raw body).
-pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
-    super::verify_base64_body(secrets, required_header(headers, SIGNATURE)?, SIGNATURE, body)
+pub(super) fn verify(
+    secrets: &[String],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), SignatureError> {
+    super::verify_base64_body(
+        secrets,
+        required_header(headers, SIGNATURE)?,
+        SIGNATURE,
+        body,
+    )
 }
 
 #[cfg(test)]
@@ -143,22 +172,55 @@ mod tests {
     fn invalid_sale_fields_name_the_field() {
         let cases = [
             (r#"{"commission_amount":1,"sale_amount":1}"#, "order_id"),
-            (r#"{"order_id":"","commission_amount":1,"sale_amount":1}"#, "order_id"),
-            (r#"{"order_id":1.5,"commission_amount":1,"sale_amount":1}"#, "order_id"),
+            (
+                r#"{"order_id":"","commission_amount":1,"sale_amount":1}"#,
+                "order_id",
+            ),
+            (
+                r#"{"order_id":1.5,"commission_amount":1,"sale_amount":1}"#,
+                "order_id",
+            ),
             (r#"{"order_id":"o","sale_amount":1}"#, "commission_amount"),
-            (r#"{"order_id":"o","commission_amount":-1,"sale_amount":1}"#, "commission_amount"),
-            (r#"{"order_id":"o","commission_amount":"abc","sale_amount":1}"#, "commission_amount"),
-            (r#"{"order_id":"o","commission_amount":1,"sale_amount":0.1234567}"#, "sale_amount"),
-            (r#"{"order_id":"o","commission_amount":1,"sale_amount":true}"#, "sale_amount"),
-            (r#"{"order_id":"o","commission_amount":1,"sale_amount":"NaN"}"#, "sale_amount"),
-            (r#"{"order_id":"o","commission_amount":1,"sale_amount":1e400}"#, "sale_amount"),
-            (r#"{"order_id":"o","commission_amount":1,"sale_amount":1,"currency":"US"}"#, "currency"),
-            (r#"{"order_id":"o","commission_amount":1,"sale_amount":1,"tracking_id":5}"#, "tracking_id"),
+            (
+                r#"{"order_id":"o","commission_amount":-1,"sale_amount":1}"#,
+                "commission_amount",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":"abc","sale_amount":1}"#,
+                "commission_amount",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":1,"sale_amount":0.1234567}"#,
+                "sale_amount",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":1,"sale_amount":true}"#,
+                "sale_amount",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":1,"sale_amount":"NaN"}"#,
+                "sale_amount",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":1,"sale_amount":1e400}"#,
+                "sale_amount",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":1,"sale_amount":1,"currency":"US"}"#,
+                "currency",
+            ),
+            (
+                r#"{"order_id":"o","commission_amount":1,"sale_amount":1,"tracking_id":5}"#,
+                "tracking_id",
+            ),
         ];
         for (body, field) in cases {
             assert_eq!(sale(body).unwrap_err().field, field, "{body}");
         }
-        let long = format!(r#"{{"order_id":"{}","commission_amount":1,"sale_amount":1}}"#, "x".repeat(256));
+        let long = format!(
+            r#"{{"order_id":"{}","commission_amount":1,"sale_amount":1}}"#,
+            "x".repeat(256)
+        );
         assert_eq!(sale(&long).unwrap_err().field, "order_id");
     }
 
@@ -187,13 +249,27 @@ mod tests {
         let body = br#"{"id":987654321,"created":"2020-02-14 18:48:42","status":"PENDING","denied_reason_code":null,"is_recurring":false,"total_items":"1","total":"59.00","commission_total":"5.90","currency":"USD","order_id":"1001","affiliate":{"id":123,"code":"a3y7"}}"#;
         assert_eq!(body.len(), 246);
         let mut headers = HeaderMap::new();
-        headers.insert(SIGNATURE, "QSdFfKQks48MF36vlZjqqhkd9S5CK/9tOHKMG00fHaE=".parse().unwrap());
+        headers.insert(
+            SIGNATURE,
+            "QSdFfKQks48MF36vlZjqqhkd9S5CK/9tOHKMG00fHaE="
+                .parse()
+                .unwrap(),
+        );
         let secret = vec!["rfsn_example_signing_secret_0123456789".to_owned()];
         assert_eq!(verify(&secret, &headers, body), Ok(()));
-        assert_eq!(verify(&secret, &headers, &body[..245]), Err(SignatureError::NoMatch));
-        assert_eq!(verify(&["wrong".to_owned()], &headers, body), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(&secret, &headers, &body[..245]),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            verify(&["wrong".to_owned()], &headers, body),
+            Err(SignatureError::NoMatch)
+        );
         let rotated = vec!["old".to_owned(), secret[0].clone()];
         assert_eq!(verify(&rotated, &headers, body), Ok(()));
-        assert!(matches!(verify(&secret, &HeaderMap::new(), body), Err(SignatureError::MissingHeader(_))));
+        assert!(matches!(
+            verify(&secret, &HeaderMap::new(), body),
+            Err(SignatureError::MissingHeader(_))
+        ));
     }
 }

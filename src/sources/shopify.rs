@@ -24,11 +24,16 @@ pub(super) fn event_id(headers: &HeaderMap) -> Result<EventId, PayloadError> {
 }
 
 /// `X-Shopify-Hmac-Sha256`: standard base64 of HMAC-SHA256(secret, raw body).
-pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8]) -> Result<(), SignatureError> {
+pub(super) fn verify(
+    secrets: &[String],
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), SignatureError> {
     let (name, value) = match required_header(headers, SIGNATURE) {
-        Err(SignatureError::MissingHeader(_)) if headers.contains_key(SIGNATURE_UNPREFIXED) => {
-            (SIGNATURE_UNPREFIXED, required_header(headers, SIGNATURE_UNPREFIXED)?)
-        }
+        Err(SignatureError::MissingHeader(_)) if headers.contains_key(SIGNATURE_UNPREFIXED) => (
+            SIGNATURE_UNPREFIXED,
+            required_header(headers, SIGNATURE_UNPREFIXED)?,
+        ),
         other => (SIGNATURE, other?),
     };
     super::verify_base64_body(secrets, value, name, body)
@@ -47,7 +52,10 @@ mod tests {
     #[test]
     fn official_and_own_vectors() {
         let official = signed("B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=");
-        assert_eq!(verify(&["test_secret_key".into()], &official, br#"{"foo": "bar"}"#), Ok(()));
+        assert_eq!(
+            verify(&["test_secret_key".into()], &official, br#"{"foo": "bar"}"#),
+            Ok(())
+        );
         assert_eq!(
             verify(&["test_secret_key".into()], &official, br#"{"foo":"bar"}"#),
             Err(SignatureError::NoMatch)
@@ -56,19 +64,36 @@ mod tests {
         let body = br#"{"id":820982911946154508,"email":"jon@example.com","total_price":"59.00","currency":"USD"}"#;
         assert_eq!(verify(&["hush".into()], &own, body), Ok(()));
         assert_eq!(verify(&["old".into(), "hush".into()], &own, body), Ok(()));
-        assert_eq!(verify(&["HUSH".into()], &own, body), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(&["HUSH".into()], &own, body),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
     fn malformed_headers() {
         let body = br#"{"foo": "bar"}"#;
         let secrets = ["test_secret_key".to_owned()];
-        assert!(matches!(verify(&secrets, &HeaderMap::new(), body), Err(SignatureError::MissingHeader(_))));
+        assert!(matches!(
+            verify(&secrets, &HeaderMap::new(), body),
+            Err(SignatureError::MissingHeader(_))
+        ));
         for bad in ["", "not base64!", "c2hvcnQ=", &"A".repeat(8192)] {
-            assert!(matches!(verify(&secrets, &signed(bad), body), Err(SignatureError::BadFormat(_))), "{bad:.20}");
+            assert!(
+                matches!(
+                    verify(&secrets, &signed(bad), body),
+                    Err(SignatureError::BadFormat(_))
+                ),
+                "{bad:.20}"
+            );
         }
         let mut unprefixed = HeaderMap::new();
-        unprefixed.insert(SIGNATURE_UNPREFIXED, "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g=".parse().unwrap());
+        unprefixed.insert(
+            SIGNATURE_UNPREFIXED,
+            "B23tXN681gZ0qIWNRrgtzBE9XSDo5yaUu6wfmhu3a7g="
+                .parse()
+                .unwrap(),
+        );
         assert_eq!(verify(&secrets, &unprefixed, body), Ok(()));
     }
 }

@@ -15,7 +15,10 @@ use crate::model::EventId;
 /// Seconds either way, as in every reference library.
 pub const TOLERANCE_SECS: i64 = 5 * 60;
 
-pub(super) fn event_id(headers: &HeaderMap, body: &Map<String, Value>) -> Result<EventId, PayloadError> {
+pub(super) fn event_id(
+    headers: &HeaderMap,
+    body: &Map<String, Value>,
+) -> Result<EventId, PayloadError> {
     header_id(headers, "webhook-id")
         .or_else(|| header_id(headers, "Idempotency-Key"))
         .or_else(|| body_id(body, "event_id"))
@@ -43,7 +46,12 @@ pub fn secret_key(secret: &str) -> Option<Vec<u8>> {
     engine.decode(encoded).ok().filter(|key| !key.is_empty())
 }
 
-pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), SignatureError> {
+pub(super) fn verify(
+    secrets: &[String],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
     let id = required_header(headers, "webhook-id")?;
     let timestamp = required_header(headers, "webhook-timestamp")?;
     let signatures = required_header(headers, "webhook-signature")?;
@@ -60,7 +68,11 @@ pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8], now: 
     }
     // A secret that does not decode was refused at startup; here it can only not match.
     let keys: Vec<Vec<u8>> = secrets.iter().filter_map(|s| secret_key(s)).collect();
-    super::check(&keys, &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body], &candidates)?;
+    super::check(
+        &keys,
+        &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+        &candidates,
+    )?;
     if (now - seconds).abs() > TOLERANCE_SECS {
         return Err(SignatureError::OutsideTolerance);
     }
@@ -81,21 +93,54 @@ mod tests {
 
     #[test]
     fn official_vectors() {
-        let primary = delivery("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let primary = delivery(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+        );
         let body = br#"{"test": 2432232314}"#;
         let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned();
-        assert_eq!(verify(std::slice::from_ref(&secret), &primary, body, 1614265330), Ok(()));
+        assert_eq!(
+            verify(std::slice::from_ref(&secret), &primary, body, 1614265330),
+            Ok(())
+        );
         // The tests also accept the secret without its prefix.
-        assert_eq!(verify(&["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()], &primary, body, 1614265330), Ok(()));
-        let negative = delivery("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=");
-        assert_eq!(verify(std::slice::from_ref(&secret), &negative, body, 1614265330), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(
+                &["MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into()],
+                &primary,
+                body,
+                1614265330
+            ),
+            Ok(())
+        );
+        let negative = delivery(
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA=",
+        );
+        assert_eq!(
+            verify(std::slice::from_ref(&secret), &negative, body, 1614265330),
+            Err(SignatureError::NoMatch)
+        );
 
-        let second = delivery("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=");
+        let second = delivery(
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            "1649367553",
+            "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=",
+        );
         let body2 = br#"{"email":"test@example.com","username":"test_user"}"#;
         let secret2 = ["whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD".to_owned()];
         assert_eq!(verify(&secret2, &second, body2, 1649367553), Ok(()));
-        let wrong = delivery("msg_27UH4WbU6Z5A5EzD8u03UvzRbpk", "1649367553", "v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=");
-        assert_eq!(verify(&secret2, &wrong, body2, 1649367553), Err(SignatureError::NoMatch));
+        let wrong = delivery(
+            "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk",
+            "1649367553",
+            "v1,R3PTzyfHASBKHH98a7yexTwaJ4yNIcGhFQc1yuN+BPU=",
+        );
+        assert_eq!(
+            verify(&secret2, &wrong, body2, 1649367553),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
@@ -107,22 +152,40 @@ mod tests {
         assert_eq!(verify(&secret, &ok, body, 1614265330), Ok(()));
         let invalid_only = "v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
         let bad = delivery("msg_p5jXN8AQM9LWM0D4loKWxJek", "1614265330", invalid_only);
-        assert_eq!(verify(&secret, &bad, body, 1614265330), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(&secret, &bad, body, 1614265330),
+            Err(SignatureError::NoMatch)
+        );
     }
 
     #[test]
     fn own_vector_and_tolerance_both_ways() {
         let body = br#"{"type":"contact.created","timestamp":"2022-11-03T20:26:10.344522Z","data":{"id":"1f81eb52-5198-4599-803e-771906343485"}}"#;
         let secret = ["whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=".to_owned()];
-        let headers = delivery("msg_2KWPBgLlAfxdpx2AI54pPJ85f4W", "1674087231", "v1,4PMU5Dl90B4kgwxDpwuMZ/cnZ5ztf+Y+kviYQD66rJg=");
+        let headers = delivery(
+            "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+            "1674087231",
+            "v1,4PMU5Dl90B4kgwxDpwuMZ/cnZ5ztf+Y+kviYQD66rJg=",
+        );
         let t = 1_674_087_231;
         for now in [t, t - TOLERANCE_SECS, t + TOLERANCE_SECS] {
-            assert_eq!(verify(&secret, &headers, body, now), Ok(()), "now = t{:+}", now - t);
+            assert_eq!(
+                verify(&secret, &headers, body, now),
+                Ok(()),
+                "now = t{:+}",
+                now - t
+            );
         }
         for now in [t - TOLERANCE_SECS - 1, t + TOLERANCE_SECS + 1] {
-            assert_eq!(verify(&secret, &headers, body, now), Err(SignatureError::OutsideTolerance));
+            assert_eq!(
+                verify(&secret, &headers, body, now),
+                Err(SignatureError::OutsideTolerance)
+            );
         }
-        let rotated = ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(), secret[0].clone()];
+        let rotated = [
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned(),
+            secret[0].clone(),
+        ];
         assert_eq!(verify(&rotated, &headers, body, t), Ok(()));
     }
 
@@ -135,9 +198,20 @@ mod tests {
             verify(&secret, &partial, b"{}", 0),
             Err(SignatureError::MissingHeader("webhook-timestamp".into()))
         );
-        for (ts, sig) in [("soon", "v1,AAAA"), ("1", ""), ("1", "v1,***"), ("1", "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=")] {
+        for (ts, sig) in [
+            ("soon", "v1,AAAA"),
+            ("1", ""),
+            ("1", "v1,***"),
+            ("1", "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        ] {
             let headers = delivery("msg", ts, if sig.is_empty() { " " } else { sig });
-            assert!(matches!(verify(&secret, &headers, b"{}", 1), Err(SignatureError::BadFormat(_))), "{ts} {sig}");
+            assert!(
+                matches!(
+                    verify(&secret, &headers, b"{}", 1),
+                    Err(SignatureError::BadFormat(_))
+                ),
+                "{ts} {sig}"
+            );
         }
     }
 }

@@ -29,7 +29,12 @@ pub(super) fn defining_fields(body: &Map<String, Value>) -> Value {
     Value::Object(fields)
 }
 
-pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), SignatureError> {
+pub(super) fn verify(
+    secrets: &[String],
+    headers: &HeaderMap,
+    body: &[u8],
+    now: i64,
+) -> Result<(), SignatureError> {
     let value = required_header(headers, SIGNATURE)?;
     let bad_format = || SignatureError::BadFormat(SIGNATURE.to_owned());
     let mut timestamp = None;
@@ -37,7 +42,12 @@ pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8], now: 
     for item in value.split(',') {
         match item.trim().split_once('=') {
             Some(("t", t)) => timestamp = Some(t),
-            Some(("v1", sig)) => candidates.push(hex::decode(sig).ok().filter(|s| s.len() == 32).ok_or_else(bad_format)?),
+            Some(("v1", sig)) => candidates.push(
+                hex::decode(sig)
+                    .ok()
+                    .filter(|s| s.len() == 32)
+                    .ok_or_else(bad_format)?,
+            ),
             Some(_) => {}
             None => return Err(bad_format()),
         }
@@ -47,7 +57,11 @@ pub(super) fn verify(secrets: &[String], headers: &HeaderMap, body: &[u8], now: 
     if candidates.is_empty() {
         return Err(bad_format());
     }
-    super::check(&super::utf8_keys(secrets), &[timestamp.as_bytes(), b".", body], &candidates)?;
+    super::check(
+        &super::utf8_keys(secrets),
+        &[timestamp.as_bytes(), b".", body],
+        &candidates,
+    )?;
     // Checked after the signature, so an unsigned probe learns nothing about our clock.
     if (now - seconds).abs() > TOLERANCE_SECS {
         return Err(SignatureError::OutsideTolerance);
@@ -71,11 +85,16 @@ mod tests {
     #[test]
     fn official_dotnet_vector_within_and_outside_tolerance() {
         assert_eq!(DOTNET_FIXTURE.len(), 484);
-        let headers = signed("t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef");
+        let headers = signed(
+            "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7,v0=63f3a72374a733066c4be69ed7f8e5ac85c22c9f0a6a612ab9a025a9e4ee7eef",
+        );
         let secrets = ["webhook_secret".to_owned()];
         let body = DOTNET_FIXTURE.as_bytes();
         assert_eq!(verify(&secrets, &headers, body, 1533204620 + 100), Ok(()));
-        assert_eq!(verify(&secrets, &headers, body, 1533204620 + 400), Err(SignatureError::OutsideTolerance));
+        assert_eq!(
+            verify(&secrets, &headers, body, 1533204620 + 400),
+            Err(SignatureError::OutsideTolerance)
+        );
         assert_eq!(
             verify(&secrets, &headers, &body[..483], 1533204620),
             Err(SignatureError::NoMatch),
@@ -85,32 +104,71 @@ mod tests {
 
     #[test]
     fn own_vector_rotation_and_tolerance_edges() {
-        let body = br#"{"id":"evt_test_webhook","object":"event","type":"checkout.session.completed"}"#;
+        let body =
+            br#"{"id":"evt_test_webhook","object":"event","type":"checkout.session.completed"}"#;
         let t = 1_700_000_000;
-        let one = signed("t=1700000000,v1=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517");
+        let one = signed(
+            "t=1700000000,v1=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517",
+        );
         let secret = ["whsec_test_secret".to_owned()];
         assert_eq!(verify(&secret, &one, body, t), Ok(()));
         assert_eq!(verify(&secret, &one, body, t + TOLERANCE_SECS), Ok(()));
         assert_eq!(verify(&secret, &one, body, t - TOLERANCE_SECS), Ok(()));
-        assert_eq!(verify(&secret, &one, body, t + TOLERANCE_SECS + 1), Err(SignatureError::OutsideTolerance));
-        assert_eq!(verify(&secret, &one, body, t - TOLERANCE_SECS - 1), Err(SignatureError::OutsideTolerance));
-        assert_eq!(verify(&["whsec_other".into()], &one, body, t), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(&secret, &one, body, t + TOLERANCE_SECS + 1),
+            Err(SignatureError::OutsideTolerance)
+        );
+        assert_eq!(
+            verify(&secret, &one, body, t - TOLERANCE_SECS - 1),
+            Err(SignatureError::OutsideTolerance)
+        );
+        assert_eq!(
+            verify(&["whsec_other".into()], &one, body, t),
+            Err(SignatureError::NoMatch)
+        );
 
-        let rolled = signed("t=1700000000,v1=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517,v1=9f86aa3277fd60e085866aaa5183c9e3c1d0d871521c90014f24e1814c80957e");
+        let rolled = signed(
+            "t=1700000000,v1=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517,v1=9f86aa3277fd60e085866aaa5183c9e3c1d0d871521c90014f24e1814c80957e",
+        );
         assert_eq!(verify(&secret, &rolled, body, t), Ok(()));
-        assert_eq!(verify(&["whsec_old_secret".into()], &rolled, body, t), Ok(()));
+        assert_eq!(
+            verify(&["whsec_old_secret".into()], &rolled, body, t),
+            Ok(())
+        );
     }
 
     #[test]
     fn only_v1_counts_and_malformed_headers_are_refused() {
-        let body = br#"{"id":"evt_test_webhook","object":"event","type":"checkout.session.completed"}"#;
+        let body =
+            br#"{"id":"evt_test_webhook","object":"event","type":"checkout.session.completed"}"#;
         let secret = ["whsec_test_secret".to_owned()];
         // A correct signature offered as v0 must not verify (downgrade).
-        let v0_only = signed("t=1700000000,v0=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517");
-        assert!(matches!(verify(&secret, &v0_only, body, 1_700_000_000), Err(SignatureError::BadFormat(_))));
-        for bad in ["", "garbage", "t=abc,v1=00", "v1=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517", "t=1700000000", "t=1700000000,v1=xyz"] {
-            assert!(matches!(verify(&secret, &signed(bad), body, 1_700_000_000), Err(SignatureError::BadFormat(_))), "{bad}");
+        let v0_only = signed(
+            "t=1700000000,v0=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517",
+        );
+        assert!(matches!(
+            verify(&secret, &v0_only, body, 1_700_000_000),
+            Err(SignatureError::BadFormat(_))
+        ));
+        for bad in [
+            "",
+            "garbage",
+            "t=abc,v1=00",
+            "v1=1fa73ff7286785daa8168695a709e92ce31d02a9202648cb27a1c5f2e233f517",
+            "t=1700000000",
+            "t=1700000000,v1=xyz",
+        ] {
+            assert!(
+                matches!(
+                    verify(&secret, &signed(bad), body, 1_700_000_000),
+                    Err(SignatureError::BadFormat(_))
+                ),
+                "{bad}"
+            );
         }
-        assert!(matches!(verify(&secret, &HeaderMap::new(), body, 0), Err(SignatureError::MissingHeader(_))));
+        assert!(matches!(
+            verify(&secret, &HeaderMap::new(), body, 0),
+            Err(SignatureError::MissingHeader(_))
+        ));
     }
 }

@@ -37,6 +37,17 @@ pub enum StoreError {
     Internal(String),
 }
 
+impl StoreError {
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Timeout(_) => "timeout",
+            StoreError::Internal(_) => "internal",
+        }
+    }
+}
+
 /// Tuning shared by every backend.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {

@@ -69,7 +69,11 @@ impl SqliteStore {
                 path.display()
             )));
         }
-        Self::build(SqliteConnectionManager::file(path), options, options.pool_size)
+        Self::build(
+            SqliteConnectionManager::file(path),
+            options,
+            options.pool_size,
+        )
     }
 
     /// A private in-memory database (`sqlite::memory:`), for tests. One connection, kept
@@ -83,7 +87,11 @@ impl SqliteStore {
         options: &StoreOptions,
         size: u32,
     ) -> Result<SqliteStore, StoreError> {
-        let synchronous = if options.sqlite_full_sync { "FULL" } else { "NORMAL" };
+        let synchronous = if options.sqlite_full_sync {
+            "FULL"
+        } else {
+            "NORMAL"
+        };
         let busy = options.statement_timeout;
         // Per connection, because r2d2 opens connections lazily on several threads.
         // busy_timeout first, so switching to WAL waits for another process instead of
@@ -103,7 +111,9 @@ impl SqliteStore {
             .idle_timeout(None)
             .max_lifetime(None)
             .build(manager)
-            .map_err(|e| StoreError::Unavailable(format!("cannot open the SQLite database: {e}")))?;
+            .map_err(|e| {
+                StoreError::Unavailable(format!("cannot open the SQLite database: {e}"))
+            })?;
         Ok(SqliteStore {
             pool,
             writer: Mutex::new(()),
@@ -119,7 +129,10 @@ impl SqliteStore {
     }
 
     /// Runs `work` as the only writer of this process, or times out.
-    fn write<T>(&self, work: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    fn write<T>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let _gate = self
             .writer
             .try_lock_for(self.timeout)
@@ -133,7 +146,8 @@ impl SqliteStore {
     /// waits for no fsync.
     fn count_duplicate(&self, id: i64) -> Result<(), StoreError> {
         self.write(|conn| {
-            conn.pragma_update(None, "synchronous", "NORMAL").map_err(map_err)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(map_err)?;
             let counted = conn
                 .prepare_cached(sql::COUNT_DUPLICATE)
                 .and_then(|mut stmt| stmt.execute(params![id, now_text()]));
@@ -151,7 +165,8 @@ fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Out
     let receipt = existing.receipt();
     let now = now_text();
     if existing.fingerprint == event.fingerprint {
-        conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now]).map_err(map_err)?;
+        conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
+            .map_err(map_err)?;
         return Ok(Outcome::Duplicate(receipt));
     }
     conn.execute(
@@ -159,7 +174,8 @@ fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Out
         params![existing.id, event.fingerprint, event.payload, now],
     )
     .map_err(map_err)?;
-    conn.execute(sql::COUNT_CONFLICT, params![existing.id, now]).map_err(map_err)?;
+    conn.execute(sql::COUNT_CONFLICT, params![existing.id, now])
+        .map_err(map_err)?;
     Ok(Outcome::Conflict(receipt))
 }
 
@@ -175,13 +191,16 @@ impl Existing {
 fn find(conn: &Connection, event: &NewEvent) -> Result<Option<Existing>, StoreError> {
     conn.prepare_cached(sql::FIND_EVENT)
         .and_then(|mut stmt| {
-            stmt.query_row(params![event.source.as_str(), event.event_id.as_str()], |row| {
-                Ok(Existing {
-                    id: row.get(0)?,
-                    fingerprint: row.get(1)?,
-                    conversion_id: row.get(2)?,
-                })
-            })
+            stmt.query_row(
+                params![event.source.as_str(), event.event_id.as_str()],
+                |row| {
+                    Ok(Existing {
+                        id: row.get(0)?,
+                        fingerprint: row.get(1)?,
+                        conversion_id: row.get(2)?,
+                    })
+                },
+            )
             .optional()
         })
         .map_err(map_err)
@@ -277,40 +296,52 @@ impl Store for SqliteStore {
 
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(sql::GET_EVENT, params![source.as_str(), id.as_str()], |row| {
-            Ok(StoredEvent {
-                id: row.get(0)?,
-                source: row.get(1)?,
-                external_event_id: row.get(2)?,
-                event_type: row.get(3)?,
-                payload: row.get(4)?,
-                fingerprint: row.get(5)?,
-                conversion_id: row.get(6)?,
-                delivery_count: row.get(7)?,
-                conflict_count: row.get(8)?,
-                first_seen_at: row.get(9)?,
-                last_seen_at: row.get(10)?,
-            })
-        })
+        conn.query_row(
+            sql::GET_EVENT,
+            params![source.as_str(), id.as_str()],
+            |row| {
+                Ok(StoredEvent {
+                    id: row.get(0)?,
+                    source: row.get(1)?,
+                    external_event_id: row.get(2)?,
+                    event_type: row.get(3)?,
+                    payload: row.get(4)?,
+                    fingerprint: row.get(5)?,
+                    conversion_id: row.get(6)?,
+                    delivery_count: row.get(7)?,
+                    conflict_count: row.get(8)?,
+                    first_seen_at: row.get(9)?,
+                    last_seen_at: row.get(10)?,
+                })
+            },
+        )
         .optional()
         .map_err(map_err)
     }
 
-    fn conversion(&self, source: &Source, id: &EventId) -> Result<Option<StoredConversion>, StoreError> {
+    fn conversion(
+        &self,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Option<StoredConversion>, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(sql::GET_CONVERSION, params![source.as_str(), id.as_str()], |row| {
-            Ok(StoredConversion {
-                id: row.get(0)?,
-                source: row.get(1)?,
-                external_event_id: row.get(2)?,
-                order_id: row.get(3)?,
-                commission_amount: amount(row.get::<_, String>(4)?, 4)?,
-                sale_amount: amount(row.get::<_, String>(5)?, 5)?,
-                currency: row.get(6)?,
-                tracking_id: row.get(7)?,
-                created_at: row.get(8)?,
-            })
-        })
+        conn.query_row(
+            sql::GET_CONVERSION,
+            params![source.as_str(), id.as_str()],
+            |row| {
+                Ok(StoredConversion {
+                    id: row.get(0)?,
+                    source: row.get(1)?,
+                    external_event_id: row.get(2)?,
+                    order_id: row.get(3)?,
+                    commission_amount: amount(row.get::<_, String>(4)?, 4)?,
+                    sale_amount: amount(row.get::<_, String>(5)?, 5)?,
+                    currency: row.get(6)?,
+                    tracking_id: row.get(7)?,
+                    created_at: row.get(8)?,
+                })
+            },
+        )
         .optional()
         .map_err(map_err)
     }
@@ -349,14 +380,22 @@ impl Store for SqliteStore {
 fn amount(text: String, column: usize) -> rusqlite::Result<Amount> {
     text.parse::<Decimal>()
         .map(Amount::from_decimal)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(e)))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                column,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
 }
 
 /// Lock waits past `busy_timeout` are timeouts; an unwritable or full disk means the store
 /// is unavailable; anything else is unexpected.
 fn map_err(err: rusqlite::Error) -> StoreError {
     match err.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Timeout(err.to_string()),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            StoreError::Timeout(err.to_string())
+        }
         Some(
             ErrorCode::ReadOnly
             | ErrorCode::CannotOpen

@@ -52,7 +52,13 @@ impl TestDb {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = DatabaseUrl::Sqlite(dir.path().join("hooklatch.db"));
                 let store = store::open(&url, options).expect("open SQLite");
-                TestDb { backend, url, store, _dir: Some(dir), pg_database: None }
+                TestDb {
+                    backend,
+                    url,
+                    store,
+                    _dir: Some(dir),
+                    pg_database: None,
+                }
             }
             Backend::Postgres => {
                 let (name, url) = create_pg_database(test)?;
@@ -64,7 +70,13 @@ impl TestDb {
                         panic!("open PostgreSQL: {e}");
                     }
                 };
-                TestDb { backend, url, store, _dir: None, pg_database: Some(name) }
+                TestDb {
+                    backend,
+                    url,
+                    store,
+                    _dir: None,
+                    pg_database: Some(name),
+                }
             }
         };
         db.store.migrate().expect("migrate");
@@ -78,7 +90,10 @@ impl TestDb {
 
     /// Settings pointing at this database, for apps and servers built on it.
     pub fn config(&self) -> Config {
-        Config { database_url: self.url.clone(), ..Config::default() }
+        Config {
+            database_url: self.url.clone(),
+            ..Config::default()
+        }
     }
 
     pub fn app(&self) -> Arc<App> {
@@ -111,19 +126,34 @@ impl Store for Closed {
     fn migrate(&self) -> Result<(), store::StoreError> {
         Err(closed())
     }
-    fn process(&self, _: &hooklatch::model::NewEvent) -> Result<hooklatch::model::Outcome, store::StoreError> {
+    fn process(
+        &self,
+        _: &hooklatch::model::NewEvent,
+    ) -> Result<hooklatch::model::Outcome, store::StoreError> {
         Err(closed())
     }
     fn ping(&self) -> Result<(), store::StoreError> {
         Err(closed())
     }
-    fn event(&self, _: &hooklatch::model::Source, _: &hooklatch::model::EventId) -> Result<Option<hooklatch::model::StoredEvent>, store::StoreError> {
+    fn event(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::model::StoredEvent>, store::StoreError> {
         Err(closed())
     }
-    fn conversion(&self, _: &hooklatch::model::Source, _: &hooklatch::model::EventId) -> Result<Option<hooklatch::model::StoredConversion>, store::StoreError> {
+    fn conversion(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::model::StoredConversion>, store::StoreError> {
         Err(closed())
     }
-    fn conflicts(&self, _: &hooklatch::model::Source, _: &hooklatch::model::EventId) -> Result<Vec<hooklatch::model::StoredConflict>, store::StoreError> {
+    fn conflicts(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Vec<hooklatch::model::StoredConflict>, store::StoreError> {
         Err(closed())
     }
     fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
@@ -162,7 +192,11 @@ fn create_pg_database(test: &str) -> Option<(String, String)> {
             return None;
         }
     };
-    let short: String = test.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(30).collect();
+    let short: String = test
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(30)
+        .collect();
     let name = format!(
         "hooklatch_t_{}_{}_{}",
         short.to_ascii_lowercase(),
@@ -170,7 +204,9 @@ fn create_pg_database(test: &str) -> Option<(String, String)> {
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
     client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
+        ))
         .unwrap_or_else(|e| panic!("create database {name}: {e}"));
     Some((name.clone(), replace_database(&admin_url, &name)))
 }
@@ -186,7 +222,11 @@ fn admin_client(url: &str) -> Result<postgres::Client, postgres::Error> {
     config.connect_timeout(Duration::from_secs(3));
     // The sync client runs its own runtime, which must not nest inside a test's tokio
     // runtime, so connect on a plain thread.
-    std::thread::scope(|s| s.spawn(|| config.connect(postgres::NoTls)).join().expect("connect thread"))
+    std::thread::scope(|s| {
+        s.spawn(|| config.connect(postgres::NoTls))
+            .join()
+            .expect("connect thread")
+    })
 }
 
 /// `postgres://u@h:p/db?x` with `db` replaced by `database`.
@@ -231,8 +271,14 @@ type CaseFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '
 
 /// Opens a fresh store on this thread, runs the case on a multi-threaded runtime, and
 /// closes the store on this thread again (never on a runtime worker).
-pub fn run_case(backend: Backend, name: &str, case: impl for<'a> FnOnce(&'a TestDb) -> CaseFuture<'a>) {
-    let Some(db) = TestDb::fresh(backend, name) else { return };
+pub fn run_case(
+    backend: Backend,
+    name: &str,
+    case: impl for<'a> FnOnce(&'a TestDb) -> CaseFuture<'a>,
+) {
+    let Some(db) = TestDb::fresh(backend, name) else {
+        return;
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)
         .enable_all()
@@ -263,7 +309,7 @@ pub async fn post(app: &Arc<App>, path: &str, headers: &[(&str, &str)], body: &s
         .method("POST")
         .path(path)
         .header("content-type", "application/json")
-        .body(body.to_owned());
+        .body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -278,14 +324,22 @@ pub async fn request(app: &Arc<App>, request: warp::test::RequestBuilder) -> Rep
 fn into_reply(response: warp::http::Response<bytes::Bytes>) -> Reply {
     let status = response.status();
     let headers = response.headers().clone();
-    let body = serde_json::from_slice(response.body())
-        .unwrap_or_else(|e| panic!("{status}: body is not JSON ({e}): {:?}", String::from_utf8_lossy(response.body())));
+    let body = serde_json::from_slice(response.body()).unwrap_or_else(|e| {
+        panic!(
+            "{status}: body is not JSON ({e}): {:?}",
+            String::from_utf8_lossy(response.body())
+        )
+    });
     assert_eq!(
         headers.get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/json"),
         "every answer is JSON"
     );
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A Refersion sale body with the given event id and commission.
@@ -311,7 +365,9 @@ impl TestServer {
     }
 
     pub async fn start_with_grace(app: Arc<App>, grace: Duration) -> TestServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(hooklatch::serve(
@@ -322,7 +378,11 @@ impl TestServer {
             },
             grace,
         ));
-        TestServer { addr, stop: Some(stop), task }
+        TestServer {
+            addr,
+            stop: Some(stop),
+            task,
+        }
     }
 
     /// Signals shutdown and waits for the server to finish.
@@ -351,12 +411,18 @@ impl RawReply {
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body))
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body))
     }
 }
 
 /// POSTs a JSON body over a fresh connection (blocking; call from a plain thread).
-pub fn http_post(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)], body: &str) -> RawReply {
+pub fn http_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> RawReply {
     let mut head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -372,7 +438,9 @@ pub fn http_post(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)
 pub fn raw_exchange(addr: std::net::SocketAddr, head: &[u8], body: &[u8]) -> RawReply {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
     stream.write_all(head).expect("write head");
     // The server may answer and close before reading the body (413); that is fine.
     let _ = stream.write_all(body);
@@ -383,7 +451,9 @@ pub fn raw_exchange(addr: std::net::SocketAddr, head: &[u8], body: &[u8]) -> Raw
 
 pub fn parse_reply(raw: &[u8]) -> RawReply {
     let text = String::from_utf8_lossy(raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
     let mut lines = head.split("\r\n");
     let status = lines
         .next()
@@ -394,7 +464,11 @@ pub fn parse_reply(raw: &[u8]) -> RawReply {
         .filter_map(|l| l.split_once(':'))
         .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
         .collect();
-    RawReply { status, headers, body: body.to_owned() }
+    RawReply {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
 }
 
 /// Standard base64 of HMAC-SHA256(secret, message): Refersion's and Shopify's scheme.

@@ -1,0 +1,76 @@
+//! Prometheus metrics: deliveries by source and outcome, signature failures by source and
+//! reason, store errors, and a latency histogram. One process-wide recorder, installed on
+//! first use.
+//!
+//! The `source` label takes only names the operator configured or the presets; any other
+//! source is `other`, so a client spraying random source names cannot grow the label set.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::config::Sources;
+use crate::model::Source;
+
+pub const DELIVERIES: &str = "hooklatch_deliveries_total";
+pub const SIGNATURE_FAILURES: &str = "hooklatch_signature_failures_total";
+pub const STORE_ERRORS: &str = "hooklatch_store_errors_total";
+pub const LATENCY: &str = "hooklatch_request_duration_seconds";
+
+/// Latency buckets in seconds: the targets are around a millisecond.
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+/// The process-wide handle. A second install in one process (tests) reuses the first.
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(&BUCKETS).ok()?;
+            match builder.install_recorder() {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
+            }
+        })
+        .as_ref()
+}
+
+/// The text exposition, or an empty page when no recorder could be installed.
+pub fn render() -> String {
+    match handle() {
+        Some(handle) => {
+            // Without the exporter's own listener, histograms need this to drain.
+            handle.run_upkeep();
+            handle.render()
+        }
+        None => String::new(),
+    }
+}
+
+/// The bounded label for a source.
+pub fn source_label(sources: &Sources, source: &Source) -> String {
+    if sources.is_known(source) {
+        source.as_str().to_owned()
+    } else {
+        "other".to_owned()
+    }
+}
+
+pub fn delivery(source: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(DELIVERIES, "source" => source.to_owned(), "outcome" => outcome).increment(1);
+    metrics::histogram!(LATENCY, "outcome" => outcome).record(elapsed.as_secs_f64());
+}
+
+pub fn signature_failure(source: &str, reason: &'static str) {
+    metrics::counter!(SIGNATURE_FAILURES, "source" => source.to_owned(), "reason" => reason)
+        .increment(1);
+}
+
+pub fn store_error(kind: &'static str) {
+    metrics::counter!(STORE_ERRORS, "kind" => kind).increment(1);
+}
