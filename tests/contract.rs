@@ -33,6 +33,7 @@ contract!(
     sixty_four_concurrent_http_deliveries_one_conversion,
     thousand_events_from_thirty_two_clients_over_a_socket,
     signed_sources_verify_before_storing,
+    every_preset_accepts_signed_and_refuses_forged_deliveries,
     migrations_run_once,
     health_and_readiness,
 );
@@ -950,4 +951,237 @@ async fn health_and_readiness(db: &TestDb) {
     assert_eq!(ready.status, StatusCode::OK);
     assert_eq!(ready.body["status"], "ready");
     assert_eq!(ready.body["store"], db.store.backend());
+}
+
+/// One signed delivery per preset: the headers that sign `body` with `secret` now.
+fn signed_headers(preset: &str, secret: &str, body: &str, event: &str) -> Vec<(String, String)> {
+    use base64::Engine;
+    let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mac = |key: &[u8], message: &[u8]| common::hmac_sha256(key, message);
+    let pairs: Vec<(&str, String)> = match preset {
+        "refersion" => vec![(
+            "Refersion-Signature",
+            b64(mac(secret.as_bytes(), body.as_bytes())),
+        )],
+        "shopify" => vec![
+            (
+                "X-Shopify-Hmac-Sha256",
+                b64(mac(secret.as_bytes(), body.as_bytes())),
+            ),
+            ("X-Shopify-Webhook-Id", event.to_owned()),
+            ("X-Shopify-Topic", "orders/create".to_owned()),
+        ],
+        "stripe" => {
+            let signed = format!("{now}.{body}");
+            vec![(
+                "Stripe-Signature",
+                format!(
+                    "t={now},v1={}",
+                    hex::encode(mac(secret.as_bytes(), signed.as_bytes()))
+                ),
+            )]
+        }
+        "github" => vec![
+            (
+                "X-Hub-Signature-256",
+                format!(
+                    "sha256={}",
+                    hex::encode(mac(secret.as_bytes(), body.as_bytes()))
+                ),
+            ),
+            ("X-GitHub-Delivery", event.to_owned()),
+            ("X-GitHub-Event", "push".to_owned()),
+        ],
+        "standard" => {
+            let key = hooklatch::sources::standard_secret_key(secret).unwrap();
+            let signed = format!("{event}.{now}.{body}");
+            vec![
+                ("webhook-id", event.to_owned()),
+                ("webhook-timestamp", now.to_string()),
+                (
+                    "webhook-signature",
+                    format!("v1,{}", b64(mac(&key, signed.as_bytes()))),
+                ),
+            ]
+        }
+        "generic" => vec![
+            (
+                "X-Signature",
+                format!(
+                    "sha256={}",
+                    hex::encode(mac(secret.as_bytes(), body.as_bytes()))
+                ),
+            ),
+            ("X-Event", event.to_owned()),
+        ],
+        other => panic!("no preset {other}"),
+    };
+    pairs.into_iter().map(|(n, v)| (n.to_owned(), v)).collect()
+}
+
+async fn every_preset_accepts_signed_and_refuses_forged_deliveries(db: &TestDb) {
+    use hooklatch::sources::{Encoding, GenericScheme, IdLocation};
+    let mut config = db.config();
+    let generic = Preset::Generic(GenericScheme {
+        signature_header: "X-Signature".into(),
+        encoding: Encoding::Hex,
+        prefix: Some("sha256=".into()),
+        id: Some(IdLocation::Header("X-Event".into())),
+    });
+    // (source name, preset, preset name, secret, body)
+    let cases = [
+        (
+            "refersion",
+            Preset::Refersion,
+            "refersion",
+            "rfsn_secret",
+            r#"{"event_type":"sale","event_id":"p-ref","order_id":"o","commission_amount":1,"sale_amount":2}"#,
+        ),
+        (
+            "shop-eu",
+            Preset::Shopify,
+            "shopify",
+            "shpss_secret",
+            r#"{"id":820982911946154508,"total_price":"59.00"}"#,
+        ),
+        (
+            "stripe",
+            Preset::Stripe,
+            "stripe",
+            "whsec_stripe_secret",
+            r#"{"id":"evt_p1","type":"charge.succeeded","pending_webhooks":1}"#,
+        ),
+        (
+            "github",
+            Preset::Github,
+            "github",
+            "gh secret",
+            r#"{"zen":"Keep it logically awesome."}"#,
+        ),
+        (
+            "svix-app",
+            Preset::Standard,
+            "standard",
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            r#"{"type":"contact.created","data":{"id":1}}"#,
+        ),
+        (
+            "woo",
+            generic,
+            "generic",
+            "wc_secret",
+            r#"{"id":727,"status":"processing"}"#,
+        ),
+    ];
+    for (name, preset, _, secret, _) in &cases {
+        config.sources.insert(
+            name,
+            SourceSettings {
+                preset: preset.clone(),
+                secrets: vec![secret.to_string()],
+            },
+        );
+    }
+    let app = db.app_with(&config);
+    for (name, _, preset_name, secret, body) in cases {
+        let path = format!("/webhooks/{name}");
+        let event = format!("evt-{name}");
+        let headers = signed_headers(preset_name, secret, body, &event);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+
+        const SIGNATURE_HEADERS: [&str; 6] = [
+            "Refersion-Signature",
+            "X-Shopify-Hmac-Sha256",
+            "Stripe-Signature",
+            "X-Hub-Signature-256",
+            "webhook-signature",
+            "X-Signature",
+        ];
+        let unsigned: Vec<(&str, &str)> = headers
+            .iter()
+            .copied()
+            .filter(|(n, _)| !SIGNATURE_HEADERS.contains(n))
+            .collect();
+        assert_eq!(
+            unsigned.len() + 1,
+            headers.len(),
+            "{name}: exactly the signature is dropped"
+        );
+        let refused = post(&app, &path, &unsigned, body).await;
+        assert_eq!(
+            refused.status,
+            StatusCode::UNAUTHORIZED,
+            "{name} unsigned: {:?}",
+            refused.body
+        );
+        assert_eq!(refused.body["reason"], "missing_header", "{name}");
+
+        // One added space: the same JSON, different bytes.
+        let tampered = format!(" {body}");
+        let forged = post(&app, &path, &headers, &tampered).await;
+        assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "{name} tampered");
+        assert_eq!(forged.body["reason"], "no_match", "{name}");
+        assert!(!forged.body.to_string().contains(secret));
+
+        let wrong_secret = signed_headers(
+            preset_name,
+            "whsec_AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            body,
+            &event,
+        );
+        let wrong: Vec<(&str, &str)> = wrong_secret
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            post(&app, &path, &wrong, body).await.status,
+            StatusCode::UNAUTHORIZED,
+            "{name} wrong secret"
+        );
+        assert_eq!(
+            totals(db).await.events,
+            0,
+            "{name}: nothing stored for a refused delivery"
+        );
+
+        let signed = post(&app, &path, &headers, body).await;
+        assert_eq!(signed.status, StatusCode::OK, "{name}: {:?}", signed.body);
+        let replay = post(&app, &path, &headers, body).await;
+        assert_eq!(replay.status, StatusCode::ACCEPTED, "{name} replay");
+        assert_eq!(
+            replay.body["webhook_event_id"],
+            signed.body["webhook_event_id"]
+        );
+        let stored = db
+            .store
+            .event(
+                &source(name),
+                &id(signed.body["event_id"].as_str().unwrap()),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            stored.payload.as_deref(),
+            Some(body),
+            "the raw bytes that were signed are kept"
+        );
+        assert_eq!(totals(db).await.events, 1, "{name}");
+        // Clean the slate for the next preset's "nothing stored" check.
+        reset(db).await;
+    }
+}
+
+/// Forgets every row, so a case can check "nothing stored" per step.
+async fn reset(db: &TestDb) {
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || common::wipe(&url))
+        .await
+        .unwrap();
 }

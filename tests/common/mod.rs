@@ -483,3 +483,21 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
     mac.update(message);
     mac.finalize().into_bytes().to_vec()
 }
+
+/// Deletes every event, conversion and conflict, through the backend's own client.
+pub fn wipe(url: &DatabaseUrl) {
+    const WIPE: &str =
+        "DELETE FROM webhook_conflicts; DELETE FROM webhook_events; DELETE FROM conversions;";
+    match url {
+        DatabaseUrl::Sqlite(path) => {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(WIPE)
+                .unwrap();
+        }
+        DatabaseUrl::Postgres(url) => {
+            admin_client(url).unwrap().batch_execute(WIPE).unwrap();
+        }
+        DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be wiped from outside"),
+    }
+}
