@@ -174,21 +174,24 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_string(key, out);
-                out.push(':');
-                write_canonical(&map[key], out);
-            }
-            out.push('}');
-        }
+        Value::Object(map) => write_object(map, &[], out),
     }
+}
+
+/// An object in canonical form, leaving out the top-level keys in `skip`.
+fn write_object(map: &Map<String, Value>, skip: &[&str], out: &mut String) {
+    let mut keys: Vec<&String> = map.keys().filter(|k| !skip.contains(&k.as_str())).collect();
+    keys.sort();
+    out.push('{');
+    for (i, key) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(key, out);
+        out.push(':');
+        write_canonical(&map[key], out);
+    }
+    out.push('}');
 }
 
 fn write_string(s: &str, out: &mut String) {
@@ -199,6 +202,13 @@ fn write_string(s: &str, out: &mut String) {
 /// Lowercase hex SHA-256 of the canonical form of `value`.
 pub fn fingerprint(value: &Value) -> String {
     hex::encode(Sha256::digest(canonical(value).as_bytes()))
+}
+
+/// The fingerprint of an object without its top-level keys in `skip`, without copying it.
+pub fn fingerprint_object(map: &Map<String, Value>, skip: &[&str]) -> String {
+    let mut out = String::new();
+    write_object(map, skip, &mut out);
+    hex::encode(Sha256::digest(out.as_bytes()))
 }
 
 #[cfg(test)]

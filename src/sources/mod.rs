@@ -94,36 +94,39 @@ impl Preset {
         raw: &[u8],
         body: &Map<String, Value>,
     ) -> Result<NewEvent, PayloadError> {
-        let (event_id, event_type, defining) = match self {
+        // Every preset but Refersion fingerprints the whole body, less the fields its
+        // provider changes between retries of one event.
+        let whole_body = |volatile: &[&str]| json::fingerprint_object(body, volatile);
+        let (event_id, event_type, fingerprint) = match self {
             Preset::Refersion => (
                 refersion::event_id(headers, body)?,
                 refersion::event_type(headers, body),
-                refersion::defining_fields(body),
+                json::fingerprint(&refersion::defining_fields(body)),
             ),
             Preset::Shopify => (
                 shopify::event_id(headers)?,
                 header(headers, "X-Shopify-Topic"),
-                Value::Object(body.clone()),
+                whole_body(&[]),
             ),
             Preset::Stripe => (
                 stripe::event_id(body)?,
                 body_string(body, "type"),
-                stripe::defining_fields(body),
+                whole_body(&stripe::VOLATILE_FIELDS),
             ),
             Preset::Github => (
                 github::event_id(headers)?,
                 header(headers, "X-GitHub-Event"),
-                Value::Object(body.clone()),
+                whole_body(&[]),
             ),
             Preset::Standard => (
                 standard::event_id(headers, body)?,
                 standard::event_type(body),
-                Value::Object(body.clone()),
+                whole_body(&[]),
             ),
             Preset::Generic(scheme) => (
                 scheme.event_id(headers, body)?,
                 standard::event_type(body),
-                Value::Object(body.clone()),
+                whole_body(&[]),
             ),
         };
         let conversion = match self {
@@ -137,7 +140,7 @@ impl Preset {
             // The body parsed as JSON, and JSON text is UTF-8, so this never fails;
             // a lossy copy would still never be reached.
             payload: String::from_utf8_lossy(raw).into_owned(),
-            fingerprint: json::fingerprint(&defining),
+            fingerprint,
             conversion,
         })
     }

@@ -15,18 +15,10 @@ const SIGNATURE: &str = "Stripe-Signature";
 pub const TOLERANCE_SECS: i64 = 300;
 
 /// Fields Stripe changes between retries of one event.
-const VOLATILE_FIELDS: [&str; 2] = ["pending_webhooks", "request"];
+pub(super) const VOLATILE_FIELDS: [&str; 2] = ["pending_webhooks", "request"];
 
 pub(super) fn event_id(body: &Map<String, Value>) -> Result<EventId, PayloadError> {
     body_id(body, "id").unwrap_or_else(|| Err(missing_id("id", "body id (evt_…)")))
-}
-
-pub(super) fn defining_fields(body: &Map<String, Value>) -> Value {
-    let mut fields = body.clone();
-    for name in VOLATILE_FIELDS {
-        fields.remove(name);
-    }
-    Value::Object(fields)
 }
 
 pub(super) fn verify(
