@@ -1,22 +1,596 @@
-//! PostgreSQL backend (placeholder until the backend lands).
+//! PostgreSQL backend: the sync `postgres` client pooled with r2d2, for any number of
+//! hooklatch instances sharing one database.
+//!
+//! One round trip per webhook: the whole receive step is the PL/pgSQL function
+//! `process_webhook_idempotently` (sql/postgres/), and each pooled connection carries its
+//! own prepared statement calling it ([`PgConn`]). A call is then a single
+//! Bind/Execute/Sync write and one answer. The statement is prepared on the connection's
+//! first `process()`, not at connect time, because a fresh database has no function
+//! until `migrate()` ran.
+//!
+//! Checkout validation is off: r2d2's `test_on_check_out` would add a round trip to
+//! every webhook. Instead, the first error that shows a connection is gone marks it
+//! broken (r2d2 drops it on return) and starts a new connection *epoch*; connections
+//! from an older epoch are checked once with a trivial query before their next use. So
+//! after an outage one request per instance gets a 503, and service resumes without a
+//! restart.
+//!
+//! The sync client runs a private tokio runtime and panics when it blocks on a runtime
+//! thread, dropping included. Callers go through `run_blocking`; as a safety net every
+//! driver call also steps off a runtime thread if it finds itself on one
+//! ([`off_runtime`]), and `Drop` closes the pool on a plain thread.
 
-use super::{EventId, NewEvent, Outcome, Source, Store, StoreError, StoreOptions, StoredConflict, StoredConversion, StoredEvent, Totals};
+use std::error::Error as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-pub struct PostgresStore;
+use parking_lot::Mutex;
+
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config, NoTls, Row, Statement};
+use r2d2::{ManageConnection, Pool, PooledConnection};
+use rust_decimal::Decimal;
+
+use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files};
+use crate::model::{
+    Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
+    StoredEvent, Totals,
+};
+
+const MIGRATIONS: [MigrationFile; 2] = migration_files!("postgres");
+
+/// Key of the session advisory lock held while migrating ("hooklatc" in ASCII), so that
+/// instances starting together migrate one after the other.
+const MIGRATION_LOCK: i64 = 0x686f_6f6b_6c61_7463;
+
+mod sql {
+    pub const PROCESS_FUNCTION: &str =
+        include_str!("../../sql/postgres/process_webhook_idempotently.sql");
+    pub const PROCESS: &str = include_str!("../../sql/postgres/process.sql");
+    pub const GET_EVENT: &str = include_str!("../../sql/postgres/get_event.sql");
+    pub const GET_CONVERSION: &str = include_str!("../../sql/postgres/get_conversion.sql");
+    pub const LIST_CONFLICTS: &str = include_str!("../../sql/postgres/list_conflicts.sql");
+    pub const TOTALS: &str = include_str!("../../sql/postgres/totals.sql");
+    pub const PING: &str = include_str!("../../sql/postgres/ping.sql");
+    pub const MIGRATION_LOCK: &str = include_str!("../../sql/postgres/migration_lock.sql");
+    pub const MIGRATION_UNLOCK: &str = include_str!("../../sql/postgres/migration_unlock.sql");
+}
+
+/// A pooled connection and what it has prepared.
+struct PgConn {
+    client: Client,
+    /// The call of `process_webhook_idempotently`, prepared on first use.
+    process: Option<Statement>,
+    /// The connection epoch this connection was last known good in.
+    epoch: u64,
+    /// Set when an error showed the connection is gone, so r2d2 discards it.
+    broken: bool,
+}
+
+/// Opens [`PgConn`]s; r2d2 owns when.
+struct Manager {
+    config: Config,
+    epoch: Arc<AtomicU64>,
+}
+
+impl ManageConnection for Manager {
+    type Connection = PgConn;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<PgConn, postgres::Error> {
+        // Read before connecting: a connection opened while the epoch moves is checked once
+        // more, never once less.
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let client = self.config.connect(NoTls)?;
+        Ok(PgConn {
+            client,
+            process: None,
+            epoch,
+            broken: false,
+        })
+    }
+
+    /// Only used if `test_on_check_out` is turned back on (see the module header).
+    fn is_valid(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
+        conn.client.simple_query(sql::PING).map(|_| ())
+    }
+
+    fn has_broken(&self, conn: &mut PgConn) -> bool {
+        conn.broken || conn.client.is_closed()
+    }
+}
+
+/// Failed connection attempts, which r2d2 retries until the connect timeout. Only the
+/// latest is kept, to explain the failure of the request that gave up waiting; r2d2's
+/// default handler would log every retry.
+#[derive(Debug, Default)]
+struct LastConnectError(Mutex<Option<String>>);
+
+#[derive(Debug)]
+struct RecordErrors(Arc<LastConnectError>);
+
+impl r2d2::HandleError<postgres::Error> for RecordErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        let text = pg_text(&error);
+        tracing::debug!(error = %text, "PostgreSQL connection attempt failed");
+        *self.0.0.lock() = Some(text);
+    }
+}
+
+pub struct PostgresStore {
+    /// `None` only while being dropped.
+    pool: Option<Pool<Manager>>,
+    /// Settings for the dedicated migration connection: no statement timeout, since a
+    /// migration may legitimately take longer than a request.
+    migration_config: Config,
+    epoch: Arc<AtomicU64>,
+    last_connect_error: Arc<LastConnectError>,
+    connect_timeout: Duration,
+}
 
 impl PostgresStore {
-    pub fn open(_url: &str, _options: &StoreOptions) -> Result<PostgresStore, StoreError> {
-        Err(StoreError::Unavailable("the PostgreSQL backend is not built yet".into()))
+    /// Connects to the server named by `url` (`postgres://…` or `postgresql://…`). Fails
+    /// with a one-line `Unavailable` when no connection succeeds within the connect
+    /// timeout.
+    pub fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, StoreError> {
+        let mut config: Config = url.parse().map_err(|e: postgres::Error| {
+            StoreError::Unavailable(format!("invalid PostgreSQL URL: {}", describe(&e)))
+        })?;
+        config.connect_timeout(options.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("hooklatch");
+        }
+        config.notice_callback(|notice| {
+            tracing::debug!(notice = %notice.message(), "PostgreSQL notice");
+        });
+        let migration_config = config.clone();
+
+        // Server-side limits, so no lock wait or statement outlives the store timeout.
+        let millis = options.statement_timeout.as_millis();
+        let limits = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
+        let merged = match config.get_options() {
+            Some(existing) if !existing.trim().is_empty() => format!("{existing} {limits}"),
+            _ => limits,
+        };
+        config.options(&merged);
+        // A server that vanished without closing the socket (host down, network cut)
+        // would otherwise leave a request waiting for TCP's own retries, for minutes.
+        config.tcp_user_timeout(options.connect_timeout + options.statement_timeout);
+
+        let epoch = Arc::new(AtomicU64::new(0));
+        let last_connect_error = Arc::new(LastConnectError::default());
+        let size = options.pool_size.max(1);
+        let pool = Pool::builder()
+            .max_size(size)
+            // Every connection is opened up front and kept: no request pays for a
+            // connection setup once the pool is warm.
+            .min_idle(Some(size))
+            .connection_timeout(options.connect_timeout)
+            .test_on_check_out(false)
+            .error_handler(Box::new(RecordErrors(last_connect_error.clone())))
+            // Not `build()`: it waits until *every* connection is up. Startup only needs
+            // one; the rest fill in behind.
+            .build_unchecked(Manager {
+                config,
+                epoch: epoch.clone(),
+            });
+        let store = PostgresStore {
+            pool: Some(pool),
+            migration_config,
+            epoch,
+            last_connect_error,
+            connect_timeout: options.connect_timeout,
+        };
+        // Waits for the first connection; dropping the store on failure closes the pool.
+        off_runtime(|| store.conn().map(drop)).map_err(|e| {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", detail(&e)))
+        })?;
+        Ok(store)
+    }
+
+    /// A connection known good in the current epoch.
+    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
+        // Each pass discards one dead connection, so the pool size bounds the passes.
+        for _ in 0..=pool.max_size() {
+            let mut conn = pool.get().map_err(|_| self.no_connection(pool))?;
+            let epoch = self.epoch.load(Ordering::Acquire);
+            if conn.epoch == epoch {
+                return Ok(conn);
+            }
+            match conn.client.simple_query(sql::PING) {
+                Ok(_) => {
+                    conn.epoch = epoch;
+                    return Ok(conn);
+                }
+                Err(_) => conn.broken = true,
+            }
+        }
+        Err(StoreError::Unavailable(
+            "every pooled PostgreSQL connection was lost".into(),
+        ))
+    }
+
+    /// Why `pool.get()` gave up: every connection busy, or none could be opened.
+    fn no_connection(&self, pool: &Pool<Manager>) -> StoreError {
+        let waited = self.connect_timeout.as_secs_f64();
+        if let Some(cause) = self.last_connect_error.0.lock().take() {
+            return StoreError::Unavailable(format!("no connection within {waited}s: {cause}"));
+        }
+        let state = pool.state();
+        if state.connections >= pool.max_size() && state.idle_connections == 0 {
+            StoreError::Timeout(format!(
+                "all {} connections stayed busy for {waited}s",
+                state.connections
+            ))
+        } else {
+            StoreError::Timeout(format!(
+                "no connection within {waited}s: the server accepted but did not answer"
+            ))
+        }
+    }
+
+    /// Runs `work` on a good connection; an error that shows the connection is gone
+    /// retires it and makes every older connection prove itself before its next use.
+    fn with_conn<T: Send>(
+        &self,
+        work: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
+        // The connection is also returned (and maybe closed) inside, off the runtime.
+        off_runtime(|| {
+            let mut conn = self.conn()?;
+            work(&mut conn).map_err(|e| {
+                if connection_lost(&e) || conn.client.is_closed() {
+                    conn.broken = true;
+                    self.epoch.fetch_add(1, Ordering::AcqRel);
+                }
+                map_err(&e)
+            })
+        })
+    }
+
+    /// Admin reads keyed by `(source, event id)`. Typed parameters let the unnamed
+    /// statement go out with its Bind in one write, instead of a prepare round trip first.
+    fn query_by_event(
+        &self,
+        sql: &str,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Vec<Row>, StoreError> {
+        self.with_conn(|conn| {
+            conn.client.query_typed(
+                sql,
+                &[(&source.as_str(), Type::TEXT), (&id.as_str(), Type::TEXT)],
+            )
+        })
+    }
+
+    /// The body of [`Store::migrate`], on a thread where the client may block.
+    fn migrate_now(&self) -> Result<(), StoreError> {
+        let mut client = self.migration_config.connect(NoTls).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL to migrate: {}",
+                describe(&e)
+            ))
+        })?;
+        client
+            .execute(sql::MIGRATION_LOCK, &[&MIGRATION_LOCK])
+            .map_err(|e| map_err(&e))?;
+        let migrated = Self::run_migrations(&mut client);
+        let unlocked = client
+            .execute(sql::MIGRATION_UNLOCK, &[&MIGRATION_LOCK])
+            .map(|_| ())
+            .map_err(|e| map_err(&e));
+        migrated.and(unlocked)
+    }
+
+    fn run_migrations(client: &mut Client) -> Result<(), StoreError> {
+        let migrations = super::refinery_migrations(&MIGRATIONS)?;
+        refinery::Runner::new(&migrations)
+            .run(client)
+            .map_err(|e| {
+                StoreError::Unavailable(format!("PostgreSQL migration failed: {}", describe(&e)))
+            })?;
+        client.batch_execute(sql::PROCESS_FUNCTION).map_err(|e| {
+            let err = map_err(&e);
+            StoreError::Internal(format!(
+                "cannot install process_webhook_idempotently: {}",
+                detail(&err)
+            ))
+        })
+    }
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else { return };
+        // Closing a sync client blocks on its private runtime, which panics on a tokio
+        // worker thread; a plain thread is always allowed to.
+        match std::thread::Builder::new()
+            .name("hooklatch-pg-close".into())
+            .spawn(move || drop(pool))
+        {
+            Ok(handle) => {
+                let _ = handle.join();
+            }
+            // Leaking the connections (the server closes them) beats a panic.
+            Err(e) => tracing::warn!(error = %e, "cannot close the PostgreSQL pool"),
+        }
     }
 }
 
 impl Store for PostgresStore {
-    fn backend(&self) -> &'static str { "postgres" }
-    fn migrate(&self) -> Result<(), StoreError> { unreachable!() }
-    fn process(&self, _: &NewEvent) -> Result<Outcome, StoreError> { unreachable!() }
-    fn ping(&self) -> Result<(), StoreError> { unreachable!() }
-    fn event(&self, _: &Source, _: &EventId) -> Result<Option<StoredEvent>, StoreError> { unreachable!() }
-    fn conversion(&self, _: &Source, _: &EventId) -> Result<Option<StoredConversion>, StoreError> { unreachable!() }
-    fn conflicts(&self, _: &Source, _: &EventId) -> Result<Vec<StoredConflict>, StoreError> { unreachable!() }
-    fn totals(&self) -> Result<Totals, StoreError> { unreachable!() }
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Runs on a dedicated connection holding a session advisory lock, so instances
+    /// starting together migrate one at a time; the server releases the lock with the
+    /// connection should this process die mid-way. Then (re)installs the function.
+    fn migrate(&self) -> Result<(), StoreError> {
+        off_runtime(|| self.migrate_now())
+    }
+
+    fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
+        let conversion = event.conversion.as_ref();
+        let order_id = conversion.map(|c| c.order_id.as_str());
+        let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
+        let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
+        let currency = conversion.and_then(|c| c.currency.as_deref());
+        let tracking_id = conversion.and_then(|c| c.tracking_id.as_deref());
+        let params: [&(dyn ToSql + Sync); 10] = [
+            &event.source.as_str(),
+            &event.event_id.as_str(),
+            &event.event_type,
+            &event.payload,
+            &event.fingerprint,
+            &order_id,
+            &commission,
+            &sale,
+            &currency,
+            &tracking_id,
+        ];
+        let row = self.with_conn(|conn| {
+            let statement = match &conn.process {
+                Some(statement) => statement.clone(),
+                None => {
+                    let statement = conn.client.prepare(sql::PROCESS)?;
+                    conn.process = Some(statement.clone());
+                    statement
+                }
+            };
+            let row = conn.client.query_one(&statement, &params);
+            if row.is_err() {
+                // Prepare again next time, in case the function was replaced with another
+                // shape underneath this statement; one extra round trip after a failure.
+                conn.process = None;
+            }
+            row
+        })?;
+        let outcome: String = get(&row, 0)?;
+        let receipt = Receipt {
+            webhook_event_id: get(&row, 1)?,
+            conversion_id: get(&row, 2)?,
+        };
+        match outcome.as_str() {
+            "processed" => Ok(Outcome::Processed(receipt)),
+            "duplicate" => Ok(Outcome::Duplicate(receipt)),
+            "conflict" => Ok(Outcome::Conflict(receipt)),
+            other => Err(StoreError::Internal(format!(
+                "process_webhook_idempotently returned the unknown outcome {other:?}"
+            ))),
+        }
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| conn.client.simple_query(sql::PING).map(|_| ()))
+    }
+
+    fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let Some(row) = self
+            .query_by_event(sql::GET_EVENT, source, id)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(StoredEvent {
+            id: get(&row, 0)?,
+            source: get(&row, 1)?,
+            external_event_id: get(&row, 2)?,
+            event_type: get(&row, 3)?,
+            payload: get(&row, 4)?,
+            fingerprint: get(&row, 5)?,
+            conversion_id: get(&row, 6)?,
+            delivery_count: get(&row, 7)?,
+            conflict_count: get(&row, 8)?,
+            first_seen_at: get(&row, 9)?,
+            last_seen_at: get(&row, 10)?,
+        }))
+    }
+
+    fn conversion(
+        &self,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Option<StoredConversion>, StoreError> {
+        let Some(row) = self
+            .query_by_event(sql::GET_CONVERSION, source, id)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(StoredConversion {
+            id: get(&row, 0)?,
+            source: get(&row, 1)?,
+            external_event_id: get(&row, 2)?,
+            order_id: get(&row, 3)?,
+            commission_amount: Amount::from_decimal(get(&row, 4)?),
+            sale_amount: Amount::from_decimal(get(&row, 5)?),
+            currency: get(&row, 6)?,
+            tracking_id: get(&row, 7)?,
+            created_at: get(&row, 8)?,
+        }))
+    }
+
+    fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError> {
+        self.query_by_event(sql::LIST_CONFLICTS, source, id)?
+            .iter()
+            .map(|row| {
+                Ok(StoredConflict {
+                    id: get(row, 0)?,
+                    webhook_event_id: get(row, 1)?,
+                    fingerprint: get(row, 2)?,
+                    payload: get(row, 3)?,
+                    received_at: get(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    fn totals(&self) -> Result<Totals, StoreError> {
+        let row = self.with_conn(|conn| conn.client.query_typed(sql::TOTALS, &[]))?;
+        let row = row
+            .first()
+            .ok_or_else(|| StoreError::Internal("totals returned no row".into()))?;
+        Ok(Totals {
+            events: get(row, 0)?,
+            conversions: get(row, 1)?,
+            conflicts: get(row, 2)?,
+        })
+    }
+}
+
+/// Runs driver work where the sync client may block. Callers are meant to be on a plain
+/// or blocking-pool thread already (`run_blocking`), where this costs a thread-local
+/// lookup; on a runtime thread the client would panic, so the work steps off it instead
+/// (a tokio worker hands its queue to another thread; a current-thread runtime, as in
+/// `#[tokio::test]`, gets a scoped thread).
+fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Err(_) => work(),
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(work).join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+    }
+}
+
+/// A column, or `Internal` if the schema is not what this binary expects.
+fn get<'a, T: postgres::types::FromSql<'a>>(row: &'a Row, index: usize) -> Result<T, StoreError> {
+    row.try_get(index)
+        .map_err(|e| StoreError::Internal(format!("column {index}: {e}")))
+}
+
+/// True when the error means the connection itself is gone: the socket closed or broke,
+/// or the server ended the session (shutdown, `pg_terminate_backend`).
+fn connection_lost(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                ]
+                .contains(code)
+        }
+        None => io_cause(err),
+    }
+}
+
+fn io_cause(err: &postgres::Error) -> bool {
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        if c.is::<std::io::Error>() {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
+/// Waits the server gave up on are timeouts (the provider retries); a lost or refusing
+/// server is unavailable; anything else is unexpected.
+fn map_err(err: &postgres::Error) -> StoreError {
+    let text = pg_text(err);
+    let Some(code) = err.code() else {
+        return if err.is_closed() || io_cause(err) {
+            StoreError::Unavailable(text)
+        } else {
+            StoreError::Internal(text)
+        };
+    };
+    let class = &code.code()[..2];
+    if [
+        SqlState::QUERY_CANCELED,
+        SqlState::LOCK_NOT_AVAILABLE,
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+    ]
+    .contains(code)
+    {
+        StoreError::Timeout(text)
+    } else if connection_lost(err)
+        // insufficient resources (too many connections, disk full), authentication,
+        // unknown database, read-only standby: the server refuses the work.
+        || class == "53"
+        || class == "28"
+        || *code == SqlState::INVALID_CATALOG_NAME
+        || *code == SqlState::READ_ONLY_SQL_TRANSACTION
+    {
+        StoreError::Unavailable(text)
+    } else {
+        StoreError::Internal(text)
+    }
+}
+
+/// The message inside a store error, without the variant's prefix.
+fn detail(err: &StoreError) -> String {
+    match err {
+        StoreError::Unavailable(m) | StoreError::Timeout(m) | StoreError::Internal(m) => m.clone(),
+    }
+}
+
+/// A driver error on one line; a server error as the server worded it, with its SQLSTATE.
+fn pg_text(err: &postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => one_line(&format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        )),
+        None => describe(err),
+    }
+}
+
+/// An error and its causes on one line. The driver's own text is terse ("db error");
+/// the server's message is in the cause, and may carry DETAIL/HINT lines.
+fn describe(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    one_line(&text)
+}
+
+/// Server messages may carry DETAIL/HINT lines; errors must stay on one line.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

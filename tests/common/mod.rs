@@ -203,10 +203,11 @@ fn create_pg_database(test: &str) -> Option<(String, String)> {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
+    // Two statements: a multi-statement batch is one transaction, which DROP DATABASE
+    // refuses.
     client
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
+        .and_then(|()| client.batch_execute(&format!("CREATE DATABASE {name}")))
         .unwrap_or_else(|e| panic!("create database {name}: {e}"));
     Some((name.clone(), replace_database(&admin_url, &name)))
 }

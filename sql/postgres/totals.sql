@@ -1,0 +1,3 @@
+SELECT (SELECT count(*) FROM webhook_events),
+       (SELECT count(*) FROM conversions),
+       (SELECT count(*) FROM webhook_conflicts)
