@@ -18,6 +18,10 @@ fn main() -> ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        // A failed log write must not become a failed request: with internal errors on,
+        // tracing reports it with eprintln!, which panics when stderr cannot be written
+        // (a full disk under the log file), so every request that logged lost its answer.
+        .log_internal_errors(false)
         .init();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

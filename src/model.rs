@@ -57,6 +57,13 @@ impl EventId {
                 format!("the event id is longer than {} bytes", Self::MAX_BYTES),
             ));
         }
+        if text.contains('\0') {
+            // PostgreSQL text cannot hold U+0000, and both backends must answer alike.
+            return Err(PayloadError::new(
+                field,
+                "the event id contains a NUL character",
+            ));
+        }
         Ok(EventId(text.to_owned()))
     }
 
@@ -183,6 +190,26 @@ pub struct NewEvent {
     /// Lowercase hex SHA-256 of the canonical form of the fields that define the event.
     pub fingerprint: String,
     pub conversion: Option<NewConversion>,
+}
+
+impl NewEvent {
+    /// Refuses text bound for a column of its own that holds U+0000: PostgreSQL `text`
+    /// cannot store it, so SQLite must not either. (The payload is unaffected: a NUL
+    /// in JSON is the escape `\u0000`, which is plain text.)
+    pub fn check_storable(&self) -> Result<(), PayloadError> {
+        let conversion = self.conversion.as_ref();
+        let texts = [
+            ("event_type", self.event_type.as_deref()),
+            ("order_id", conversion.map(|c| c.order_id.as_str())),
+            ("tracking_id", conversion.and_then(|c| c.tracking_id.as_deref())),
+        ];
+        for (field, text) in texts {
+            if text.is_some_and(|t| t.contains('\0')) {
+                return Err(PayloadError::new(field, "must not contain a NUL character"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The ids of the original processing of an event.

@@ -98,6 +98,16 @@ impl SqliteStore {
         // failing.
         let manager = manager.with_init(move |c| {
             c.busy_timeout(busy)?;
+            // A file this process may not write opens read-only without an error, and
+            // such a connection would refuse every write for as long as the pool keeps
+            // it, even after the file is writable again. Refused here, it is retried
+            // later instead: writes get 503 during the fault and resume after it.
+            if c.is_readonly(rusqlite::MAIN_DB)? {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_READONLY),
+                    Some("the database file is not writable".into()),
+                ));
+            }
             c.pragma_update(None, "journal_mode", "WAL")?;
             c.pragma_update(None, "synchronous", synchronous)?;
             c.pragma_update(None, "foreign_keys", "ON")?;
@@ -214,7 +224,11 @@ impl Store for SqliteStore {
     fn migrate(&self) -> Result<(), StoreError> {
         let migrations = super::refinery_migrations(&MIGRATIONS)?;
         self.write(|conn| {
+            // Grouped: every pending migration and its history row in one transaction.
+            // Ungrouped, refinery commits a migration and its history row separately, and
+            // a crash between the two leaves a store that no start can migrate again.
             refinery::Runner::new(&migrations)
+                .set_grouped(true)
                 .run(conn)
                 .map(|_| ())
                 .map_err(|e| StoreError::Unavailable(format!("SQLite migration failed: {e}")))
