@@ -129,10 +129,10 @@ fn bench_postgres(args: &Args) {
     let admin =
         std::env::var("HOOKLATCH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.to_owned());
     let name = format!("hooklatch_bench_{}", std::process::id());
-    if let Err(e) = admin_exec(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name}; CREATE DATABASE {name}"),
-    ) {
+    // Two calls: a multi-statement batch is one transaction, which DROP DATABASE refuses.
+    let created = admin_exec(&admin, &format!("DROP DATABASE IF EXISTS {name}"))
+        .and_then(|()| admin_exec(&admin, &format!("CREATE DATABASE {name}")));
+    if let Err(e) = created {
         println!("postgres  SKIPPED: no PostgreSQL at {admin}: {e}");
         return;
     }
@@ -175,58 +175,55 @@ fn run_phases(
     let (status, _) = post(&mut connect(server.addr), &sale_body("dup-fixed"));
     assert!(status == 200 || status == 202, "seed duplicate: {status}");
 
+    let mut server_samples = Vec::new();
     for &clients in &args.clients {
         for kind in ["new", "duplicate"] {
-            let mut sample = load(
-                server.addr,
+            let duration = Duration::from_secs(args.seconds);
+            server_samples.push((
                 kind,
                 clients,
-                Duration::from_secs(args.seconds),
-                backend,
-            );
-            let mut ceiling = ceiling(kind, clients);
-            let ceiling_rate = ceiling.as_ref().map(Sample::rate);
-            println!(
-                "{:<9} {:<10} {:<9} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>7} {:>12} {:>7}",
-                backend,
-                kind,
-                clients,
-                "server",
-                sample.rate(),
-                sample.percentile(0.50),
-                sample.percentile(0.99),
-                sample.errors,
-                ceiling_rate
-                    .map(|r| format!("{r:.0}"))
-                    .unwrap_or_else(|| "-".into()),
-                ceiling_rate
-                    .map(|r| format!("{:.2}", sample.rate() / r))
-                    .unwrap_or_else(|| "-".into()),
-            );
-            if let Some(c) = ceiling.as_mut() {
-                println!(
-                    "{:<9} {:<10} {:<9} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>7}",
-                    backend,
-                    kind,
-                    clients,
-                    "ceiling",
-                    c.rate(),
-                    c.percentile(0.50),
-                    c.percentile(0.99),
-                    c.errors
-                );
-            }
+                load(server.addr, kind, clients, duration, backend),
+            ));
         }
     }
     if args.soak > 0 {
         soak(server.addr, backend, Duration::from_secs(args.soak));
     }
+    // The server and its pool go before the ceiling runs, so the ceiling has the store
+    // to itself (pgbench with 64 clients needs 64 of PostgreSQL's connections).
     server.stop();
     run_off_runtime(move || {
         drop(store);
         Ok::<(), ()>(())
     })
     .ok();
+
+    for (kind, clients, mut sample) in server_samples {
+        let mut ceiling = ceiling(kind, clients);
+        let ceiling_rate = ceiling.as_ref().map(Sample::rate);
+        let ratio = ceiling_rate.map(|r| format!("{:.2}", sample.rate() / r));
+        let ceiling_text = ceiling_rate.map(|r| format!("{r:.0}"));
+        println!(
+            "{backend:<9} {kind:<10} {clients:<9} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>7} {:>12} {:>7}",
+            "server",
+            sample.rate(),
+            sample.percentile(0.50),
+            sample.percentile(0.99),
+            sample.errors,
+            ceiling_text.unwrap_or_else(|| "-".into()),
+            ratio.unwrap_or_else(|| "-".into()),
+        );
+        if let Some(c) = ceiling.as_mut() {
+            println!(
+                "{backend:<9} {kind:<10} {clients:<9} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>7}",
+                "ceiling",
+                c.rate(),
+                c.percentile(0.50),
+                c.percentile(0.99),
+                c.errors
+            );
+        }
+    }
 }
 
 /// Sustained mixed load (new and duplicate events from 16 clients) with RSS sampled at
@@ -443,7 +440,12 @@ fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
             url.parse().map_err(|e: postgres::Error| e.to_string())?;
         config.connect_timeout(Duration::from_secs(3));
         let mut client = config.connect(postgres::NoTls).map_err(|e| e.to_string())?;
-        client.batch_execute(&sql).map_err(|e| e.to_string())
+        client
+            .batch_execute(&sql)
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            })
     })
 }
 

@@ -58,12 +58,13 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let app = Arc::new(App::new(store.clone(), &config));
     let result = runtime.block_on(async {
+        let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, "hooklatch listening on {address}");
-        hooklatch::serve(app, listener, shutdown_signal(), config.shutdown_grace).await;
+        hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
         Ok(())
     });
     // Requests still running past the grace period are abandoned with the runtime;
@@ -73,24 +74,26 @@ fn run(cli: Cli) -> Result<(), String> {
     result
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or SIGINT. The handlers are installed by this call, not when the
+/// future is first polled: serving starts before the server's accept loop first polls
+/// it, and a signal in between would otherwise end the process abruptly.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()> + Send + 'static> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = terminate.recv() => {},
+                _ = interrupt.recv() => {},
             }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    {
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

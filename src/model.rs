@@ -201,7 +201,10 @@ impl NewEvent {
         let texts = [
             ("event_type", self.event_type.as_deref()),
             ("order_id", conversion.map(|c| c.order_id.as_str())),
-            ("tracking_id", conversion.and_then(|c| c.tracking_id.as_deref())),
+            (
+                "tracking_id",
+                conversion.and_then(|c| c.tracking_id.as_deref()),
+            ),
         ];
         for (field, text) in texts {
             if text.is_some_and(|t| t.contains('\0')) {

@@ -608,10 +608,22 @@ async fn ids_are_compared_exactly_and_stored_verbatim(db: &TestDb) {
         assert_eq!(again.status, StatusCode::ACCEPTED, "{raw}");
     }
     // PostgreSQL text cannot hold U+0000, so neither backend stores it: 400 on both.
-    let nul = post(&app, "/webhooks/acme", &[], r#"{"event_id":"nul\u0000byte"}"#).await;
+    let nul = post(
+        &app,
+        "/webhooks/acme",
+        &[],
+        r#"{"event_id":"nul\u0000byte"}"#,
+    )
+    .await;
     assert_eq!(nul.status, StatusCode::BAD_REQUEST);
     assert_eq!(nul.body["field"], "event_id");
-    let nul_type = post(&app, "/webhooks/acme", &[], r#"{"event_id":"fine","type":"a\u0000b"}"#).await;
+    let nul_type = post(
+        &app,
+        "/webhooks/acme",
+        &[],
+        r#"{"event_id":"fine","type":"a\u0000b"}"#,
+    )
+    .await;
     assert_eq!(nul_type.status, StatusCode::BAD_REQUEST);
     assert_eq!(nul_type.body["field"], "event_type");
     let emoji = db

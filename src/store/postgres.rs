@@ -291,7 +291,11 @@ impl PostgresStore {
 
     fn run_migrations(client: &mut Client) -> Result<(), StoreError> {
         let migrations = super::refinery_migrations(&MIGRATIONS)?;
+        // Grouped: every pending migration and its history row in one transaction.
+        // Ungrouped, refinery commits a migration and its history row separately, and a
+        // crash between the two leaves a store no start can migrate again.
         refinery::Runner::new(&migrations)
+            .set_grouped(true)
             .run(client)
             .map_err(|e| {
                 StoreError::Unavailable(format!("PostgreSQL migration failed: {}", describe(&e)))
