@@ -77,7 +77,6 @@ where
 
     let parsed = json::parse_object(&raw)?;
     let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
-    event.check_storable()?;
     let outcome = store(app, event.clone()).await?;
     tracing::info!(source = %event.source, event_id = %event.event_id, outcome = ?outcome, "delivery recorded");
     let label = match outcome {

@@ -86,7 +86,8 @@ impl Preset {
         }
     }
 
-    /// Validates a parsed body and builds the event to store.
+    /// Validates a parsed body and builds the event to store: every text it holds can be
+    /// stored by every backend.
     pub fn prepare(
         &self,
         source: &Source,
@@ -133,7 +134,7 @@ impl Preset {
             Preset::Refersion => refersion::conversion(event_type.as_deref(), body)?,
             _ => None,
         };
-        Ok(NewEvent {
+        let event = NewEvent {
             source: source.clone(),
             event_id,
             event_type,
@@ -142,7 +143,9 @@ impl Preset {
             payload: String::from_utf8_lossy(raw).into_owned(),
             fingerprint,
             conversion,
-        })
+        };
+        event.check_storable()?;
+        Ok(event)
     }
 }
 
