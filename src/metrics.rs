@@ -30,7 +30,10 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .get_or_init(|| {
             let builder = PrometheusBuilder::new().set_buckets(&BUCKETS).ok()?;
             match builder.install_recorder() {
-                Ok(handle) => Some(handle),
+                Ok(handle) => {
+                    spawn_upkeep(handle.clone());
+                    Some(handle)
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "metrics recorder not installed");
                     None
@@ -39,6 +42,25 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         })
         .as_ref()
 }
+
+/// Histogram samples pile up in the recorder until upkeep folds them into buckets; with
+/// no scraper calling /metrics that would grow without bound under load, so upkeep runs
+/// on its own clock too.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new()
+        .name("hooklatch-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_EVERY);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "metrics upkeep thread not started; histograms drain only when scraped");
+    }
+}
+
+const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The text exposition, or an empty page when no recorder could be installed.
 pub fn render() -> String {

@@ -1274,23 +1274,7 @@ impl Server {
     fn spawn(mut command: Command) -> Server {
         prepare(&mut command).stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn hooklatch");
-        let stderr = child.stderr.take().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(addr) = listening_address(&line) {
-                        let _ = tx.send(addr);
-                    }
-                    let mut log = log.lock().unwrap();
-                    log.push_str(&line);
-                    log.push('\n');
-                }
-            }
-        });
+        let (log, rx) = read_log(child.stderr.take().unwrap());
         match rx.recv_timeout(STARTUP) {
             Ok(addr) => Server {
                 child,
@@ -1420,27 +1404,34 @@ struct Running {
     address: Option<SocketAddr>,
 }
 
+/// Collects a child's stderr on a thread, and sends the address once it says it listens.
+fn read_log(stderr: std::process::ChildStderr) -> (Arc<Mutex<String>>, mpsc::Receiver<SocketAddr>) {
+    let log = Arc::new(Mutex::new(String::new()));
+    let (tx, rx) = mpsc::channel();
+    thread::spawn({
+        let log = log.clone();
+        move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_address(&line) {
+                    let _ = tx.send(addr);
+                }
+                let mut log = log.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        }
+    });
+    (log, rx)
+}
+
 trait WaitWithin {
     fn wait_with_output_within(self, limit: Duration) -> Result<(ExitStatus, String), Running>;
 }
 
 impl WaitWithin for Child {
     fn wait_with_output_within(mut self, limit: Duration) -> Result<(ExitStatus, String), Running> {
-        let stderr = self.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        let log = Arc::new(Mutex::new(String::new()));
-        thread::spawn({
-            let log = log.clone();
-            move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(addr) = listening_address(&line) {
-                        let _ = tx.send(addr);
-                    }
-                    log.lock().unwrap().push_str(&format!("{line}\n"));
-                }
-            }
-        });
+        let (log, rx) = read_log(self.stderr.take().unwrap());
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.try_wait().unwrap() {
