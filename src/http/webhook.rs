@@ -77,7 +77,7 @@ where
 
     let parsed = json::parse_object(&raw)?;
     let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
-    let outcome = store(app, event.clone()).await?;
+    let (outcome, event) = store(app, event).await?;
     tracing::info!(source = %event.source, event_id = %event.event_id, outcome = ?outcome, "delivery recorded");
     let label = match outcome {
         Outcome::Processed(_) => "processed",
@@ -88,14 +88,15 @@ where
 }
 
 /// Runs the store call on the blocking pool, waiting at most the store timeout for a
-/// free connection slot.
-async fn store(app: &App, event: NewEvent) -> Result<Outcome, StoreError> {
+/// free connection slot. The event comes back with the outcome, so the body it holds
+/// (up to the body limit) is never copied.
+async fn store(app: &App, event: NewEvent) -> Result<(Outcome, NewEvent), StoreError> {
     let _permit = tokio::time::timeout(app.store_timeout, app.store_permits.acquire())
         .await
         .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
         .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
     let store = app.store.clone();
-    run_blocking(move || store.process(&event)).await
+    run_blocking(move || store.process(&event).map(|outcome| (outcome, event))).await
 }
 
 fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Response {
