@@ -34,6 +34,8 @@ contract!(
     thousand_events_from_thirty_two_clients_over_a_socket,
     signed_sources_verify_before_storing,
     every_preset_accepts_signed_and_refuses_forged_deliveries,
+    a_delivery_waiting_on_a_rolled_back_first_becomes_the_first,
+    a_delivery_waiting_on_a_committed_first_does_not_insert_again,
     migrations_run_once,
     health_and_readiness,
 );
@@ -1197,4 +1199,63 @@ async fn reset(db: &TestDb) {
     tokio::task::spawn_blocking(move || common::wipe(&url))
         .await
         .unwrap();
+}
+
+/// Sends the seed sale while another client holds an uncommitted insert of the same id,
+/// checks that the delivery waits, then lets the other client finish.
+async fn deliver_while_held(db: &TestDb, commit: bool) -> Reply {
+    let held = {
+        let url = db.url.clone();
+        tokio::task::spawn_blocking(move || {
+            common::HeldInsert::start(&url, "refersion", "ref_evt_123456")
+        })
+        .await
+        .unwrap()
+    };
+    let app = db.app();
+    let delivery = tokio::spawn(async move { post(&app, "/webhooks/refersion", &[], SEED).await });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !delivery.is_finished(),
+        "the delivery waits for the other transaction"
+    );
+    tokio::task::spawn_blocking(move || held.finish(commit))
+        .await
+        .unwrap();
+    delivery.await.unwrap()
+}
+
+async fn a_delivery_waiting_on_a_rolled_back_first_becomes_the_first(db: &TestDb) {
+    let reply = deliver_while_held(db, false).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["status"], "processed");
+    assert!(reply.body["conversion_id"].is_i64());
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1,
+            conversions: 1,
+            conflicts: 0
+        }
+    );
+}
+
+async fn a_delivery_waiting_on_a_committed_first_does_not_insert_again(db: &TestDb) {
+    let reply = deliver_while_held(db, true).await;
+    // The held row has another fingerprint, so the waiting delivery is a conflict.
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+    assert_eq!(reply.body["status"], "conflict");
+    assert_eq!(
+        reply.body["conversion_id"],
+        Value::Null,
+        "the first one had no sale"
+    );
+    assert_eq!(
+        totals(db).await,
+        Totals {
+            events: 1,
+            conversions: 0,
+            conflicts: 1
+        }
+    );
 }

@@ -502,3 +502,53 @@ pub fn wipe(url: &DatabaseUrl) {
         DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be wiped from outside"),
     }
 }
+
+/// Another client holding an uncommitted insert of one event, as a concurrent delivery
+/// of the same id would; `finish(true)` commits it, `finish(false)` rolls it back.
+pub struct HeldInsert {
+    finish: std::sync::mpsc::Sender<bool>,
+    done: std::thread::JoinHandle<()>,
+}
+
+impl HeldInsert {
+    /// Returns once the row is inserted and the transaction is open.
+    pub fn start(url: &DatabaseUrl, source: &str, event_id: &str) -> HeldInsert {
+        const INSERT: &str = "INSERT INTO webhook_events (source, external_event_id, event_type, payload, fingerprint, first_seen_at, last_seen_at) \
+             VALUES ($1, $2, NULL, '{}', 'held-by-another-client', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')";
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let (finish, finish_rx) = std::sync::mpsc::channel::<bool>();
+        let (url, source, event_id) = (url.clone(), source.to_owned(), event_id.to_owned());
+        let done = std::thread::spawn(move || match url {
+            DatabaseUrl::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                conn.execute(&INSERT.replace('$', "?"), [&source, &event_id])
+                    .unwrap();
+                held_tx.send(()).unwrap();
+                let commit = finish_rx.recv().unwrap_or(false);
+                conn.execute_batch(if commit { "COMMIT" } else { "ROLLBACK" })
+                    .unwrap();
+            }
+            DatabaseUrl::Postgres(url) => {
+                let mut client = admin_client(&url).unwrap();
+                let mut tx = client.transaction().unwrap();
+                let insert = INSERT.replace("'2026-01-01T00:00:00.000000Z'", "now()");
+                tx.execute(&insert, &[&source, &event_id]).unwrap();
+                held_tx.send(()).unwrap();
+                if finish_rx.recv().unwrap_or(false) {
+                    tx.commit().unwrap();
+                } else {
+                    tx.rollback().unwrap();
+                }
+            }
+            DatabaseUrl::SqliteMemory => panic!("an in-memory store is private to its process"),
+        });
+        held_rx.recv().expect("the other client holds its insert");
+        HeldInsert { finish, done }
+    }
+
+    pub fn finish(self, commit: bool) {
+        self.finish.send(commit).unwrap();
+        self.done.join().unwrap();
+    }
+}
