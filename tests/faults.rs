@@ -606,13 +606,7 @@ fn sqlite_disk_refusing_writes_gives_503_never_2xx_then_recovers_with_an_intact_
     thread::sleep(Duration::from_millis(200));
 
     set_file_size_limit(server.pid(), "0");
-    let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
-    for id in during.iter().chain(["before-0".to_owned()].iter()) {
-        let sent = Instant::now();
-        let answer = post_sale(server.addr, id).unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_unavailable(&answer, id);
-        assert!(sent.elapsed() < WITHIN_STORE_TIMEOUT, "{id}");
-    }
+    let during = every_delivery_is_unavailable_in_time(server.addr);
     thread::sleep(Duration::from_millis(300));
     set_file_size_limit(server.pid(), "unlimited");
 
@@ -921,13 +915,7 @@ fn postgres_outage_gives_503_and_not_ready_then_service_resumes_by_itself_exactl
     thread::sleep(Duration::from_millis(200));
 
     proxy.cut();
-    let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
-    for id in during.iter().chain(["before-0".to_owned()].iter()) {
-        let sent = Instant::now();
-        let answer = post_sale(server.addr, id).unwrap_or_else(|e| panic!("{id}: {e}"));
-        assert_unavailable(&answer, id);
-        assert!(sent.elapsed() < WITHIN_STORE_TIMEOUT, "{id}");
-    }
+    let during = every_delivery_is_unavailable_in_time(server.addr);
     let ready = get(server.addr, "/readyz").unwrap();
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert_eq!(ready.header("retry-after"), Some("5"));
@@ -1402,6 +1390,19 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
 struct Running {
     child: Child,
     address: Option<SocketAddr>,
+}
+
+/// During an outage: five new sales and one known one each get a 503 within the store
+/// timeout. Returns the new ids, for retrying once the store is back.
+fn every_delivery_is_unavailable_in_time(addr: SocketAddr) -> Vec<String> {
+    let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
+    for id in during.iter().chain(["before-0".to_owned()].iter()) {
+        let sent = Instant::now();
+        let answer = post_sale(addr, id).unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_unavailable(&answer, id);
+        assert!(sent.elapsed() < WITHIN_STORE_TIMEOUT, "{id}");
+    }
+    during
 }
 
 /// Collects a child's stderr on a thread, and sends the address once it says it listens.

@@ -216,6 +216,14 @@ fn check(keys: &[Vec<u8>], signed: &[&[u8]], candidates: &[Vec<u8>]) -> Result<(
     }
 }
 
+/// A signed timestamp must be within `tolerance` seconds of now, in either direction.
+fn within_tolerance(now: i64, signed_at: i64, tolerance: i64) -> Result<(), SignatureError> {
+    if now.saturating_sub(signed_at).saturating_abs() > tolerance {
+        return Err(SignatureError::OutsideTolerance);
+    }
+    Ok(())
+}
+
 /// The scheme Refersion and Shopify share: base64 HMAC-SHA256 of the raw body.
 fn verify_base64_body(
     secrets: &[String],

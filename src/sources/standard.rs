@@ -73,10 +73,7 @@ pub(super) fn verify(
         &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
         &candidates,
     )?;
-    if (now - seconds).abs() > TOLERANCE_SECS {
-        return Err(SignatureError::OutsideTolerance);
-    }
-    Ok(())
+    super::within_tolerance(now, seconds, TOLERANCE_SECS)
 }
 
 #[cfg(test)]

@@ -55,10 +55,7 @@ pub(super) fn verify(
         &candidates,
     )?;
     // Checked after the signature, so an unsigned probe learns nothing about our clock.
-    if (now - seconds).abs() > TOLERANCE_SECS {
-        return Err(SignatureError::OutsideTolerance);
-    }
-    Ok(())
+    super::within_tolerance(now, seconds, TOLERANCE_SECS)
 }
 
 #[cfg(test)]
