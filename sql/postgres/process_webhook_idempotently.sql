@@ -58,9 +58,9 @@ BEGIN
             IF p_order_id IS NOT NULL THEN
                 INSERT INTO conversions AS c
                        (source, external_event_id, order_id, commission_amount,
-                        sale_amount, currency, tracking_id, created_at)
+                        sale_amount, currency, tracking_id, created_at, updated_at)
                 VALUES (p_source, p_external_event_id, p_order_id, p_commission_amount,
-                        p_sale_amount, p_currency, p_tracking_id, now())
+                        p_sale_amount, p_currency, p_tracking_id, now(), now())
                 RETURNING c.id INTO v_conversion_id;
 
                 UPDATE webhook_events e

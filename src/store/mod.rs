@@ -152,6 +152,8 @@ macro_rules! migration_files {
         [
             $crate::store::migration_file!($backend, "001_conversions"),
             $crate::store::migration_file!($backend, "002_webhook_idempotency"),
+            $crate::store::migration_file!($backend, "003_conversion_lifecycle"),
+            $crate::store::migration_file!($backend, "004_forward_outbox"),
         ]
     };
 }

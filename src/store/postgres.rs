@@ -39,7 +39,7 @@ use crate::model::{
     StoredEvent, Totals,
 };
 
-const MIGRATIONS: [MigrationFile; 2] = migration_files!("postgres");
+const MIGRATIONS: [MigrationFile; 4] = migration_files!("postgres");
 
 /// Key of the session advisory lock held while migrating ("hooklatc" in ASCII), so that
 /// instances starting together migrate one after the other.

@@ -26,7 +26,7 @@ use crate::model::{
     StoredEvent, Totals,
 };
 
-const MIGRATIONS: [MigrationFile; 2] = migration_files!("sqlite");
+const MIGRATIONS: [MigrationFile; 4] = migration_files!("sqlite");
 
 mod sql {
     pub const FIND_EVENT: &str = include_str!("../../sql/sqlite/find_event.sql");
