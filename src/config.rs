@@ -27,12 +27,29 @@ pub struct Cli {
     pub flags: Flags,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Migrate the store if needed, then serve HTTP (the default).
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Forwarding to your app: queue events again.
+    #[command(subcommand)]
+    Forward(ForwardCommand),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ForwardCommand {
+    /// Queue forwards again now, with a fresh retry schedule: every failed one
+    /// (--failed), every one of a source (--source S), or the failed ones of a source.
+    Retry {
+        /// Only this source's events.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events whose forwarding gave up (state failed).
+        #[arg(long)]
+        failed: bool,
+    },
 }
 
 /// Every setting that has a flag. Unset flags fall through to the TOML file.

@@ -7,8 +7,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod http;
 pub mod json;
 pub mod metrics;

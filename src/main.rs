@@ -9,6 +9,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use hooklatch::config::{Cli, Command, Config};
+use hooklatch::forward::Forwarder;
 use hooklatch::{App, store};
 
 fn main() -> ExitCode {
@@ -40,8 +41,21 @@ fn run(cli: Cli) -> Result<(), String> {
         .migrate()
         .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
     tracing::info!(store = %config.database_url, "store ready");
-    if cli.command == Some(Command::Migrate) {
-        return Ok(());
+    match &cli.command {
+        Some(Command::Migrate) => return Ok(()),
+        Some(Command::Forward(command)) => {
+            println!("{}", hooklatch::cli::forward::run(store.as_ref(), command)?);
+            return Ok(());
+        }
+        Some(Command::Serve) | None => {}
+    }
+    // Until `Config` declares the forwarding settings, they come from HOOKLATCH_FORWARD_*.
+    let (forward_options, forward_targets) =
+        hooklatch::forward::from_env(std::env::vars()).map_err(|e| e.to_string())?;
+    if !forward_targets.is_empty() && forward_options.secret.is_none() {
+        tracing::warn!(
+            "forwarding without HOOKLATCH_FORWARD_SECRET: requests to your app carry no webhook-signature"
+        );
     }
     for source in config.sources.unsigned() {
         tracing::warn!(
@@ -56,8 +70,21 @@ fn run(cli: Cli) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let app = Arc::new(App::new(store.clone(), &config));
+    let mut app = App::new(store.clone(), &config);
+    app.forward_to = Arc::new(forward_targets);
+    let app = Arc::new(app);
     let result = runtime.block_on(async {
+        let forwarder = if app.forward_to.is_empty() {
+            None
+        } else {
+            let forwarder = Forwarder::new(
+                store.clone(),
+                forward_options,
+                app.forward_to.clone(),
+                app.forward_wake.clone(),
+            )?;
+            Some(forwarder.spawn())
+        };
         let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -65,6 +92,9 @@ fn run(cli: Cli) -> Result<(), String> {
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, "hooklatch listening on {address}");
         hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
+        if let Some(forwarder) = forwarder {
+            forwarder.stop().await;
+        }
         Ok(())
     });
     // Requests still running past the grace period are abandoned with the runtime;

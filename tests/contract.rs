@@ -674,6 +674,7 @@ fn new_event(event_id: &str, fingerprint: &str, conversion: bool) -> NewEvent {
             currency: Some("EUR".into()),
             tracking_id: None,
         }),
+        forward: false,
     }
 }
 

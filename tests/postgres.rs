@@ -51,6 +51,7 @@ fn event(id: &str, fingerprint: &str, order_id: Option<&str>) -> NewEvent {
             currency: Some("USD".into()),
             tracking_id: Some("YOyqC7".into()),
         }),
+        forward: false,
     }
 }
 

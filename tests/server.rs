@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::{Backend, TestDb, TestServer, http_post, parse_reply, raw_exchange};
 use hooklatch::App;
 use hooklatch::config::Config;
+use hooklatch::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use hooklatch::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
@@ -161,6 +162,35 @@ impl Store for DownStore {
         Err(down())
     }
     fn totals(&self) -> Result<Totals, StoreError> {
+        Err(down())
+    }
+
+    // --- forward verbs ---
+
+    fn claim_forwards(
+        &self,
+        _: &str,
+        _: Duration,
+        _: usize,
+    ) -> Result<Vec<ForwardJob>, StoreError> {
+        Err(down())
+    }
+    fn record_forward(&self, _: i64, _: &str, _: &AttemptOutcome) -> Result<(), StoreError> {
+        Err(down())
+    }
+    fn release_forwards(&self, _: Option<&str>) -> Result<u64, StoreError> {
+        Err(down())
+    }
+    fn requeue_forward(&self, _: &Source, _: &EventId) -> Result<Option<i64>, StoreError> {
+        Err(down())
+    }
+    fn requeue_forwards(&self, _: Option<&Source>, _: bool) -> Result<u64, StoreError> {
+        Err(down())
+    }
+    fn forward_state(&self, _: &Source, _: &EventId) -> Result<Option<ForwardState>, StoreError> {
+        Err(down())
+    }
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
         Err(down())
     }
 }

@@ -13,6 +13,15 @@
 --
 -- Local variables carry a v_ prefix and columns are qualified where the OUT parameters
 -- share their names: PL/pgSQL rejects such references as ambiguous.
+--
+-- p_forward: the source forwards to the merchant's app, so a processed event also gets
+-- its forward_outbox entry in this same transaction (never for a duplicate or conflict).
+--
+-- A changed parameter list makes CREATE OR REPLACE add an overload beside the old one,
+-- and calls would become ambiguous: drop each earlier signature first.
+DROP FUNCTION IF EXISTS process_webhook_idempotently(
+    text, text, text, text, text, text, numeric, numeric, text, text);
+
 CREATE OR REPLACE FUNCTION process_webhook_idempotently(
     p_source            text,
     p_external_event_id text,
@@ -24,6 +33,7 @@ CREATE OR REPLACE FUNCTION process_webhook_idempotently(
     p_sale_amount       numeric,
     p_currency          text,
     p_tracking_id       text,
+    p_forward           boolean DEFAULT false,
     OUT outcome          text,
     OUT webhook_event_id bigint,
     OUT conversion_id    bigint
@@ -66,6 +76,10 @@ BEGIN
                 UPDATE webhook_events e
                    SET conversion_id = v_conversion_id
                  WHERE e.id = v_event_id;
+            END IF;
+            IF p_forward THEN
+                INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
+                VALUES (v_event_id, p_source, now(), now());
             END IF;
             outcome := 'processed';
             webhook_event_id := v_event_id;

@@ -32,6 +32,8 @@ pub enum ApiError {
     InvalidSignature(#[from] SignatureError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("the source {name} has no forward_to setting")]
+    NotForwarding { name: String },
 }
 
 impl ApiError {
@@ -45,6 +47,7 @@ impl ApiError {
             ApiError::BodyUnreadable | ApiError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotForwarding { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -60,6 +63,7 @@ impl ApiError {
             ApiError::InvalidPayload(_) => "invalid_payload",
             ApiError::InvalidSignature(_) => "invalid_signature",
             ApiError::Store(_) => "store_unavailable",
+            ApiError::NotForwarding { .. } => "not_forwarding",
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod error;
+pub mod forward;
 mod webhook;
 
 use std::convert::Infallible;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -28,6 +29,11 @@ pub struct App {
     /// One permit per pooled connection: requests beyond that wait here (async, cheap)
     /// for at most the store timeout instead of piling up on blocking threads.
     pub store_permits: Semaphore,
+    /// Where each source forwards; a source listed here gets an outbox entry for each
+    /// processed event.
+    pub forward_to: crate::forward::SharedTargets,
+    /// Notified after each commit of a forwarding event, so the worker sends at once.
+    pub forward_wake: Arc<Notify>,
 }
 
 impl App {
@@ -42,6 +48,8 @@ impl App {
             body_timeout: config.body_timeout,
             store_timeout: config.store.statement_timeout + config.store.connect_timeout,
             store_permits: Semaphore::new(config.store.pool_size.max(1) as usize),
+            forward_to: Arc::default(),
+            forward_wake: Arc::new(Notify::new()),
         }
     }
 }

@@ -76,8 +76,13 @@ where
         .verify(&settings.secrets, headers, &raw, unix_now())?;
 
     let parsed = json::parse_object(&raw)?;
-    let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
+    let mut event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
+    event.forward = app.forward_to.url(&source).is_some();
     let (outcome, event) = store(app, event).await?;
+    if event.forward && matches!(outcome, Outcome::Processed(_)) {
+        // After the commit: the worker sends now instead of at its next poll.
+        app.forward_wake.notify_one();
+    }
     tracing::info!(source = %event.source, event_id = %event.event_id, outcome = ?outcome, "delivery recorded");
     let label = match outcome {
         Outcome::Processed(_) => "processed",

@@ -14,6 +14,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::config::DatabaseUrl;
+use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
@@ -115,6 +116,54 @@ pub trait Store: Send + Sync + 'static {
 
     /// Row counts of events, conversions and conflicts.
     fn totals(&self) -> Result<Totals, StoreError>;
+
+    // --- forward verbs ---
+
+    /// Leases up to `limit` due pending outbox entries (oldest due first) to `owner` for
+    /// `lease`, and returns them with what to send. An entry whose lease has not expired
+    /// is never returned, so across instances no two workers hold one entry at once; a
+    /// lease left by a dead worker expires and the entry becomes claimable again.
+    fn claim_forwards(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ForwardJob>, StoreError>;
+
+    /// Records one attempt of a leased entry (counting it in `attempts`) and ends the
+    /// lease. Ignored when `owner` no longer holds the entry.
+    fn record_forward(
+        &self,
+        webhook_event_id: i64,
+        owner: &str,
+        outcome: &AttemptOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// Ends the leases of `owner` (every lease when `None`) without counting an attempt,
+    /// so the entries are claimable at once. Returns how many.
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Queues one event to be forwarded now, whatever its state (an event without an
+    /// entry gets one), with a fresh retry schedule. `None` when the event is unknown.
+    fn requeue_forward(&self, source: &Source, id: &EventId) -> Result<Option<i64>, StoreError>;
+
+    /// Queues again every entry of `source` (of every source when `None`); only the
+    /// `failed` ones when `failed_only`. Returns how many.
+    fn requeue_forwards(
+        &self,
+        source: Option<&Source>,
+        failed_only: bool,
+    ) -> Result<u64, StoreError>;
+
+    /// The forwarding state of one event; `None` when it has no outbox entry.
+    fn forward_state(
+        &self,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Option<ForwardState>, StoreError>;
+
+    /// Pending and failed counts and the age of the oldest pending entry.
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError>;
 }
 
 /// Opens the backend the URL names. Blocks (it connects), so async callers use
@@ -203,7 +252,15 @@ fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migratio
 /// The current time as stored: RFC 3339 UTC with microseconds, the same text on both
 /// backends so lexical order is time order.
 pub fn now_text() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    time_text(time::OffsetDateTime::now_utc())
+}
+
+/// `now_text()` moved `ahead` into the future.
+pub fn text_after(ahead: Duration) -> String {
+    time_text(time::OffsetDateTime::now_utc() + ahead)
+}
+
+fn time_text(now: time::OffsetDateTime) -> String {
     now.format(&time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
     ))

@@ -34,10 +34,14 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 use rust_decimal::Decimal;
 
 use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files};
+use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
     StoredEvent, Totals,
 };
+
+#[path = "postgres_forward.rs"]
+mod forward;
 
 const MIGRATIONS: [MigrationFile; 4] = migration_files!("postgres");
 
@@ -347,7 +351,7 @@ impl Store for PostgresStore {
         let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
         let currency = conversion.and_then(|c| c.currency.as_deref());
         let tracking_id = conversion.and_then(|c| c.tracking_id.as_deref());
-        let params: [&(dyn ToSql + Sync); 10] = [
+        let params: [&(dyn ToSql + Sync); 11] = [
             &event.source.as_str(),
             &event.event_id.as_str(),
             &event.event_type,
@@ -358,6 +362,7 @@ impl Store for PostgresStore {
             &sale,
             &currency,
             &tracking_id,
+            &event.forward,
         ];
         let row = self.with_conn(|conn| {
             let statement = match &conn.process {
@@ -468,6 +473,54 @@ impl Store for PostgresStore {
             conversions: get(row, 1)?,
             conflicts: get(row, 2)?,
         })
+    }
+
+    // --- forward verbs ---
+
+    fn claim_forwards(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ForwardJob>, StoreError> {
+        self.claim_forwards_now(owner, lease, limit)
+    }
+
+    fn record_forward(
+        &self,
+        webhook_event_id: i64,
+        owner: &str,
+        outcome: &AttemptOutcome,
+    ) -> Result<(), StoreError> {
+        self.record_forward_now(webhook_event_id, owner, outcome)
+    }
+
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+        self.release_forwards_now(owner)
+    }
+
+    fn requeue_forward(&self, source: &Source, id: &EventId) -> Result<Option<i64>, StoreError> {
+        self.requeue_forward_now(source, id)
+    }
+
+    fn requeue_forwards(
+        &self,
+        source: Option<&Source>,
+        failed_only: bool,
+    ) -> Result<u64, StoreError> {
+        self.requeue_forwards_now(source, failed_only)
+    }
+
+    fn forward_state(
+        &self,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Option<ForwardState>, StoreError> {
+        self.forward_state_now(source, id)
+    }
+
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
+        self.forward_backlog_now()
     }
 }
 

@@ -159,6 +159,54 @@ impl Store for Closed {
     fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
         Err(closed())
     }
+
+    // --- forward verbs ---
+
+    fn claim_forwards(
+        &self,
+        _: &str,
+        _: Duration,
+        _: usize,
+    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+        Err(closed())
+    }
+    fn record_forward(
+        &self,
+        _: i64,
+        _: &str,
+        _: &hooklatch::forward::outbox::AttemptOutcome,
+    ) -> Result<(), store::StoreError> {
+        Err(closed())
+    }
+    fn release_forwards(&self, _: Option<&str>) -> Result<u64, store::StoreError> {
+        Err(closed())
+    }
+    fn requeue_forward(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Option<i64>, store::StoreError> {
+        Err(closed())
+    }
+    fn requeue_forwards(
+        &self,
+        _: Option<&hooklatch::model::Source>,
+        _: bool,
+    ) -> Result<u64, store::StoreError> {
+        Err(closed())
+    }
+    fn forward_state(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+        Err(closed())
+    }
+    fn forward_backlog(
+        &self,
+    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+        Err(closed())
+    }
 }
 
 fn closed() -> store::StoreError {
@@ -487,8 +535,8 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Deletes every event, conversion and conflict, through the backend's own client.
 pub fn wipe(url: &DatabaseUrl) {
-    const WIPE: &str =
-        "DELETE FROM webhook_conflicts; DELETE FROM webhook_events; DELETE FROM conversions;";
+    const WIPE: &str = "DELETE FROM forward_outbox; DELETE FROM webhook_conflicts; \
+         DELETE FROM webhook_events; DELETE FROM conversions;";
     match url {
         DatabaseUrl::Sqlite(path) => {
             rusqlite::Connection::open(path)
