@@ -1,0 +1,561 @@
+//! Forwarding to the merchant's app (SPEC §6), on both stores: a small HTTP app inside
+//! the test records what arrives and answers as each test scripts it. Retry delays are
+//! milliseconds; every wait is on a condition with a deadline, never a sleep.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use common::{Backend, TestDb, post};
+use hooklatch::App;
+use hooklatch::config::{Config, SourceSettings};
+use hooklatch::forward::outbox::ForwardState;
+use hooklatch::forward::worker::ForwarderHandle;
+use hooklatch::forward::{ForwardOptions, Forwarder, Targets};
+use hooklatch::model::{EventId, Source};
+use hooklatch::sources::Preset;
+use hooklatch::store::{Store, run_blocking};
+use warp::Filter;
+use warp::http::{HeaderMap, StatusCode};
+
+contract!(
+    forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers,
+    duplicates_conflicts_and_refused_deliveries_are_never_forwarded,
+    retries_until_a_2xx_with_the_same_webhook_id,
+    gives_up_after_max_attempts_then_an_operator_retry_delivers,
+    a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile,
+    a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires,
+);
+
+/// The Standard Webhooks test secret of providers.md §4.4.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Generous bound on anything that should take milliseconds here.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// The app that receives forwards
+// ---------------------------------------------------------------------------------------
+
+/// How the app answers one request.
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Status(u16),
+    /// Holds the request open until [`TestApp::release`].
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+struct Received {
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
+            .to_str()
+            .unwrap()
+    }
+}
+
+#[derive(Default)]
+struct AppState {
+    received: Mutex<Vec<Received>>,
+    /// Answers in order; when empty, `otherwise`.
+    script: Mutex<VecDeque<Answer>>,
+    otherwise: Mutex<Option<u16>>,
+    hanging: Mutex<usize>,
+    release: tokio::sync::Notify,
+}
+
+/// A local HTTP app recording every request it receives.
+struct TestApp {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestApp {
+    async fn start() -> TestApp {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    async fn start_on(addr: SocketAddr) -> TestApp {
+        let state = Arc::new(AppState::default());
+        *state.otherwise.lock().unwrap() = Some(200);
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind app");
+        let addr = listener.local_addr().unwrap();
+        let shared = state.clone();
+        let route = warp::post()
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(move |headers: HeaderMap, body: Bytes| {
+                let state = shared.clone();
+                async move {
+                    state
+                        .received
+                        .lock()
+                        .unwrap()
+                        .push(Received { headers, body });
+                    let next = state.script.lock().unwrap().pop_front();
+                    let answer = next.unwrap_or_else(|| {
+                        Answer::Status(state.otherwise.lock().unwrap().unwrap_or(200))
+                    });
+                    let status = match answer {
+                        Answer::Status(status) => status,
+                        Answer::Hang => {
+                            let released = state.release.notified();
+                            *state.hanging.lock().unwrap() += 1;
+                            released.await;
+                            *state.hanging.lock().unwrap() -= 1;
+                            200
+                        }
+                    };
+                    warp::reply::with_status("{}", StatusCode::from_u16(status).unwrap())
+                }
+            });
+        let task = tokio::spawn(warp::serve(route).incoming(listener).run());
+        TestApp { addr, state, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hooks", self.addr)
+    }
+
+    fn script(&self, answers: &[Answer]) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    fn otherwise(&self, status: u16) {
+        *self.state.otherwise.lock().unwrap() = Some(status);
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    fn hanging(&self) -> usize {
+        *self.state.hanging.lock().unwrap()
+    }
+
+    fn release(&self) {
+        self.state.release.notify_waiters();
+    }
+
+    /// Requests received for one `webhook-id`.
+    fn for_id(&self, webhook_id: &str) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| r.header("webhook-id") == webhook_id)
+            .collect()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// hooklatch with forwarding on
+// ---------------------------------------------------------------------------------------
+
+/// Millisecond retries, so schedules run out within a test.
+fn fast(max_attempts: u32) -> ForwardOptions {
+    ForwardOptions {
+        secret: Some(hooklatch::sources::standard_secret_key(SECRET).unwrap()),
+        timeout: Duration::from_secs(5),
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_millis(80),
+        max_attempts,
+        concurrency: 4,
+    }
+}
+
+/// An app forwarding `shop` (unsigned) and `signed` (Standard Webhooks secret) to
+/// `target`, on `store`.
+fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
+    let mut config: Config = db.config();
+    config.sources.insert(
+        "signed",
+        SourceSettings {
+            preset: Preset::Standard,
+            secrets: vec![SECRET.to_owned()],
+        },
+    );
+    let mut app = App::new(store, &config);
+    let mut targets = Targets::default();
+    targets.insert("shop", &target.url()).unwrap();
+    targets.insert("signed", &target.url()).unwrap();
+    app.forward_to = Arc::new(targets);
+    Arc::new(app)
+}
+
+fn start_worker(app: &Arc<App>, options: ForwardOptions) -> ForwarderHandle {
+    Forwarder::new(
+        app.store.clone(),
+        options,
+        app.forward_to.clone(),
+        app.forward_wake.clone(),
+    )
+    .unwrap()
+    .spawn()
+}
+
+async fn state(store: &Arc<dyn Store>, source: &str, id: &str) -> Option<ForwardState> {
+    let store = store.clone();
+    let (source, id) = (
+        Source::parse(source).unwrap(),
+        EventId::parse(id, "id").unwrap(),
+    );
+    run_blocking(move || store.forward_state(&source, &id))
+        .await
+        .unwrap()
+}
+
+/// Polls `done` until it holds, failing the test after `PATIENCE`.
+async fn wait_for<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !done().await {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_for_state(store: &Arc<dyn Store>, source: &str, id: &str, want: &str) -> ForwardState {
+    wait_for_forward(store, source, id, |s| s.state == want).await
+}
+
+/// Polls the event's forwarding state until `done` holds, and returns it.
+async fn wait_for_forward(
+    store: &Arc<dyn Store>,
+    source: &str,
+    id: &str,
+    done: impl Fn(&ForwardState) -> bool,
+) -> ForwardState {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = state(store, source, id).await;
+        match found {
+            Some(found) if done(&found) => return found,
+            other => assert!(
+                Instant::now() < deadline,
+                "waited {PATIENCE:?} for {source}/{id}; last {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn standard_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut message = format!("{id}.{timestamp}.").into_bytes();
+    message.extend_from_slice(body);
+    base64::engine::general_purpose::STANDARD.encode(common::hmac_sha256(&key, &message))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------
+
+async fn forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(3));
+
+    // Odd spacing, key order and number notation: what arrives must be these bytes.
+    let body = "{ \"type\" : \"order.created\",\n  \"id\":\"evt 1/ü\", \"amount\": 15.00 ,\"z\":[1,2] }";
+    let reply = post(&app, "/webhooks/shop", &[], body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let webhook_event_id = reply.body["webhook_event_id"].as_i64().unwrap();
+    let delivered = wait_for_state(&db.store, "shop", "evt 1/ü", "delivered").await;
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(delivered.last_status, Some(200));
+    assert!(delivered.delivered_at.is_some());
+
+    let received = target.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(request.body.as_ref(), body.as_bytes(), "byte for byte");
+    let id = format!("hl_{webhook_event_id}");
+    assert_eq!(request.header("webhook-id"), id);
+    assert_eq!(request.header("content-type"), "application/json");
+    assert_eq!(request.header("x-hooklatch-source"), "shop");
+    assert_eq!(request.header("x-hooklatch-event-id"), "evt%201%2F%C3%BC");
+    assert_eq!(request.header("x-hooklatch-event-type"), "order.created");
+    let timestamp = request.header("webhook-timestamp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((timestamp.parse::<i64>().unwrap() - now).abs() < 300);
+    // Verified the way every Standard Webhooks library does: any v1 entry matching.
+    let expected = standard_signature(SECRET, &id, timestamp, &request.body);
+    let signatures = request.header("webhook-signature");
+    assert!(
+        signatures
+            .split(' ')
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .any(|s| s == expected),
+        "{signatures} does not verify"
+    );
+    worker.stop().await;
+}
+
+async fn duplicates_conflicts_and_refused_deliveries_are_never_forwarded(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(3));
+
+    let first = post(&app, "/webhooks/shop", &[], r#"{"id":"a","n":1}"#).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let duplicate = post(&app, "/webhooks/shop", &[], r#"{"n":1, "id":"a"}"#).await;
+    assert_eq!(duplicate.status, StatusCode::ACCEPTED);
+    assert_eq!(duplicate.body["status"], "accepted");
+    let conflict = post(&app, "/webhooks/shop", &[], r#"{"id":"a","n":2}"#).await;
+    assert_eq!(conflict.status, StatusCode::ACCEPTED);
+    assert_eq!(conflict.body["status"], "conflict");
+    let refused = post(&app, "/webhooks/signed", &[], r#"{"id":"r"}"#).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let last = post(&app, "/webhooks/shop", &[], r#"{"id":"b"}"#).await;
+    assert_eq!(last.status, StatusCode::OK);
+
+    wait_for_state(&db.store, "shop", "a", "delivered").await;
+    wait_for_state(&db.store, "shop", "b", "delivered").await;
+    let store = db.store.clone();
+    let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (0, 0));
+    assert_eq!(backlog.oldest_pending_secs, None);
+    let mut ids: Vec<String> = target
+        .received()
+        .iter()
+        .map(|r| r.header("x-hooklatch-event-id").to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"], "only the two processed events");
+    assert_eq!(state(&db.store, "signed", "r").await, None);
+    worker.stop().await;
+}
+
+async fn retries_until_a_2xx_with_the_same_webhook_id(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Status(500), Answer::Status(500), Answer::Status(200)]);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(5));
+
+    let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"retry-me"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let delivered = wait_for_state(&db.store, "shop", "retry-me", "delivered").await;
+    assert_eq!(delivered.attempts, 3, "attempts counts every attempt");
+    assert_eq!(delivered.last_status, Some(200));
+
+    let id = format!("hl_{}", reply.body["webhook_event_id"]);
+    let received = target.for_id(&id);
+    assert_eq!(received.len(), 3, "two failures and the delivery");
+    assert!(received.iter().all(|r| r.body.as_ref() == br#"{"id":"retry-me"}"#));
+    worker.stop().await;
+}
+
+async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.otherwise(503);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(2));
+
+    for id in ["g1", "g2"] {
+        let body = format!(r#"{{"id":"{id}"}}"#);
+        assert_eq!(post(&app, "/webhooks/shop", &[], &body).await.status, StatusCode::OK);
+    }
+    let failed = wait_for_state(&db.store, "shop", "g1", "failed").await;
+    assert_eq!(failed.attempts, 2);
+    assert_eq!(failed.last_status, Some(503));
+    assert_eq!(failed.last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
+    wait_for_state(&db.store, "shop", "g2", "failed").await;
+    assert_eq!(target.received().len(), 4, "two attempts each, then nothing");
+    let store = db.store.clone();
+    let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (0, 2));
+
+    // The app recovers; the operator queues one event from the admin API...
+    target.otherwise(200);
+    let route = hooklatch::http::forward::requeue_route(app.clone());
+    let answer = warp::test::request()
+        .method("POST")
+        .path("/admin/api/events/shop/g1/forward")
+        .reply(&route)
+        .await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+    assert_eq!(body["status"], "queued");
+    let delivered = wait_for_state(&db.store, "shop", "g1", "delivered").await;
+    assert_eq!(delivered.attempts, 1, "a requeue starts a fresh schedule");
+    assert_eq!(state(&db.store, "shop", "g2").await.unwrap().state, "failed");
+
+    // ...and every other failed one from the command line.
+    let store = db.store.clone();
+    let printed = run_blocking(move || {
+        Ok(hooklatch::cli::forward::run(
+            store.as_ref(),
+            &hooklatch::config::ForwardCommand::Retry {
+                source: None,
+                failed: true,
+            },
+        ))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(printed, "1 failed forwards queued again");
+    wait_for_state(&db.store, "shop", "g2", "delivered").await;
+
+    // Unknown events and sources that do not forward are told apart.
+    for (path, status) in [
+        ("/admin/api/events/shop/nope/forward", StatusCode::NOT_FOUND),
+        ("/admin/api/events/acme/g1/forward", StatusCode::CONFLICT),
+    ] {
+        let answer = warp::test::request()
+            .method("POST")
+            .path(path)
+            .reply(&route)
+            .await;
+        assert_eq!(answer.status(), status, "{path}");
+    }
+    worker.stop().await;
+}
+
+async fn a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Hang]);
+    let app = app_on(db.store.clone(), db, &target);
+    let options = ForwardOptions {
+        timeout: Duration::from_millis(300),
+        // Long enough that the retry cannot come before the checks below.
+        retry_initial: Duration::from_secs(600),
+        retry_max: Duration::from_secs(600),
+        ..fast(3)
+    };
+    let worker = start_worker(&app, options);
+
+    assert_eq!(
+        post(&app, "/webhooks/shop", &[], r#"{"id":"slow"}"#).await.status,
+        StatusCode::OK
+    );
+    wait_for("the app to hold the forward", || async { target.hanging() == 1 }).await;
+    // While the app holds the forward, webhooks are still answered.
+    let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"meanwhile"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(target.hanging(), 1, "answered while the app was still blocked");
+
+    let timed_out = wait_for_forward(&db.store, "shop", "slow", |s| s.attempts == 1).await;
+    assert_eq!(timed_out.state, "pending", "a timeout is a failed attempt, retried later");
+    assert_eq!(timed_out.last_status, None);
+    assert!(
+        timed_out.last_error.as_deref().unwrap().contains("forward_timeout"),
+        "{timed_out:?}"
+    );
+    target.release();
+    worker.stop().await;
+}
+
+async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &TestDb) {
+    let target = TestApp::start().await;
+    // No worker: the test claims by hand, as two instances would.
+    let app = app_on(db.store.clone(), db, &target);
+    assert_eq!(
+        post(&app, "/webhooks/shop", &[], r#"{"id":"l"}"#).await.status,
+        StatusCode::OK
+    );
+    let (one, other) = (db.store.clone(), db.reopen());
+    let claimed = run_blocking(move || one.claim_forwards("one", Duration::from_millis(300), 10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event_id, "l");
+    assert_eq!(claimed[0].payload.as_deref(), Some(r#"{"id":"l"}"#));
+    assert_eq!(claimed[0].attempts, 0);
+    let again = other.clone();
+    let meanwhile = run_blocking(move || again.claim_forwards("other", Duration::from_secs(60), 10))
+        .await
+        .unwrap();
+    assert!(meanwhile.is_empty(), "held by a live lease");
+    // The first owner dies without recording: its lease runs out and the entry returns.
+    wait_for("the lease to expire", || {
+        let other = other.clone();
+        async move {
+            run_blocking(move || other.claim_forwards("other", Duration::from_secs(60), 10))
+                .await
+                .unwrap()
+                .len()
+                == 1
+        }
+    })
+    .await;
+    // The dead owner's late record is ignored: the entry belongs to the other now.
+    let (store, id) = (db.store.clone(), claimed[0].webhook_event_id);
+    run_blocking(move || {
+        store.record_forward(
+            id,
+            "one",
+            &hooklatch::forward::outbox::AttemptOutcome::Delivered { status: 200 },
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(state(&db.store, "shop", "l").await.unwrap().state, "pending");
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: several instances
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn postgres_two_instances_deliver_each_of_fifty_events_exactly_once() {
+    common::run_case(Backend::Postgres, "two_instances_forward", |db| {
+        Box::pin(two_instances(db))
+    });
+}
+
+async fn two_instances(db: &TestDb) {
+    let target = TestApp::start().await;
+    let second_store = db.reopen();
+    let first = app_on(db.store.clone(), db, &target);
+    let second = app_on(second_store.clone(), db, &target);
+    let workers = [start_worker(&first, fast(5)), start_worker(&second, fast(5))];
+    // Each instance receives half, and each polls for the other's entries too.
+    for n in 0..50 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let body = format!(r#"{{"id":"many-{n}"}}"#);
+        assert_eq!(post(app, "/webhooks/shop", &[], &body).await.status, StatusCode::OK);
+    }
+    wait_for("50 deliveries", || async { target.received().len() >= 50 }).await;
+    for n in 0..50 {
+        wait_for_state(&db.store, "shop", &format!("many-{n}"), "delivered").await;
+    }
+    for worker in workers {
+        worker.stop().await;
+    }
+    let mut ids: Vec<String> = target
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    ids.sort();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (50, 50), "each event exactly once in total");
+    drop(second_store);
+}
