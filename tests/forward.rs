@@ -4,13 +4,11 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use bytes::Bytes;
+use common::forward_app::{Answer, TestApp};
 use common::{Backend, TestDb, post};
 use hooklatch::App;
 use hooklatch::config::{Config, SourceSettings};
@@ -20,8 +18,7 @@ use hooklatch::forward::{ForwardOptions, Forwarder, Targets};
 use hooklatch::model::{EventId, Source};
 use hooklatch::sources::Preset;
 use hooklatch::store::{Store, run_blocking};
-use warp::Filter;
-use warp::http::{HeaderMap, StatusCode};
+use warp::http::StatusCode;
 
 contract!(
     forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers,
@@ -36,133 +33,6 @@ contract!(
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// Generous bound on anything that should take milliseconds here.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------
-// The app that receives forwards
-// ---------------------------------------------------------------------------------------
-
-/// How the app answers one request.
-#[derive(Debug, Clone, Copy)]
-enum Answer {
-    Status(u16),
-    /// Holds the request open until [`TestApp::release`].
-    Hang,
-}
-
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Received {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .unwrap_or_else(|| panic!("no {name} header in {:?}", self.headers))
-            .to_str()
-            .unwrap()
-    }
-}
-
-#[derive(Default)]
-struct AppState {
-    received: Mutex<Vec<Received>>,
-    /// Answers in order; when empty, `otherwise`.
-    script: Mutex<VecDeque<Answer>>,
-    otherwise: Mutex<Option<u16>>,
-    hanging: Mutex<usize>,
-    release: tokio::sync::Notify,
-}
-
-/// A local HTTP app recording every request it receives.
-struct TestApp {
-    addr: SocketAddr,
-    state: Arc<AppState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestApp {
-    async fn start() -> TestApp {
-        Self::start_on("127.0.0.1:0".parse().unwrap()).await
-    }
-
-    async fn start_on(addr: SocketAddr) -> TestApp {
-        let state = Arc::new(AppState::default());
-        *state.otherwise.lock().unwrap() = Some(200);
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind app");
-        let addr = listener.local_addr().unwrap();
-        let shared = state.clone();
-        let route = warp::post()
-            .and(warp::header::headers_cloned())
-            .and(warp::body::bytes())
-            .then(move |headers: HeaderMap, body: Bytes| {
-                let state = shared.clone();
-                async move {
-                    state
-                        .received
-                        .lock()
-                        .unwrap()
-                        .push(Received { headers, body });
-                    let next = state.script.lock().unwrap().pop_front();
-                    let answer = next.unwrap_or_else(|| {
-                        Answer::Status(state.otherwise.lock().unwrap().unwrap_or(200))
-                    });
-                    let status = match answer {
-                        Answer::Status(status) => status,
-                        Answer::Hang => {
-                            let released = state.release.notified();
-                            *state.hanging.lock().unwrap() += 1;
-                            released.await;
-                            *state.hanging.lock().unwrap() -= 1;
-                            200
-                        }
-                    };
-                    warp::reply::with_status("{}", StatusCode::from_u16(status).unwrap())
-                }
-            });
-        let task = tokio::spawn(warp::serve(route).incoming(listener).run());
-        TestApp { addr, state, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hooks", self.addr)
-    }
-
-    fn script(&self, answers: &[Answer]) {
-        self.state.script.lock().unwrap().extend(answers);
-    }
-
-    fn otherwise(&self, status: u16) {
-        *self.state.otherwise.lock().unwrap() = Some(status);
-    }
-
-    fn received(&self) -> Vec<Received> {
-        self.state.received.lock().unwrap().clone()
-    }
-
-    fn hanging(&self) -> usize {
-        *self.state.hanging.lock().unwrap()
-    }
-
-    fn release(&self) {
-        self.state.release.notify_waiters();
-    }
-
-    /// Requests received for one `webhook-id`.
-    fn for_id(&self, webhook_id: &str) -> Vec<Received> {
-        self.received()
-            .into_iter()
-            .filter(|r| r.header("webhook-id") == webhook_id)
-            .collect()
-    }
-}
-
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // hooklatch with forwarding on
@@ -234,7 +104,12 @@ where
     }
 }
 
-async fn wait_for_state(store: &Arc<dyn Store>, source: &str, id: &str, want: &str) -> ForwardState {
+async fn wait_for_state(
+    store: &Arc<dyn Store>,
+    source: &str,
+    id: &str,
+    want: &str,
+) -> ForwardState {
     wait_for_forward(store, source, id, |s| s.state == want).await
 }
 
@@ -278,7 +153,8 @@ async fn forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers(d
     let worker = start_worker(&app, fast(3));
 
     // Odd spacing, key order and number notation: what arrives must be these bytes.
-    let body = "{ \"type\" : \"order.created\",\n  \"id\":\"evt 1/ü\", \"amount\": 15.00 ,\"z\":[1,2] }";
+    let body =
+        "{ \"type\" : \"order.created\",\n  \"id\":\"evt 1/ü\", \"amount\": 15.00 ,\"z\":[1,2] }";
     let reply = post(&app, "/webhooks/shop", &[], body).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     let webhook_event_id = reply.body["webhook_event_id"].as_i64().unwrap();
@@ -353,7 +229,11 @@ async fn duplicates_conflicts_and_refused_deliveries_are_never_forwarded(db: &Te
 
 async fn retries_until_a_2xx_with_the_same_webhook_id(db: &TestDb) {
     let target = TestApp::start().await;
-    target.script(&[Answer::Status(500), Answer::Status(500), Answer::Status(200)]);
+    target.script(&[
+        Answer::Status(500),
+        Answer::Status(500),
+        Answer::Status(200),
+    ]);
     let app = app_on(db.store.clone(), db, &target);
     let worker = start_worker(&app, fast(5));
 
@@ -366,7 +246,20 @@ async fn retries_until_a_2xx_with_the_same_webhook_id(db: &TestDb) {
     let id = format!("hl_{}", reply.body["webhook_event_id"]);
     let received = target.for_id(&id);
     assert_eq!(received.len(), 3, "two failures and the delivery");
-    assert!(received.iter().all(|r| r.body.as_ref() == br#"{"id":"retry-me"}"#));
+    assert!(
+        received
+            .iter()
+            .all(|r| r.body.as_ref() == br#"{"id":"retry-me"}"#)
+    );
+    let metrics = hooklatch::metrics::render();
+    for line in [
+        r#"hooklatch_forward_attempts_total{source="shop",result="failed_attempt"}"#,
+        r#"hooklatch_forward_attempts_total{source="shop",result="delivered"}"#,
+        "hooklatch_forward_pending ",
+        "hooklatch_forward_oldest_pending_seconds ",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
     worker.stop().await;
 }
 
@@ -378,17 +271,31 @@ async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb
 
     for id in ["g1", "g2"] {
         let body = format!(r#"{{"id":"{id}"}}"#);
-        assert_eq!(post(&app, "/webhooks/shop", &[], &body).await.status, StatusCode::OK);
+        assert_eq!(
+            post(&app, "/webhooks/shop", &[], &body).await.status,
+            StatusCode::OK
+        );
     }
     let failed = wait_for_state(&db.store, "shop", "g1", "failed").await;
     assert_eq!(failed.attempts, 2);
     assert_eq!(failed.last_status, Some(503));
-    assert_eq!(failed.last_error.as_deref(), Some("HTTP 503 Service Unavailable"));
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("HTTP 503 Service Unavailable")
+    );
     wait_for_state(&db.store, "shop", "g2", "failed").await;
-    assert_eq!(target.received().len(), 4, "two attempts each, then nothing");
+    assert_eq!(
+        target.received().len(),
+        4,
+        "two attempts each, then nothing"
+    );
     let store = db.store.clone();
     let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
     assert_eq!((backlog.pending, backlog.failed), (0, 2));
+    assert!(
+        hooklatch::metrics::render()
+            .contains(r#"hooklatch_forward_attempts_total{source="shop",result="gave_up"}"#)
+    );
 
     // The app recovers; the operator queues one event from the admin API...
     target.otherwise(200);
@@ -403,7 +310,10 @@ async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb
     assert_eq!(body["status"], "queued");
     let delivered = wait_for_state(&db.store, "shop", "g1", "delivered").await;
     assert_eq!(delivered.attempts, 1, "a requeue starts a fresh schedule");
-    assert_eq!(state(&db.store, "shop", "g2").await.unwrap().state, "failed");
+    assert_eq!(
+        state(&db.store, "shop", "g2").await.unwrap().state,
+        "failed"
+    );
 
     // ...and every other failed one from the command line.
     let store = db.store.clone();
@@ -451,20 +361,36 @@ async fn a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile(d
     let worker = start_worker(&app, options);
 
     assert_eq!(
-        post(&app, "/webhooks/shop", &[], r#"{"id":"slow"}"#).await.status,
+        post(&app, "/webhooks/shop", &[], r#"{"id":"slow"}"#)
+            .await
+            .status,
         StatusCode::OK
     );
-    wait_for("the app to hold the forward", || async { target.hanging() == 1 }).await;
+    wait_for("the app to hold the forward", || async {
+        target.hanging() == 1
+    })
+    .await;
     // While the app holds the forward, webhooks are still answered.
     let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"meanwhile"}"#).await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert_eq!(target.hanging(), 1, "answered while the app was still blocked");
+    assert_eq!(
+        target.hanging(),
+        1,
+        "answered while the app was still blocked"
+    );
 
     let timed_out = wait_for_forward(&db.store, "shop", "slow", |s| s.attempts == 1).await;
-    assert_eq!(timed_out.state, "pending", "a timeout is a failed attempt, retried later");
+    assert_eq!(
+        timed_out.state, "pending",
+        "a timeout is a failed attempt, retried later"
+    );
     assert_eq!(timed_out.last_status, None);
     assert!(
-        timed_out.last_error.as_deref().unwrap().contains("forward_timeout"),
+        timed_out
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("forward_timeout"),
         "{timed_out:?}"
     );
     target.release();
@@ -476,7 +402,9 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
     // No worker: the test claims by hand, as two instances would.
     let app = app_on(db.store.clone(), db, &target);
     assert_eq!(
-        post(&app, "/webhooks/shop", &[], r#"{"id":"l"}"#).await.status,
+        post(&app, "/webhooks/shop", &[], r#"{"id":"l"}"#)
+            .await
+            .status,
         StatusCode::OK
     );
     let (one, other) = (db.store.clone(), db.reopen());
@@ -488,9 +416,10 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
     assert_eq!(claimed[0].payload.as_deref(), Some(r#"{"id":"l"}"#));
     assert_eq!(claimed[0].attempts, 0);
     let again = other.clone();
-    let meanwhile = run_blocking(move || again.claim_forwards("other", Duration::from_secs(60), 10))
-        .await
-        .unwrap();
+    let meanwhile =
+        run_blocking(move || again.claim_forwards("other", Duration::from_secs(60), 10))
+            .await
+            .unwrap();
     assert!(meanwhile.is_empty(), "held by a live lease");
     // The first owner dies without recording: its lease runs out and the entry returns.
     wait_for("the lease to expire", || {
@@ -515,7 +444,10 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
     })
     .await
     .unwrap();
-    assert_eq!(state(&db.store, "shop", "l").await.unwrap().state, "pending");
+    assert_eq!(
+        state(&db.store, "shop", "l").await.unwrap().state,
+        "pending"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -534,12 +466,18 @@ async fn two_instances(db: &TestDb) {
     let second_store = db.reopen();
     let first = app_on(db.store.clone(), db, &target);
     let second = app_on(second_store.clone(), db, &target);
-    let workers = [start_worker(&first, fast(5)), start_worker(&second, fast(5))];
+    let workers = [
+        start_worker(&first, fast(5)),
+        start_worker(&second, fast(5)),
+    ];
     // Each instance receives half, and each polls for the other's entries too.
     for n in 0..50 {
         let app = if n % 2 == 0 { &first } else { &second };
         let body = format!(r#"{{"id":"many-{n}"}}"#);
-        assert_eq!(post(app, "/webhooks/shop", &[], &body).await.status, StatusCode::OK);
+        assert_eq!(
+            post(app, "/webhooks/shop", &[], &body).await.status,
+            StatusCode::OK
+        );
     }
     wait_for("50 deliveries", || async { target.received().len() >= 50 }).await;
     for n in 0..50 {
@@ -556,6 +494,10 @@ async fn two_instances(db: &TestDb) {
     ids.sort();
     let total = ids.len();
     ids.dedup();
-    assert_eq!((total, ids.len()), (50, 50), "each event exactly once in total");
+    assert_eq!(
+        (total, ids.len()),
+        (50, 50),
+        "each event exactly once in total"
+    );
     drop(second_store);
 }

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod forward_app;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
