@@ -321,21 +321,10 @@ impl Forwarder {
     }
 }
 
-/// A client error and its causes on one line ("connection refused" is in a cause).
+/// A client error on one line, without its URL: a URL may carry credentials or a token
+/// in its query, and this text goes to logs and the store.
 fn describe(err: reqwest::Error) -> String {
-    use std::error::Error as _;
-    // The URL may carry credentials or tokens in its query: never in logs or the store.
-    let err = err.without_url();
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    text
+    crate::error::chain(&err.without_url())
 }
 
 fn unix_now() -> i64 {

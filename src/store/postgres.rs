@@ -34,6 +34,8 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 use rust_decimal::Decimal;
 
 use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files};
+// The driver's own text is terse ("db error"); the server's message is in the cause.
+use crate::error::chain as describe;
 use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
@@ -630,21 +632,6 @@ fn pg_text(err: &postgres::Error) -> String {
         )),
         None => describe(err),
     }
-}
-
-/// An error and its causes on one line. The driver's own text is terse ("db error");
-/// the server's message is in the cause, and may carry DETAIL/HINT lines.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    one_line(&text)
 }
 
 /// Server messages may carry DETAIL/HINT lines; errors must stay on one line.

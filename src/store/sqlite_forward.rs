@@ -13,6 +13,7 @@ use crate::store::{StoreError, now_text, text_after};
 
 mod sql {
     pub const INSERT_OUTBOX: &str = include_str!("../../sql/sqlite/insert_outbox.sql");
+    pub const ANY_DUE: &str = include_str!("../../sql/sqlite/any_due_forward.sql");
     pub const CLAIM: &str = include_str!("../../sql/sqlite/claim_forwards.sql");
     pub const JOB: &str = include_str!("../../sql/sqlite/forward_job.sql");
     pub const DELIVERED: &str = include_str!("../../sql/sqlite/forward_delivered.sql");
@@ -44,6 +45,16 @@ impl SqliteStore {
         lease: Duration,
         limit: usize,
     ) -> Result<Vec<ForwardJob>, StoreError> {
+        // The worker polls; a poll that finds nothing due must not queue for the writer
+        // (and a write transaction) behind webhooks.
+        let any_due: bool = self
+            .conn()?
+            .prepare_cached(sql::ANY_DUE)
+            .and_then(|mut stmt| stmt.query_row(params![now_text()], |row| row.get(0)))
+            .map_err(map_err)?;
+        if !any_due {
+            return Ok(Vec::new());
+        }
         self.write(|conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
