@@ -196,7 +196,8 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
 fn forwarding_to(app: SocketAddr, database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hooklatch"));
     command
-        .args(server_args(database_url, &[]))
+        // A small pool: the PostgreSQL server's connections are shared by parallel tests.
+        .args(server_args(database_url, &["--pool-size", "4"]))
         .env("HOOKLATCH_FORWARD_TO_SHOP", format!("http://{app}/hooks"))
         .env("HOOKLATCH_FORWARD_TIMEOUT", "2")
         .env("HOOKLATCH_FORWARD_RETRY_INITIAL", "0.02")

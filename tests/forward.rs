@@ -27,6 +27,8 @@ contract!(
     gives_up_after_max_attempts_then_an_operator_retry_delivers,
     a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile,
     a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires,
+    no_more_than_forward_concurrency_attempts_are_in_flight,
+    the_retry_command_queues_failed_forwards_and_refuses_to_guess,
 );
 
 /// The Standard Webhooks test secret of providers.md §4.4.
@@ -67,6 +69,16 @@ fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
     targets.insert("signed", &target.url()).unwrap();
     app.forward_to = Arc::new(targets);
     Arc::new(app)
+}
+
+/// Another instance on the same store, with a small pool: the PostgreSQL server's
+/// connections are shared by every test running in parallel.
+fn second_instance(db: &TestDb) -> Arc<dyn Store> {
+    let options = hooklatch::store::StoreOptions {
+        pool_size: 4,
+        ..Default::default()
+    };
+    hooklatch::store::open(&db.url, &options).expect("second instance")
 }
 
 fn start_worker(app: &Arc<App>, options: ForwardOptions) -> ForwarderHandle {
@@ -407,7 +419,7 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
             .status,
         StatusCode::OK
     );
-    let (one, other) = (db.store.clone(), db.reopen());
+    let (one, other) = (db.store.clone(), second_instance(db));
     let claimed = run_blocking(move || one.claim_forwards("one", Duration::from_millis(300), 10))
         .await
         .unwrap();
@@ -450,6 +462,88 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
     );
 }
 
+async fn no_more_than_forward_concurrency_attempts_are_in_flight(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Hang; 5]);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(
+        &app,
+        ForwardOptions {
+            concurrency: 2,
+            timeout: Duration::from_secs(600),
+            ..fast(3)
+        },
+    );
+    for n in 0..5 {
+        let body = format!(r#"{{"id":"c{n}"}}"#);
+        assert_eq!(
+            post(&app, "/webhooks/shop", &[], &body).await.status,
+            StatusCode::OK
+        );
+    }
+    wait_for("two forwards held by the app", || async {
+        target.hanging() == 2
+    })
+    .await;
+    // The worker holds exactly two leases: the other three are still free to claim.
+    let other = second_instance(db);
+    let unclaimed =
+        run_blocking(move || other.claim_forwards("other", Duration::from_secs(60), 10))
+            .await
+            .unwrap();
+    assert_eq!(unclaimed.len(), 3, "{unclaimed:?}");
+    target.release();
+    worker.stop().await;
+}
+
+async fn the_retry_command_queues_failed_forwards_and_refuses_to_guess(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.otherwise(500);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(1));
+    assert_eq!(
+        post(&app, "/webhooks/shop", &[], r#"{"id":"cli"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    wait_for_state(&db.store, "shop", "cli", "failed").await;
+    worker.stop().await;
+
+    let url = db.url.to_string();
+    let run = move |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"))
+            .args(["forward", "retry", "--database-url", &url])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("HOOKLATCH_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run hooklatch");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+    };
+    let (guess, stdout, stderr) = {
+        let run = run.clone();
+        tokio::task::spawn_blocking(move || run(&[])).await.unwrap()
+    };
+    assert_eq!(guess, Some(1), "{stdout} {stderr}");
+    assert!(stderr.contains("--failed"), "{stderr}");
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&["--failed", "--source", "shop"]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "1 failed forwards of shop queued again");
+    assert_eq!(
+        state(&db.store, "shop", "cli").await.unwrap().state,
+        "pending"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // PostgreSQL: several instances
 // ---------------------------------------------------------------------------------------
@@ -463,7 +557,7 @@ fn postgres_two_instances_deliver_each_of_fifty_events_exactly_once() {
 
 async fn two_instances(db: &TestDb) {
     let target = TestApp::start().await;
-    let second_store = db.reopen();
+    let second_store = second_instance(db);
     let first = app_on(db.store.clone(), db, &target);
     let second = app_on(second_store.clone(), db, &target);
     let workers = [
