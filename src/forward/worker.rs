@@ -146,7 +146,8 @@ impl Forwarder {
         let mut in_flight = JoinSet::new();
         let mut store_down = false;
         let mut gauges_due = Instant::now();
-        while !*stop.borrow() {
+        // A dropped handle counts as a stop, so the loop never spins on a closed channel.
+        while !*stop.borrow() && stop.has_changed().is_ok() {
             while in_flight.try_join_next().is_some() {}
             if Instant::now() >= gauges_due {
                 gauges_due = Instant::now() + GAUGES_EVERY;
