@@ -607,6 +607,9 @@ fn sqlite_disk_refusing_writes_gives_503_never_2xx_then_recovers_with_an_intact_
 
     set_file_size_limit(server.pid(), "0");
     let during = every_delivery_is_unavailable_in_time(server.addr);
+    // A duplicate is decided by a read, and the event it repeats is on record: it is
+    // answered 202 while the disk refuses writes (only its count waits for the disk).
+    assert_eq!(post_sale(server.addr, "before-0").unwrap().status, 202);
     thread::sleep(Duration::from_millis(300));
     set_file_size_limit(server.pid(), "unlimited");
 
@@ -916,6 +919,8 @@ fn postgres_outage_gives_503_and_not_ready_then_service_resumes_by_itself_exactl
 
     proxy.cut();
     let during = every_delivery_is_unavailable_in_time(server.addr);
+    // With the database gone even a known event cannot be looked up.
+    assert_unavailable(&post_sale(server.addr, "before-0").unwrap(), "before-0");
     let ready = get(server.addr, "/readyz").unwrap();
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert_eq!(ready.header("retry-after"), Some("5"));
@@ -1396,7 +1401,7 @@ struct Running {
 /// timeout. Returns the new ids, for retrying once the store is back.
 fn every_delivery_is_unavailable_in_time(addr: SocketAddr) -> Vec<String> {
     let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
-    for id in during.iter().chain(["before-0".to_owned()].iter()) {
+    for id in &during {
         let sent = Instant::now();
         let answer = post_sale(addr, id).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_unavailable(&answer, id);

@@ -8,8 +8,10 @@
 mod postgres;
 mod sqlite;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -23,7 +25,7 @@ pub use self::sqlite::SqliteStore;
 
 /// A store failure. Every variant is answered 503 with `Retry-After`: the provider
 /// retries, and nothing was half-written because every write is one transaction.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The store could not be reached, or refused the work (connection lost, read-only
     /// file, disk full).
@@ -73,6 +75,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// A delivery being recorded: the outcome, and the event handed back so its body is
+/// never copied.
+pub type Pending = Pin<Box<dyn Future<Output = Result<(Outcome, NewEvent), StoreError>> + Send>>;
+
 /// What every backend promises. The contract suite (`tests/contract`) checks each
 /// promise against every backend.
 pub trait Store: Send + Sync + 'static {
@@ -96,6 +102,19 @@ pub trait Store: Send + Sync + 'static {
     /// duplicates, if it rolls back one of them becomes the first. The unique indexes
     /// decide, never an application lock, so this holds across processes.
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError>;
+
+    /// [`Store::process`] for async callers (the HTTP layer), with the same guarantees.
+    /// `deadline` is the request's one deadline: work still queued when it passes is
+    /// dropped, and the caller stops waiting then (`tokio::time::timeout_at`). The
+    /// default runs `process` on the blocking pool; a backend overrides it where it can
+    /// avoid that hop.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        let _ = deadline;
+        Box::pin(run_blocking(move || {
+            let outcome = self.process(&event)?;
+            Ok((outcome, event))
+        }))
+    }
 
     /// Succeeds when the store answers a trivial query.
     fn ping(&self) -> Result<(), StoreError>;
