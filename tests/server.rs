@@ -163,6 +163,13 @@ impl Store for DownStore {
     fn totals(&self) -> Result<Totals, StoreError> {
         Err(down())
     }
+    // --- ops verbs ---
+    fn backup_to(
+        &self,
+        _: &std::path::Path,
+    ) -> Result<hooklatch::store::BackupReport, hooklatch::store::BackupError> {
+        Err(down().into())
+    }
 }
 
 fn down() -> StoreError {

@@ -11,6 +11,8 @@
 //! committed with `synchronous=NORMAL`: the event it counts is already durable, so that
 //! commit need not wait for an fsync (a crash may lose the count, never the event).
 
+mod backup;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,7 +22,10 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 use rust_decimal::Decimal;
 
-use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files, now_text};
+use super::{
+    BackupError, BackupReport, MigrationFile, Store, StoreError, StoreOptions, migration_files,
+    now_text,
+};
 use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
     StoredEvent, Totals,
@@ -387,6 +392,13 @@ impl Store for SqliteStore {
             })
         })
         .map_err(map_err)
+    }
+
+    // --- ops verbs ---
+
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
+        // A pooled connection reads like any request would; the server's writers go on.
+        backup::copy(&*self.conn()?, path, self.timeout)
     }
 }
 

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -158,6 +160,10 @@ impl Store for Closed {
     }
     fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
         Err(closed())
+    }
+    // --- ops verbs ---
+    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        Err(closed().into())
     }
 }
 
