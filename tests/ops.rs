@@ -285,3 +285,87 @@ fn version_prints_the_version() {
         format!("hooklatch {}", env!("CARGO_PKG_VERSION"))
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The systemd unit
+// ---------------------------------------------------------------------------------------
+
+const UNIT: &str = include_str!("../deploy/hooklatch.service");
+
+/// The `Key=value` lines of the unit's `[Service]` section.
+fn service_settings() -> Vec<(&'static str, &'static str)> {
+    UNIT.lines()
+        .skip_while(|l| l.trim() != "[Service]")
+        .skip(1)
+        .take_while(|l| !l.starts_with('['))
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .collect()
+}
+
+#[test]
+fn the_service_unit_runs_confined_as_its_own_user_with_its_state_in_one_directory() {
+    let settings = service_settings();
+    let has = |key: &str, value: &str| settings.contains(&(key, value));
+    for (key, value) in [
+        ("User", "hooklatch"),
+        ("StateDirectory", "hooklatch"),
+        ("WorkingDirectory", "/var/lib/hooklatch"),
+        (
+            "Environment",
+            "DATABASE_URL=sqlite:///var/lib/hooklatch/hooklatch.db",
+        ),
+        ("EnvironmentFile", "-/etc/hooklatch/env"),
+        ("ProtectSystem", "strict"),
+        ("NoNewPrivileges", "yes"),
+        ("Restart", "on-failure"),
+        ("ExecStart", "/usr/local/bin/hooklatch serve"),
+    ] {
+        assert!(has(key, value), "{key}={value} missing from the unit");
+    }
+    // The database URL the unit sets is one the binary accepts, inside the state directory.
+    let url = hooklatch::config::DatabaseUrl::parse("sqlite:///var/lib/hooklatch/hooklatch.db")
+        .expect("the unit's DATABASE_URL parses");
+    assert_eq!(
+        url,
+        hooklatch::config::DatabaseUrl::Sqlite("/var/lib/hooklatch/hooklatch.db".into())
+    );
+}
+
+/// `systemd-analyze verify` on the unit as installed, with the binary where ExecStart
+/// says (here: the test build). verify exits 0 on unknown keys and bad values, only
+/// printing them, so any output at all is a failure.
+#[test]
+fn the_service_unit_passes_systemd_analyze_verify() {
+    let probe = Command::new("systemd-analyze").arg("--version").output();
+    if probe.is_err() {
+        assert!(
+            !common::in_ci(),
+            "CI=true but systemd-analyze is missing (apt-get install -y systemd)"
+        );
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED (no systemd-analyze): the_service_unit_passes_systemd_analyze_verify"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("hooklatch.service");
+    let installed = UNIT.replace(
+        "ExecStart=/usr/local/bin/hooklatch ",
+        &format!("ExecStart={} ", env!("CARGO_BIN_EXE_hooklatch")),
+    );
+    assert_ne!(installed, UNIT, "ExecStart points at /usr/local/bin/hooklatch");
+    std::fs::write(&unit, installed).unwrap();
+    let output = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        // Offline: no running systemd is needed, nor asked.
+        .env("SYSTEMD_LOG_LEVEL", "notice")
+        .output()
+        .expect("run systemd-analyze verify");
+    let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "{said}");
+    assert_eq!(said.trim(), "", "systemd-analyze verify complained");
+}
