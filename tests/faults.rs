@@ -720,6 +720,19 @@ fn sqlite_file_made_read_only_never_acknowledges_falsely_and_service_resumes_whe
     for round in 0..3 {
         wave(&format!("ro{round}"), &mut acked, &mut refused);
     }
+    // The fault must bite, or this test proves nothing: the pool tried to open
+    // connections during it (the waves outnumber the warm connections) and each was
+    // refused. Deliveries themselves may all succeed through connections opened before
+    // the chmod, which write through descriptors a chmod cannot revoke; the restart
+    // below shows the refusal as answers.
+    let bit = wait_until(Duration::from_secs(5), || {
+        server.log().contains("the database file is not writable")
+    });
+    assert!(
+        bit,
+        "no connection was refused during the fault: {}",
+        server.log()
+    );
     set_read_only(dir.path(), false);
 
     // Service resumes by itself, at once: no connection opened during the fault may be
