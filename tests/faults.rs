@@ -14,7 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -468,23 +468,40 @@ fn a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout(ba
     let blocker = Blocker::hold(&target);
 
     let started = Instant::now();
+    let (sent_tx, sent_rx) = mpsc::channel();
+    let answered = AtomicUsize::new(0);
     let answers: Vec<(String, Result<Answer, String>, Duration)> = thread::scope(|scope| {
         let handles: Vec<_> = (0..12)
             .map(|i| {
                 let addr = server.addr;
+                let sent_tx = sent_tx.clone();
+                let answered = &answered;
                 scope.spawn(move || {
                     let id = format!("blocked-{i}");
                     let sent = Instant::now();
-                    let answer = post(addr, "/webhooks/refersion", &[], &common::sale(&id, "2"));
+                    let answer = post_signalling_once_sent(addr, &id, &sent_tx);
+                    answered.fetch_add(1, Ordering::SeqCst);
                     (id, answer, sent.elapsed())
                 })
             })
             .collect();
-        // The waiting requests sit in the async runtime, not on threads: the process
-        // still answers at once.
-        thread::sleep(Duration::from_millis(300));
+        // Every request is sent and the store is still blocked (the blocker holds it
+        // until released below): the waiting requests sit in the async runtime, not on
+        // threads, so the process still answers.
+        for _ in 0..12 {
+            sent_rx
+                .recv_timeout(WITHIN_STORE_TIMEOUT)
+                .expect("every blocked request was sent");
+        }
         let health = get(server.addr, "/healthz").expect("healthz while the store is blocked");
         assert_eq!(health.status, 200);
+        // Answered ahead of every waiting request: had the waits held the runtime's
+        // threads, /healthz would have queued behind the store timeout.
+        assert_eq!(
+            answered.load(Ordering::SeqCst),
+            0,
+            "/healthz was answered only after blocked requests"
+        );
         handles
             .into_iter()
             .map(|h| h.join().expect("client"))
@@ -514,6 +531,34 @@ fn a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout(ba
     assert_eq!((totals.events, totals.conversions), (12, 12));
     let log = server.stop();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A sale on a fresh connection; `sent` hears once the whole request is written, so the
+/// caller knows it is in the server's hands before the answer comes.
+fn post_signalling_once_sent(
+    addr: SocketAddr,
+    id: &str,
+    sent: &mpsc::Sender<()>,
+) -> Result<Answer, String> {
+    let body = common::sale(id, "2");
+    let request = format!(
+        "POST /webhooks/refersion HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let _ = sent.send(());
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    parse_answer(&raw)
 }
 
 /// Another client holding the store's write lock.

@@ -416,8 +416,25 @@ fn the_pool_reconnects_after_the_server_ends_its_sessions() {
             &[&database],
         )
         .expect("terminate");
-    // pg_terminate_backend only signals; give the sessions time to end.
-    std::thread::sleep(Duration::from_millis(200));
+    // pg_terminate_backend only signals: wait until the server shows the sessions gone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'hooklatch_reconnect_test'",
+                &[&database],
+            )
+            .expect("count sessions")
+            .get(0);
+        if open == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{open} sessions outlived pg_terminate_backend"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 
     // The first call meets a dead connection and says so; it also makes the other idle
     // connections prove themselves before use, so the next call succeeds on a new one.
