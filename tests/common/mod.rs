@@ -480,12 +480,27 @@ impl TestServer {
         }
     }
 
-    /// Signals shutdown and waits for the server to finish.
+    /// A server around a task started elsewhere, for testing this harness itself.
+    pub fn around(addr: std::net::SocketAddr, task: tokio::task::JoinHandle<()>) -> TestServer {
+        TestServer {
+            addr,
+            stop: None,
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits for the server to finish. A panic in `serve` fails the
+    /// test here, with the original message, rather than vanishing with the task.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        if let Err(e) = (&mut self.task).await {
+            match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the server task did not finish: {e}"),
+            }
+        }
     }
 }
 
