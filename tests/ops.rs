@@ -356,7 +356,10 @@ fn the_service_unit_passes_systemd_analyze_verify() {
         "ExecStart=/usr/local/bin/hooklatch ",
         &format!("ExecStart={} ", env!("CARGO_BIN_EXE_hooklatch")),
     );
-    assert_ne!(installed, UNIT, "ExecStart points at /usr/local/bin/hooklatch");
+    assert_ne!(
+        installed, UNIT,
+        "ExecStart points at /usr/local/bin/hooklatch"
+    );
     std::fs::write(&unit, installed).unwrap();
     let output = Command::new("systemd-analyze")
         .arg("verify")

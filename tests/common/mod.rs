@@ -223,10 +223,7 @@ impl Store for Watched {
         self.inner.totals()
     }
     // --- ops verbs ---
-    fn backup_to(
-        &self,
-        path: &std::path::Path,
-    ) -> Result<store::BackupReport, store::BackupError> {
+    fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
         self.inner.backup_to(path)
     }
 }
