@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 
 use hooklatch::config::DatabaseUrl;
 use hooklatch::store::{self, Store, StoreOptions};
-use serde_json::Value;
 
 use super::{Backend, TestDb};
 
@@ -298,26 +297,7 @@ impl WaitWithin for Child {
 }
 
 /// A complete HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: String,
-}
-
-impl Answer {
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body))
-    }
-}
+pub use super::RawReply as Answer;
 
 pub fn post_sale(addr: SocketAddr, id: &str) -> Result<Answer, String> {
     post(addr, "/webhooks/refersion", &[], &super::sale(id, "3.25"))
