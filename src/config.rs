@@ -27,12 +27,18 @@ pub struct Cli {
     pub flags: Flags,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Migrate the store if needed, then serve HTTP (the default).
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Copy the live SQLite database to PATH (never overwriting it) while a server keeps
+    /// serving, check the copy and print its size. On PostgreSQL: use pg_dump.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
 }
 
 /// Every setting that has a flag. Unset flags fall through to the TOML file.

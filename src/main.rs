@@ -34,13 +34,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = Config::load(&cli.flags, std::env::vars()).map_err(|e| e.to_string())?;
+    match &cli.command {
+        // Reads the store as it is: no migration, which could change what is copied.
+        Some(Command::Backup { path }) => {
+            println!("{}", hooklatch::cli::backup::run(&config, path)?);
+            return Ok(());
+        }
+        None | Some(Command::Serve | Command::Migrate) => {}
+    }
     let store = store::open(&config.database_url, &config.store)
         .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
     store
         .migrate()
         .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
     tracing::info!(store = %config.database_url, "store ready");
-    if cli.command == Some(Command::Migrate) {
+    if matches!(cli.command, Some(Command::Migrate)) {
         return Ok(());
     }
     for source in config.sources.unsigned() {

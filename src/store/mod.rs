@@ -5,10 +5,12 @@
 //! Callers on the async side go through [`run_blocking`], never call them directly: the
 //! sync `postgres` client panics on a tokio worker thread.
 
+mod backup;
 mod postgres;
 mod sqlite;
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +22,7 @@ use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
 
+pub use self::backup::{BackupError, BackupReport};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
@@ -134,6 +137,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Row counts of events, conversions and conflicts.
     fn totals(&self) -> Result<Totals, StoreError>;
+
+    // --- ops verbs ---
+
+    /// Writes a consistent copy of the live store to a new file at `path` while other
+    /// connections keep writing, checks the copy, and reports its size. Never overwrites
+    /// an existing file; leaves no file behind on failure. A backend whose data is not
+    /// one file answers `Unsupported`, naming the tool to use instead.
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
 }
 
 /// Opens the backend the URL names. Blocks (it connects), so async callers use

@@ -21,6 +21,7 @@
 //! ([`off_runtime`]), and `Drop` closes the pool on a plain thread.
 
 use std::error::Error as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -33,7 +34,10 @@ use postgres::{Client, Config, NoTls, Row, Statement};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 use rust_decimal::Decimal;
 
-use super::{MigrationFile, Pending, Store, StoreError, StoreOptions, migration_files};
+use super::{
+    BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
+    migration_files,
+};
 use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
     StoredEvent, Totals,
@@ -580,6 +584,16 @@ impl Store for PostgresStore {
             conversions: get(row, 1)?,
             conflicts: get(row, 2)?,
         })
+    }
+
+    // --- ops verbs ---
+
+    /// A PostgreSQL database is not one file hooklatch could copy consistently; its own
+    /// tools do it (and point-in-time recovery, which no copy by hooklatch could offer).
+    fn backup_to(&self, _path: &Path) -> Result<BackupReport, BackupError> {
+        Err(BackupError::Unsupported(
+            "backup copies SQLite databases only; back up PostgreSQL with pg_dump, e.g. pg_dump --format=custom --file=hooklatch.dump \"$DATABASE_URL\"",
+        ))
     }
 }
 

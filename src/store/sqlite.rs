@@ -18,6 +18,8 @@
 
 mod writer;
 
+mod backup;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +30,10 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use rust_decimal::Decimal;
 
 use self::writer::{ReplyTo, Writer};
-use super::{MigrationFile, Pending, Store, StoreError, StoreOptions, migration_files, now_text};
+use super::{
+    BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
+    migration_files, now_text,
+};
 use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
     StoredEvent, Totals,
@@ -456,6 +461,13 @@ impl Store for SqliteStore {
             })
         })
         .map_err(map_err)
+    }
+
+    // --- ops verbs ---
+
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
+        // A pooled connection reads like any request would; the server's writers go on.
+        backup::copy(&*self.conn()?, path, self.timeout)
     }
 }
 
