@@ -35,6 +35,14 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = Config::load(&cli.flags, std::env::vars()).map_err(|e| e.to_string())?;
+    match &cli.command {
+        // Reads the store as it is: no migration, which could change what is copied.
+        Some(Command::Backup { path }) => {
+            println!("{}", hooklatch::cli::backup::run(&config, path)?);
+            return Ok(());
+        }
+        None | Some(Command::Serve | Command::Migrate | Command::Forward(_)) => {}
+    }
     let store = store::open(&config.database_url, &config.store)
         .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
     store
@@ -47,7 +55,7 @@ fn run(cli: Cli) -> Result<(), String> {
             println!("{}", hooklatch::cli::forward::run(store.as_ref(), command)?);
             return Ok(());
         }
-        Some(Command::Serve) | None => {}
+        Some(Command::Serve | Command::Backup { .. }) | None => {}
     }
     // Until `Config` declares the forwarding settings, they come from HOOKLATCH_FORWARD_*.
     let (forward_options, forward_targets) =

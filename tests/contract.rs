@@ -1213,9 +1213,27 @@ async fn deliver_while_held(db: &TestDb, commit: bool) -> Reply {
         .await
         .unwrap()
     };
-    let app = db.app();
+    let (store, entered) = common::Watched::new(db.store.clone());
+    let app = Arc::new(hooklatch::App::new(store, &db.config()));
     let delivery = tokio::spawn(async move { post(&app, "/webhooks/refersion", &[], SEED).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Proof that the delivery is in the store, not merely that time passed: it entered
+    // `process`, and on PostgreSQL its session waits for the held row's lock. (SQLite
+    // shows no lock wait from outside; there the outcome proves the wait: without it
+    // the delivery would insert, and the held insert's commit would then fail.)
+    let url = db.url.clone();
+    let blocked = tokio::task::spawn_blocking(move || {
+        let limit = std::time::Duration::from_secs(10);
+        entered.recv_timeout(limit).is_ok()
+            && match &url {
+                hooklatch::config::DatabaseUrl::Postgres(url) => {
+                    common::some_session_waits_for_a_lock(url, limit)
+                }
+                _ => true,
+            }
+    })
+    .await
+    .unwrap();
+    assert!(blocked, "the delivery reached the store and waits there");
     assert!(
         !delivery.is_finished(),
         "the delivery waits for the other transaction"

@@ -292,9 +292,11 @@ fn four_instances_migrating_at_once_apply_each_migration_once() {
         .map(|_| {
             let (url, start) = (url.clone(), start.clone());
             std::thread::spawn(move || {
-                let store = PostgresStore::open(&url, &options(1))?;
+                // Every thread reaches the barrier, opened or not: one failed open must
+                // fail the test, not leave the other three waiting for ever.
+                let opened = PostgresStore::open(&url, &options(1));
                 start.wait();
-                store.migrate()
+                opened?.migrate()
             })
         })
         .collect();
@@ -393,34 +395,37 @@ fn the_pool_reconnects_after_the_server_ends_its_sessions() {
     let mut admin =
         postgres::Client::connect(&common::postgres_admin_url(), postgres::NoTls).expect("admin");
     let database = db_name(&db);
-    // The pool fills in the background; end every connection once all are up, so each
-    // one the store holds is dead.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let open: i64 = admin
+    let sessions = |admin: &mut postgres::Client| -> i64 {
+        admin
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'hooklatch_reconnect_test'",
                 &[&database],
             )
             .expect("count sessions")
-            .get(0);
-        if open == i64::from(pool_size) {
-            break;
+            .get(0)
+    };
+    let wait_for = |admin: &mut postgres::Client, want: i64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let open = sessions(admin);
+            if open == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {open} sessions");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the pool never filled: {open} sessions"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    // The pool fills in the background; end every connection once all are up, so each
+    // one the store holds is dead.
+    wait_for(&mut admin, i64::from(pool_size), "the pool never filled");
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             &[&database],
         )
         .expect("terminate");
-    // pg_terminate_backend only signals; give the sessions time to end.
-    std::thread::sleep(Duration::from_millis(200));
+    // pg_terminate_backend only signals: wait until the server shows the sessions gone.
+    wait_for(&mut admin, 0, "sessions outlived pg_terminate_backend");
 
     // The first call meets a dead connection and says so; it also makes the other idle
     // connections prove themselves before use, so the next call succeeds on a new one.

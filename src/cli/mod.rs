@@ -1,3 +1,5 @@
-//! Subcommands other than `serve` and `migrate`, one file each; `main.rs` dispatches.
+//! Subcommands other than `serve` and `migrate`, one file each. `main.rs` dispatches to
+//! them; each reads the same `Config` as `serve` and works while a server runs.
 
+pub mod backup;
 pub mod forward;

@@ -5,11 +5,15 @@
 //! Callers on the async side go through [`run_blocking`], never call them directly: the
 //! sync `postgres` client panics on a tokio worker thread.
 
+mod backup;
 mod postgres;
 mod sqlite;
 
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -19,12 +23,13 @@ use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
 
+pub use self::backup::{BackupError, BackupReport};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
 /// A store failure. Every variant is answered 503 with `Retry-After`: the provider
 /// retries, and nothing was half-written because every write is one transaction.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The store could not be reached, or refused the work (connection lost, read-only
     /// file, disk full).
@@ -74,6 +79,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// A delivery being recorded: the outcome, and the event handed back so its body is
+/// never copied.
+pub type Pending = Pin<Box<dyn Future<Output = Result<(Outcome, NewEvent), StoreError>> + Send>>;
+
 /// What every backend promises. The contract suite (`tests/contract`) checks each
 /// promise against every backend.
 pub trait Store: Send + Sync + 'static {
@@ -98,6 +107,19 @@ pub trait Store: Send + Sync + 'static {
     /// decide, never an application lock, so this holds across processes.
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError>;
 
+    /// [`Store::process`] for async callers (the HTTP layer), with the same guarantees.
+    /// `deadline` is the request's one deadline: work still queued when it passes is
+    /// dropped, and the caller stops waiting then (`tokio::time::timeout_at`). The
+    /// default runs `process` on the blocking pool; a backend overrides it where it can
+    /// avoid that hop.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        let _ = deadline;
+        Box::pin(run_blocking(move || {
+            let outcome = self.process(&event)?;
+            Ok((outcome, event))
+        }))
+    }
+
     /// Succeeds when the store answers a trivial query.
     fn ping(&self) -> Result<(), StoreError>;
 
@@ -116,6 +138,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Row counts of events, conversions and conflicts.
     fn totals(&self) -> Result<Totals, StoreError>;
+
+    // --- ops verbs ---
+
+    /// Writes a consistent copy of the live store to a new file at `path` while other
+    /// connections keep writing, checks the copy, and reports its size. Never overwrites
+    /// an existing file; leaves no file behind on failure. A backend whose data is not
+    /// one file answers `Unsupported`, naming the tool to use instead.
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
 
     // --- forward verbs ---
 

@@ -21,9 +21,10 @@
 //! ([`off_runtime`]), and `Drop` closes the pool on a plain thread.
 
 use std::error::Error as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -33,7 +34,10 @@ use postgres::{Client, Config, NoTls, Row, Statement};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 use rust_decimal::Decimal;
 
-use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files};
+use super::{
+    BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
+    migration_files,
+};
 // The driver's own text is terse ("db error"); the server's message is in the cause.
 use crate::error::chain as describe;
 use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
@@ -42,7 +46,6 @@ use crate::model::{
     StoredEvent, Totals,
 };
 
-#[path = "postgres_forward.rs"]
 mod forward;
 
 const MIGRATIONS: [MigrationFile; 4] = migration_files!("postgres");
@@ -134,6 +137,9 @@ pub struct PostgresStore {
     epoch: Arc<AtomicU64>,
     last_connect_error: Arc<LastConnectError>,
     connect_timeout: Duration,
+    /// One permit per pooled connection: requests beyond that wait here (async, cheap)
+    /// until their deadline instead of piling up on blocking threads.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl PostgresStore {
@@ -173,6 +179,11 @@ impl PostgresStore {
             // Every connection is opened up front and kept: no request pays for a
             // connection setup once the pool is warm.
             .min_idle(Some(size))
+            // Kept for the life of the process, as the README promises: r2d2's default
+            // reaping (10 min idle, 30 min lifetime) would close and reopen them, and
+            // each reopened connection pays a connect and a prepare on its next webhook.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connection_timeout(options.connect_timeout)
             .test_on_check_out(false)
             .error_handler(Box::new(RecordErrors(last_connect_error.clone())))
@@ -188,6 +199,7 @@ impl PostgresStore {
             epoch,
             last_connect_error,
             connect_timeout: options.connect_timeout,
+            permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
         };
         // Waits for the first connection; dropping the store on failure closes the pool.
         off_runtime(|| store.conn().map(drop)).map_err(|e| {
@@ -198,13 +210,20 @@ impl PostgresStore {
 
     /// A connection known good in the current epoch.
     fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        self.conn_within(self.connect_timeout)
+    }
+
+    /// The same, waiting at most `wait` for the pool.
+    fn conn_within(&self, wait: Duration) -> Result<PooledConnection<Manager>, StoreError> {
         let pool = self
             .pool
             .as_ref()
             .ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
         // Each pass discards one dead connection, so the pool size bounds the passes.
         for _ in 0..=pool.max_size() {
-            let mut conn = pool.get().map_err(|_| self.no_connection(pool))?;
+            let mut conn = pool
+                .get_timeout(wait)
+                .map_err(|_| self.no_connection(pool))?;
             let epoch = self.epoch.load(Ordering::Acquire);
             if conn.epoch == epoch {
                 return Ok(conn);
@@ -247,9 +266,17 @@ impl PostgresStore {
         &self,
         work: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
+        self.with_conn_within(self.connect_timeout, work)
+    }
+
+    fn with_conn_within<T: Send>(
+        &self,
+        wait: Duration,
+        work: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
         // The connection is also returned (and maybe closed) inside, off the runtime.
         off_runtime(|| {
-            let mut conn = self.conn()?;
+            let mut conn = self.conn_within(wait)?;
             work(&mut conn).map_err(|e| {
                 if connection_lost(&e) || conn.client.is_closed() {
                     conn.broken = true;
@@ -334,19 +361,39 @@ impl Drop for PostgresStore {
     }
 }
 
-impl Store for PostgresStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
+/// Where the statement running for a request can be cancelled from, while it runs.
+#[derive(Default)]
+struct CancelSlot(Mutex<Cancel>);
 
-    /// Runs on a dedicated connection holding a session advisory lock, so instances
-    /// starting together migrate one at a time; the server releases the lock with the
-    /// connection should this process die mid-way. Then (re)installs the function.
-    fn migrate(&self) -> Result<(), StoreError> {
-        off_runtime(|| self.migrate_now())
-    }
+#[derive(Default)]
+enum Cancel {
+    /// Not started: the statement may still start.
+    #[default]
+    Idle,
+    Running(postgres::CancelToken),
+    /// The deadline passed before the statement started: it must not start.
+    Cancelled,
+}
 
-    fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
+impl CancelSlot {
+    /// Called at the deadline: stops the statement, or keeps it from starting.
+    fn cancel(&self) -> Option<postgres::CancelToken> {
+        match std::mem::replace(&mut *self.0.lock(), Cancel::Cancelled) {
+            Cancel::Running(token) => Some(token),
+            Cancel::Idle | Cancel::Cancelled => None,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// One call of `process_webhook_idempotently`, waiting at most `wait` for a
+    /// connection, cancellable through `cancel` while it runs.
+    fn call_process(
+        &self,
+        event: &NewEvent,
+        wait: Duration,
+        cancel: &CancelSlot,
+    ) -> Result<Outcome, StoreError> {
         let conversion = event.conversion.as_ref();
         let order_id = conversion.map(|c| c.order_id.as_str());
         let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
@@ -366,23 +413,35 @@ impl Store for PostgresStore {
             &tracking_id,
             &event.forward,
         ];
-        let row = self.with_conn(|conn| {
-            let statement = match &conn.process {
-                Some(statement) => statement.clone(),
-                None => {
-                    let statement = conn.client.prepare(sql::PROCESS)?;
-                    conn.process = Some(statement.clone());
-                    statement
+        let row = self
+            .with_conn_within(wait, |conn| {
+                let statement = match &conn.process {
+                    Some(statement) => statement.clone(),
+                    None => {
+                        let statement = conn.client.prepare(sql::PROCESS)?;
+                        conn.process = Some(statement.clone());
+                        statement
+                    }
+                };
+                {
+                    let mut slot = cancel.0.lock();
+                    if matches!(*slot, Cancel::Cancelled) {
+                        return Ok(None);
+                    }
+                    *slot = Cancel::Running(conn.client.cancel_token());
                 }
-            };
-            let row = conn.client.query_one(&statement, &params);
-            if row.is_err() {
-                // Prepare again next time, in case the function was replaced with another
-                // shape underneath this statement; one extra round trip after a failure.
-                conn.process = None;
-            }
-            row
-        })?;
+                let row = conn.client.query_one(&statement, &params).map(Some);
+                *cancel.0.lock() = Cancel::Idle;
+                if row.is_err() {
+                    // Prepare again next time, in case the function was replaced with another
+                    // shape underneath this statement; one extra round trip after a failure.
+                    conn.process = None;
+                }
+                row
+            })?
+            .ok_or_else(|| {
+                StoreError::Timeout("the deadline passed before the statement started".into())
+            })?;
         let outcome: String = get(&row, 0)?;
         let receipt = Receipt {
             webhook_event_id: get(&row, 1)?,
@@ -396,6 +455,62 @@ impl Store for PostgresStore {
                 "process_webhook_idempotently returned the unknown outcome {other:?}"
             ))),
         }
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    /// Runs on a dedicated connection holding a session advisory lock, so instances
+    /// starting together migrate one at a time; the server releases the lock with the
+    /// connection should this process die mid-way. Then (re)installs the function.
+    fn migrate(&self) -> Result<(), StoreError> {
+        off_runtime(|| self.migrate_now())
+    }
+
+    fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
+        self.call_process(event, self.connect_timeout, &CancelSlot::default())
+    }
+
+    /// The request's one deadline bounds the wait for a permit and for a connection;
+    /// past it, the running statement is cancelled on the server, so the answer is
+    /// what the database did (a rollback gives a 503, a commit that won the race a 200),
+    /// never a 503 for an event that is recorded after all.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        Box::pin(async move {
+            let permit =
+                tokio::time::timeout_at(deadline.into(), self.permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
+                    .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+            let slot = Arc::new(CancelSlot::default());
+            let running = slot.clone();
+            let store = self.clone();
+            let mut work = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let outcome = store.call_process(&event, wait, &running)?;
+                Ok((outcome, event))
+            });
+            let finished = tokio::select! {
+                result = &mut work => Some(result),
+                () = tokio::time::sleep_until(deadline.into()) => None,
+            };
+            let result = match finished {
+                Some(result) => result,
+                None => {
+                    if let Some(token) = slot.cancel() {
+                        // Over its own connection; its answer does not matter, the
+                        // statement's own result below does.
+                        tokio::task::spawn_blocking(move || drop(token.cancel_query(NoTls)));
+                    }
+                    work.await
+                }
+            };
+            result.map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+        })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -475,6 +590,16 @@ impl Store for PostgresStore {
             conversions: get(row, 1)?,
             conflicts: get(row, 2)?,
         })
+    }
+
+    // --- ops verbs ---
+
+    /// A PostgreSQL database is not one file hooklatch could copy consistently; its own
+    /// tools do it (and point-in-time recovery, which no copy by hooklatch could offer).
+    fn backup_to(&self, _path: &Path) -> Result<BackupReport, BackupError> {
+        Err(BackupError::Unsupported(
+            "backup copies SQLite databases only; back up PostgreSQL with pg_dump, e.g. pg_dump --format=custom --file=hooklatch.dump \"$DATABASE_URL\"",
+        ))
     }
 
     // --- forward verbs ---

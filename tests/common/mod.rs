@@ -9,6 +9,7 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
 pub mod forward_app;
 
 use std::io::Write;
@@ -209,6 +210,142 @@ impl Store for Closed {
     ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
         Err(closed())
     }
+    // --- ops verbs ---
+    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        Err(closed().into())
+    }
+}
+
+/// The store under test, telling when a `process` call has reached it: a test waits for
+/// that signal, not for a while, before it checks that the call is blocked.
+pub struct Watched {
+    inner: Arc<dyn Store>,
+    entered: std::sync::mpsc::Sender<()>,
+}
+
+impl Watched {
+    pub fn new(inner: Arc<dyn Store>) -> (Arc<Watched>, std::sync::mpsc::Receiver<()>) {
+        let (entered, rx) = std::sync::mpsc::channel();
+        (Arc::new(Watched { inner, entered }), rx)
+    }
+}
+
+impl Store for Watched {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn migrate(&self) -> Result<(), store::StoreError> {
+        self.inner.migrate()
+    }
+    fn process(
+        &self,
+        event: &hooklatch::model::NewEvent,
+    ) -> Result<hooklatch::model::Outcome, store::StoreError> {
+        let _ = self.entered.send(());
+        self.inner.process(event)
+    }
+    fn ping(&self) -> Result<(), store::StoreError> {
+        self.inner.ping()
+    }
+    fn event(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::model::StoredEvent>, store::StoreError> {
+        self.inner.event(source, id)
+    }
+    fn conversion(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::model::StoredConversion>, store::StoreError> {
+        self.inner.conversion(source, id)
+    }
+    fn conflicts(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Vec<hooklatch::model::StoredConflict>, store::StoreError> {
+        self.inner.conflicts(source, id)
+    }
+    fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
+        self.inner.totals()
+    }
+    // --- ops verbs ---
+    fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        self.inner.backup_to(path)
+    }
+
+    // --- forward verbs ---
+    fn claim_forwards(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+        self.inner.claim_forwards(owner, lease, limit)
+    }
+    fn record_forward(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &hooklatch::forward::outbox::AttemptOutcome,
+    ) -> Result<(), store::StoreError> {
+        self.inner.record_forward(id, owner, outcome)
+    }
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, store::StoreError> {
+        self.inner.release_forwards(owner)
+    }
+    fn requeue_forward(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<i64>, store::StoreError> {
+        self.inner.requeue_forward(source, id)
+    }
+    fn requeue_forwards(
+        &self,
+        source: Option<&hooklatch::model::Source>,
+        failed_only: bool,
+    ) -> Result<u64, store::StoreError> {
+        self.inner.requeue_forwards(source, failed_only)
+    }
+    fn forward_state(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+        self.inner.forward_state(source, id)
+    }
+    fn forward_backlog(
+        &self,
+    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+        self.inner.forward_backlog()
+    }
+}
+
+/// PostgreSQL: polls until a session on `url`'s database waits for a lock (another
+/// transaction holds the row it needs), or `limit` passes. Blocking; answers whether it
+/// saw one.
+pub fn some_session_waits_for_a_lock(url: &str, limit: Duration) -> bool {
+    let mut client = admin_client(url).expect("connect to watch pg_stat_activity");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        if waiting > 0 {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn closed() -> store::StoreError {
@@ -219,7 +356,7 @@ pub fn postgres_admin_url() -> String {
     std::env::var("HOOKLATCH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
@@ -436,12 +573,27 @@ impl TestServer {
         }
     }
 
-    /// Signals shutdown and waits for the server to finish.
+    /// A server around a task started elsewhere, for testing this harness itself.
+    pub fn around(addr: std::net::SocketAddr, task: tokio::task::JoinHandle<()>) -> TestServer {
+        TestServer {
+            addr,
+            stop: None,
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits for the server to finish. A panic in `serve` fails the
+    /// test here, with the original message, rather than vanishing with the task.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        if let Err(e) = (&mut self.task).await {
+            match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the server task did not finish: {e}"),
+            }
+        }
     }
 }
 

@@ -1,6 +1,8 @@
 //! SQLite side of the forwarding outbox: the entry written inside the receive
-//! transaction, and the worker's and operator's verbs. One process owns the worker on
-//! SQLite; the lease columns still guard against a second one, as on PostgreSQL.
+//! transaction (the writer's savepoint for the event), and the worker's and operator's
+//! verbs. Their writes run on the writer thread, between batches, like every write of
+//! this process. One process owns the worker on SQLite; the lease columns still guard
+//! against a second one, as on PostgreSQL.
 
 use std::time::Duration;
 
@@ -12,17 +14,17 @@ use crate::model::{EventId, Source};
 use crate::store::{StoreError, now_text, text_after};
 
 mod sql {
-    pub const INSERT_OUTBOX: &str = include_str!("../../sql/sqlite/insert_outbox.sql");
-    pub const ANY_DUE: &str = include_str!("../../sql/sqlite/any_due_forward.sql");
-    pub const CLAIM: &str = include_str!("../../sql/sqlite/claim_forwards.sql");
-    pub const JOB: &str = include_str!("../../sql/sqlite/forward_job.sql");
-    pub const DELIVERED: &str = include_str!("../../sql/sqlite/forward_delivered.sql");
-    pub const FAILED: &str = include_str!("../../sql/sqlite/forward_failed.sql");
-    pub const RELEASE: &str = include_str!("../../sql/sqlite/release_forwards.sql");
-    pub const REQUEUE_ONE: &str = include_str!("../../sql/sqlite/requeue_forward.sql");
-    pub const REQUEUE_MANY: &str = include_str!("../../sql/sqlite/requeue_forwards.sql");
-    pub const STATE: &str = include_str!("../../sql/sqlite/forward_state.sql");
-    pub const BACKLOG: &str = include_str!("../../sql/sqlite/forward_backlog.sql");
+    pub const INSERT_OUTBOX: &str = include_str!("../../../sql/sqlite/insert_outbox.sql");
+    pub const ANY_DUE: &str = include_str!("../../../sql/sqlite/any_due_forward.sql");
+    pub const CLAIM: &str = include_str!("../../../sql/sqlite/claim_forwards.sql");
+    pub const JOB: &str = include_str!("../../../sql/sqlite/forward_job.sql");
+    pub const DELIVERED: &str = include_str!("../../../sql/sqlite/forward_delivered.sql");
+    pub const FAILED: &str = include_str!("../../../sql/sqlite/forward_failed.sql");
+    pub const RELEASE: &str = include_str!("../../../sql/sqlite/release_forwards.sql");
+    pub const REQUEUE_ONE: &str = include_str!("../../../sql/sqlite/requeue_forward.sql");
+    pub const REQUEUE_MANY: &str = include_str!("../../../sql/sqlite/requeue_forwards.sql");
+    pub const STATE: &str = include_str!("../../../sql/sqlite/forward_state.sql");
+    pub const BACKLOG: &str = include_str!("../../../sql/sqlite/forward_backlog.sql");
 }
 
 /// The outbox entry of a just-inserted event, inside the caller's write transaction.
@@ -55,7 +57,8 @@ impl SqliteStore {
         if !any_due {
             return Ok(Vec::new());
         }
-        self.write(|conn| {
+        let owner = owner.to_owned();
+        self.with_writer(move |conn| {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_err)?;
@@ -99,8 +102,9 @@ impl SqliteStore {
         owner: &str,
         outcome: &AttemptOutcome,
     ) -> Result<(), StoreError> {
-        self.write(|conn| {
-            let done = match outcome {
+        let (owner, outcome) = (owner.to_owned(), outcome.clone());
+        self.with_writer(move |conn| {
+            let done = match &outcome {
                 AttemptOutcome::Delivered { status } => {
                     conn.execute(sql::DELIVERED, params![id, owner, status, now_text()])
                 }
@@ -121,7 +125,8 @@ impl SqliteStore {
     }
 
     pub(super) fn release_forwards_now(&self, owner: Option<&str>) -> Result<u64, StoreError> {
-        self.write(|conn| {
+        let owner = owner.map(str::to_owned);
+        self.with_writer(move |conn| {
             conn.execute(sql::RELEASE, params![owner])
                 .map(|n| n as u64)
                 .map_err(map_err)
@@ -133,7 +138,8 @@ impl SqliteStore {
         source: &Source,
         id: &EventId,
     ) -> Result<Option<i64>, StoreError> {
-        self.write(|conn| {
+        let (source, id) = (source.clone(), id.clone());
+        self.with_writer(move |conn| {
             conn.query_row(
                 sql::REQUEUE_ONE,
                 params![source.as_str(), id.as_str(), now_text()],
@@ -149,10 +155,11 @@ impl SqliteStore {
         source: Option<&Source>,
         failed_only: bool,
     ) -> Result<u64, StoreError> {
-        self.write(|conn| {
+        let source = source.cloned();
+        self.with_writer(move |conn| {
             conn.execute(
                 sql::REQUEUE_MANY,
-                params![source.map(Source::as_str), failed_only, now_text()],
+                params![source.as_ref().map(Source::as_str), failed_only, now_text()],
             )
             .map(|n| n as u64)
             .map_err(map_err)

@@ -13,14 +13,14 @@ use crate::model::{EventId, Source};
 use crate::store::StoreError;
 
 mod sql {
-    pub const CLAIM: &str = include_str!("../../sql/postgres/claim_forwards.sql");
-    pub const DELIVERED: &str = include_str!("../../sql/postgres/forward_delivered.sql");
-    pub const FAILED: &str = include_str!("../../sql/postgres/forward_failed.sql");
-    pub const RELEASE: &str = include_str!("../../sql/postgres/release_forwards.sql");
-    pub const REQUEUE_ONE: &str = include_str!("../../sql/postgres/requeue_forward.sql");
-    pub const REQUEUE_MANY: &str = include_str!("../../sql/postgres/requeue_forwards.sql");
-    pub const STATE: &str = include_str!("../../sql/postgres/forward_state.sql");
-    pub const BACKLOG: &str = include_str!("../../sql/postgres/forward_backlog.sql");
+    pub const CLAIM: &str = include_str!("../../../sql/postgres/claim_forwards.sql");
+    pub const DELIVERED: &str = include_str!("../../../sql/postgres/forward_delivered.sql");
+    pub const FAILED: &str = include_str!("../../../sql/postgres/forward_failed.sql");
+    pub const RELEASE: &str = include_str!("../../../sql/postgres/release_forwards.sql");
+    pub const REQUEUE_ONE: &str = include_str!("../../../sql/postgres/requeue_forward.sql");
+    pub const REQUEUE_MANY: &str = include_str!("../../../sql/postgres/requeue_forwards.sql");
+    pub const STATE: &str = include_str!("../../../sql/postgres/forward_state.sql");
+    pub const BACKLOG: &str = include_str!("../../../sql/postgres/forward_backlog.sql");
 }
 
 impl PostgresStore {
