@@ -17,7 +17,7 @@ use hooklatch::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, For
 use hooklatch::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
-use hooklatch::store::{Store, StoreError};
+use hooklatch::store::{Outbox, Store, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -171,9 +171,9 @@ impl Store for DownStore {
     ) -> Result<hooklatch::store::BackupReport, hooklatch::store::BackupError> {
         Err(down().into())
     }
+}
 
-    // --- forward verbs ---
-
+impl Outbox for DownStore {
     fn claim_forwards(
         &self,
         _: &str,

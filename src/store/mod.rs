@@ -85,7 +85,7 @@ pub type Pending = Pin<Box<dyn Future<Output = Result<(Outcome, NewEvent), Store
 
 /// What every backend promises. The contract suite (`tests/contract`) checks each
 /// promise against every backend.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Outbox + Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs and test names.
     fn backend(&self) -> &'static str;
 
@@ -146,9 +146,11 @@ pub trait Store: Send + Sync + 'static {
     /// an existing file; leaves no file behind on failure. A backend whose data is not
     /// one file answers `Unsupported`, naming the tool to use instead.
     fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
+}
 
-    // --- forward verbs ---
-
+/// The forwarding outbox's verbs (SPEC §6), part of every [`Store`]. A trait of their own
+/// so each backend implements them beside their SQL, in its `forward` submodule.
+pub trait Outbox {
     /// Leases up to `limit` due pending outbox entries (oldest due first) to `owner` for
     /// `lease`, and returns them with what to send. An entry whose lease has not expired
     /// is never returned, so across instances no two workers hold one entry at once; a

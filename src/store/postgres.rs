@@ -40,7 +40,6 @@ use super::{
 };
 // The driver's own text is terse ("db error"); the server's message is in the cause.
 use crate::error::chain as describe;
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
     StoredEvent, Totals,
@@ -600,54 +599,6 @@ impl Store for PostgresStore {
         Err(BackupError::Unsupported(
             "backup copies SQLite databases only; back up PostgreSQL with pg_dump, e.g. pg_dump --format=custom --file=hooklatch.dump \"$DATABASE_URL\"",
         ))
-    }
-
-    // --- forward verbs ---
-
-    fn claim_forwards(
-        &self,
-        owner: &str,
-        lease: Duration,
-        limit: usize,
-    ) -> Result<Vec<ForwardJob>, StoreError> {
-        self.claim_forwards_now(owner, lease, limit)
-    }
-
-    fn record_forward(
-        &self,
-        webhook_event_id: i64,
-        owner: &str,
-        outcome: &AttemptOutcome,
-    ) -> Result<(), StoreError> {
-        self.record_forward_now(webhook_event_id, owner, outcome)
-    }
-
-    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
-        self.release_forwards_now(owner)
-    }
-
-    fn requeue_forward(&self, source: &Source, id: &EventId) -> Result<Option<i64>, StoreError> {
-        self.requeue_forward_now(source, id)
-    }
-
-    fn requeue_forwards(
-        &self,
-        source: Option<&Source>,
-        failed_only: bool,
-    ) -> Result<u64, StoreError> {
-        self.requeue_forwards_now(source, failed_only)
-    }
-
-    fn forward_state(
-        &self,
-        source: &Source,
-        id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError> {
-        self.forward_state_now(source, id)
-    }
-
-    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
-        self.forward_backlog_now()
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hooklatch::config::{Config, DatabaseUrl};
-use hooklatch::store::{self, Store, StoreOptions};
+use hooklatch::store::{self, Outbox, Store, StoreOptions};
 use hooklatch::{App, routes};
 use serde_json::Value;
 use warp::http::{HeaderMap, StatusCode};
@@ -162,9 +162,13 @@ impl Store for Closed {
     fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
         Err(closed())
     }
+    // --- ops verbs ---
+    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        Err(closed().into())
+    }
+}
 
-    // --- forward verbs ---
-
+impl Outbox for Closed {
     fn claim_forwards(
         &self,
         _: &str,
@@ -209,10 +213,6 @@ impl Store for Closed {
         &self,
     ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
         Err(closed())
-    }
-    // --- ops verbs ---
-    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
-        Err(closed().into())
     }
 }
 
@@ -275,8 +275,9 @@ impl Store for Watched {
     fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
         self.inner.backup_to(path)
     }
+}
 
-    // --- forward verbs ---
+impl Outbox for Watched {
     fn claim_forwards(
         &self,
         owner: &str,

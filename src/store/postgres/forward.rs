@@ -10,7 +10,7 @@ use postgres::types::Type;
 use super::{PostgresStore, get};
 use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{EventId, Source};
-use crate::store::StoreError;
+use crate::store::{Outbox, StoreError};
 
 mod sql {
     pub const CLAIM: &str = include_str!("../../../sql/postgres/claim_forwards.sql");
@@ -23,8 +23,8 @@ mod sql {
     pub const BACKLOG: &str = include_str!("../../../sql/postgres/forward_backlog.sql");
 }
 
-impl PostgresStore {
-    pub(super) fn claim_forwards_now(
+impl Outbox for PostgresStore {
+    fn claim_forwards(
         &self,
         owner: &str,
         lease: Duration,
@@ -57,7 +57,7 @@ impl PostgresStore {
             .collect()
     }
 
-    pub(super) fn record_forward_now(
+    fn record_forward(
         &self,
         id: i64,
         owner: &str,
@@ -101,23 +101,19 @@ impl PostgresStore {
         .map(drop)
     }
 
-    pub(super) fn release_forwards_now(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
         self.with_conn(|conn| {
             conn.client
                 .execute_typed(sql::RELEASE, &[(&owner, Type::TEXT)])
         })
     }
 
-    pub(super) fn requeue_forward_now(
-        &self,
-        source: &Source,
-        id: &EventId,
-    ) -> Result<Option<i64>, StoreError> {
+    fn requeue_forward(&self, source: &Source, id: &EventId) -> Result<Option<i64>, StoreError> {
         let rows = self.query_by_event(sql::REQUEUE_ONE, source, id)?;
         rows.first().map(|row| get(row, 0)).transpose()
     }
 
-    pub(super) fn requeue_forwards_now(
+    fn requeue_forwards(
         &self,
         source: Option<&Source>,
         failed_only: bool,
@@ -131,7 +127,7 @@ impl PostgresStore {
         })
     }
 
-    pub(super) fn forward_state_now(
+    fn forward_state(
         &self,
         source: &Source,
         id: &EventId,
@@ -152,7 +148,7 @@ impl PostgresStore {
         }))
     }
 
-    pub(super) fn forward_backlog_now(&self) -> Result<ForwardBacklog, StoreError> {
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
         let rows = self.with_conn(|conn| conn.client.query_typed(sql::BACKLOG, &[]))?;
         let row = rows
             .first()

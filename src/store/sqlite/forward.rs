@@ -11,7 +11,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{SqliteStore, map_err};
 use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{EventId, Source};
-use crate::store::{StoreError, now_text, text_after};
+use crate::store::{Outbox, StoreError, now_text, text_after};
 
 mod sql {
     pub const INSERT_OUTBOX: &str = include_str!("../../../sql/sqlite/insert_outbox.sql");
@@ -40,8 +40,8 @@ pub(super) fn insert_outbox(
         .map_err(map_err)
 }
 
-impl SqliteStore {
-    pub(super) fn claim_forwards_now(
+impl Outbox for SqliteStore {
+    fn claim_forwards(
         &self,
         owner: &str,
         lease: Duration,
@@ -96,7 +96,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn record_forward_now(
+    fn record_forward(
         &self,
         id: i64,
         owner: &str,
@@ -124,7 +124,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn release_forwards_now(&self, owner: Option<&str>) -> Result<u64, StoreError> {
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
         let owner = owner.map(str::to_owned);
         self.with_writer(move |conn| {
             conn.execute(sql::RELEASE, params![owner])
@@ -133,11 +133,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn requeue_forward_now(
-        &self,
-        source: &Source,
-        id: &EventId,
-    ) -> Result<Option<i64>, StoreError> {
+    fn requeue_forward(&self, source: &Source, id: &EventId) -> Result<Option<i64>, StoreError> {
         let (source, id) = (source.clone(), id.clone());
         self.with_writer(move |conn| {
             conn.query_row(
@@ -150,7 +146,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn requeue_forwards_now(
+    fn requeue_forwards(
         &self,
         source: Option<&Source>,
         failed_only: bool,
@@ -166,7 +162,7 @@ impl SqliteStore {
         })
     }
 
-    pub(super) fn forward_state_now(
+    fn forward_state(
         &self,
         source: &Source,
         id: &EventId,
@@ -186,7 +182,7 @@ impl SqliteStore {
         .map_err(map_err)
     }
 
-    pub(super) fn forward_backlog_now(&self) -> Result<ForwardBacklog, StoreError> {
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
         let conn = self.conn()?;
         conn.query_row(sql::BACKLOG, params![now_text()], |row| {
             Ok(ForwardBacklog {
