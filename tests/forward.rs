@@ -492,6 +492,14 @@ async fn no_more_than_forward_concurrency_attempts_are_in_flight(db: &TestDb) {
             .await
             .unwrap();
     assert_eq!(unclaimed.len(), 3, "{unclaimed:?}");
+    // All five wait: the gauge an operator alerts on sees them, the oldest first.
+    let store = db.store.clone();
+    let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
+    assert_eq!(backlog.pending, 5);
+    let oldest = backlog
+        .oldest_pending_secs
+        .expect("an age while entries wait");
+    assert!((0.0..600.0).contains(&oldest), "{oldest}");
     target.release();
     worker.stop().await;
 }
