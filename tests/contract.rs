@@ -120,7 +120,7 @@ async fn amounts_are_stored_exactly(db: &TestDb) {
         .conversion(&source("refersion"), &id("exact"))
         .unwrap()
         .unwrap();
-    assert_eq!(conversion.order_id, "1001");
+    assert_eq!(conversion.order_id.as_deref(), Some("1001"));
     assert_eq!(conversion.commission_amount.to_string(), "0.000001");
     assert_eq!(conversion.sale_amount.to_string(), "12345678901234567.50");
     assert_eq!(conversion.currency.as_deref(), Some("USD"));
@@ -141,7 +141,7 @@ async fn amounts_are_stored_exactly(db: &TestDb) {
         "15.00 stays 15.00"
     );
     assert_eq!(seed.sale_amount.to_string(), "75.00");
-    assert_eq!(seed.order_id, "ORDER_TEST_001");
+    assert_eq!(seed.order_id.as_deref(), Some("ORDER_TEST_001"));
     assert_eq!(seed.currency, None);
 }
 
@@ -288,17 +288,20 @@ async fn non_sale_events_have_no_conversion(db: &TestDb) {
     .await;
     assert_eq!(click.status, StatusCode::OK);
     assert_eq!(click.body["conversion_id"], Value::Null);
+    // A Refersion topic without a conversion object (no status, totals) is only an event.
     let real = post(
         &app,
         "/webhooks/refersion",
-        &[("Refersion-Topic", "APPROVED_CONVERSION")],
-        r#"{"id":987654321,"status":"APPROVED","total":"59.00","commission_total":"5.90"}"#,
+        &[("Refersion-Topic", "AFFILIATE_DETAILS_CHANGE")],
+        r#"{"id":987654321,"code":"a3y7","status":"ACTIVE"}"#,
     )
     .await;
     assert_eq!(real.status, StatusCode::OK, "{:?}", real.body);
-    assert_eq!(real.body["event_id"], "APPROVED_CONVERSION:987654321");
+    assert_eq!(real.body["event_id"], "AFFILIATE_DETAILS_CHANGE:987654321");
     assert_eq!(real.body["conversion_id"], Value::Null);
-    // The same conversion under another topic is another event.
+    assert!(real.body.get("conversion_status").is_none());
+    assert!(real.body.get("applied").is_none());
+    // The same id under another topic is another event.
     let denied = post(
         &app,
         "/webhooks/refersion",
@@ -309,10 +312,13 @@ async fn non_sale_events_have_no_conversion(db: &TestDb) {
     assert_eq!(denied.status, StatusCode::OK);
     let stored = db
         .store
-        .event(&source("refersion"), &id("APPROVED_CONVERSION:987654321"))
+        .event(
+            &source("refersion"),
+            &id("AFFILIATE_DETAILS_CHANGE:987654321"),
+        )
         .unwrap()
         .unwrap();
-    assert_eq!(stored.event_type.as_deref(), Some("APPROVED_CONVERSION"));
+    assert_eq!(stored.event_type.as_deref(), Some("AFFILIATE_DETAILS_CHANGE"));
     assert_eq!(stored.conversion_id, None);
     assert_eq!(
         totals(db).await,
@@ -667,12 +673,14 @@ fn new_event(event_id: &str, fingerprint: &str, conversion: bool) -> NewEvent {
         event_type: Some("sale".into()),
         payload: format!(r#"{{"event_id":"{event_id}"}}"#),
         fingerprint: fingerprint.into(),
-        conversion: conversion.then(|| NewConversion {
-            order_id: "o-1".into(),
-            commission_amount: hooklatch::model::Amount::parse("1.50").unwrap(),
-            sale_amount: hooklatch::model::Amount::parse("10").unwrap(),
-            currency: Some("EUR".into()),
-            tracking_id: None,
+        conversion: conversion.then(|| {
+            NewConversion::sale(
+                "o-1".into(),
+                hooklatch::model::Amount::parse("1.50").unwrap(),
+                hooklatch::model::Amount::parse("10").unwrap(),
+                Some("EUR".into()),
+                None,
+            )
         }),
     }
 }
@@ -692,8 +700,13 @@ async fn store_level_outcomes(db: &TestDb) {
         panic!("{:?}", outcomes.0)
     };
     assert!(receipt.conversion_id.is_some());
-    assert_eq!(outcomes.1, Outcome::Duplicate(receipt));
-    assert_eq!(outcomes.2, Outcome::Conflict(receipt));
+    assert!(receipt.applied, "a new sale creates its conversion");
+    let original = hooklatch::model::Receipt {
+        applied: false,
+        ..receipt.clone()
+    };
+    assert_eq!(outcomes.1, Outcome::Duplicate(original.clone()));
+    assert_eq!(outcomes.2, Outcome::Conflict(original));
     let Outcome::Processed(plain) = outcomes.3 else {
         panic!("{:?}", outcomes.3)
     };
@@ -752,7 +765,10 @@ async fn sixty_four_threads_one_event_one_conversion(db: &TestDb) {
     assert_eq!((processed, duplicates), (1, 63), "{outcomes:?}");
     let receipts: std::collections::HashSet<_> = outcomes
         .iter()
-        .map(|o| o.as_ref().unwrap().receipt())
+        .map(|o| {
+            let receipt = o.as_ref().unwrap().receipt();
+            (receipt.webhook_event_id, receipt.conversion_id)
+        })
         .collect();
     assert_eq!(receipts.len(), 1, "every thread sees the original ids");
     let event = db

@@ -44,12 +44,14 @@ fn event(id: &str, fingerprint: &str, order_id: Option<&str>) -> NewEvent {
         event_type: Some(if order_id.is_some() { "sale" } else { "click" }.into()),
         payload: format!(r#"{{"event_id":"{id}","fp":"{fingerprint}"}}"#),
         fingerprint: fingerprint.into(),
-        conversion: order_id.map(|order_id| NewConversion {
-            order_id: order_id.into(),
-            commission_amount: Amount::parse("15.00").expect("amount"),
-            sale_amount: Amount::parse("75.00").expect("amount"),
-            currency: Some("USD".into()),
-            tracking_id: Some("YOyqC7".into()),
+        conversion: order_id.map(|order_id| {
+            NewConversion::sale(
+                order_id.into(),
+                Amount::parse("15.00").expect("amount"),
+                Amount::parse("75.00").expect("amount"),
+                Some("USD".into()),
+                Some("YOyqC7".into()),
+            )
         }),
     }
 }

@@ -22,8 +22,8 @@ use rust_decimal::Decimal;
 
 use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files, now_text};
 use crate::model::{
-    Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
-    StoredEvent, Totals,
+    Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
+    StoredConversion, StoredEvent, Totals,
 };
 
 const MIGRATIONS: [MigrationFile; 4] = migration_files!("sqlite");
@@ -31,6 +31,10 @@ const MIGRATIONS: [MigrationFile; 4] = migration_files!("sqlite");
 mod sql {
     pub const FIND_EVENT: &str = include_str!("../../sql/sqlite/find_event.sql");
     pub const INSERT_CONVERSION: &str = include_str!("../../sql/sqlite/insert_conversion.sql");
+    pub const FIND_SALE_CONVERSION: &str =
+        include_str!("../../sql/sqlite/find_sale_conversion.sql");
+    pub const APPLY_CONVERSION: &str = include_str!("../../sql/sqlite/apply_conversion.sql");
+    pub const FIND_CONVERSION: &str = include_str!("../../sql/sqlite/find_conversion.sql");
     pub const INSERT_EVENT: &str = include_str!("../../sql/sqlite/insert_event.sql");
     pub const COUNT_DUPLICATE: &str = include_str!("../../sql/sqlite/count_duplicate.sql");
     pub const INSERT_CONFLICT: &str = include_str!("../../sql/sqlite/insert_conflict.sql");
@@ -58,6 +62,15 @@ struct Existing {
     id: i64,
     fingerprint: String,
     conversion_id: Option<i64>,
+    conversion_status: Option<String>,
+}
+
+/// Where a delivery left its conversion.
+struct ConversionState {
+    id: i64,
+    status: Option<String>,
+    /// Created or moved by this delivery (false: stale, or a sale already on record).
+    applied: bool,
 }
 
 impl SqliteStore {
@@ -170,30 +183,177 @@ impl SqliteStore {
 }
 
 /// Answers a repeated delivery inside the caller's write transaction: counts a
-/// duplicate, or keeps and counts a conflict.
+/// duplicate, or counts a conflict and keeps it while fewer than `KEPT_CONFLICTS` are.
 fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Outcome, StoreError> {
-    let receipt = existing.receipt();
     let now = now_text();
     if existing.fingerprint == event.fingerprint {
         conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
             .map_err(map_err)?;
-        return Ok(Outcome::Duplicate(receipt));
+        return Ok(Outcome::Duplicate(existing.receipt()));
     }
+    let conflicts: i64 = conn
+        .query_row(sql::COUNT_CONFLICT, params![existing.id, now], |row| {
+            row.get(0)
+        })
+        .map_err(map_err)?;
     conn.execute(
         sql::INSERT_CONFLICT,
-        params![existing.id, event.fingerprint, event.payload, now],
+        params![existing.id, event.fingerprint, event.payload, now, conflicts],
     )
     .map_err(map_err)?;
-    conn.execute(sql::COUNT_CONFLICT, params![existing.id, now])
+    Ok(Outcome::Conflict(existing.receipt()))
+}
+
+/// Records a new event and creates or moves its conversion, inside the caller's write
+/// transaction (which serialises every delivery of one conversion).
+fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+    let now = now_text();
+    let conversion = match &event.conversion {
+        None => None,
+        Some(c) if c.external_conversion_id.is_some() => {
+            Some(apply_conversion(conn, event, c, &now)?)
+        }
+        Some(c) => Some(create_sale_conversion(conn, event, c, &now)?),
+    };
+    let conversion_id = conversion.as_ref().map(|c| c.id);
+    let webhook_event_id = conn
+        .prepare_cached(sql::INSERT_EVENT)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    event.source.as_str(),
+                    event.event_id.as_str(),
+                    event.event_type,
+                    event.payload,
+                    event.fingerprint,
+                    conversion_id,
+                    now,
+                ],
+                |row| row.get::<_, i64>(0),
+            )
+        })
         .map_err(map_err)?;
-    Ok(Outcome::Conflict(receipt))
+    Ok(Outcome::Processed(Receipt {
+        webhook_event_id,
+        conversion_id,
+        applied: conversion.as_ref().is_some_and(|c| c.applied),
+        conversion_status: conversion.and_then(|c| c.status),
+    }))
+}
+
+/// A seed-style sale: one conversion per sale event. A conversions row already keyed by
+/// this event id (only manual surgery leaves one without its event) is adopted as this
+/// event's conversion rather than failing the delivery for ever.
+fn create_sale_conversion(
+    conn: &Connection,
+    event: &NewEvent,
+    c: &NewConversion,
+    now: &str,
+) -> Result<ConversionState, StoreError> {
+    let key = params![event.source.as_str(), event.event_id.as_str()];
+    let created = conn
+        .prepare_cached(sql::INSERT_CONVERSION)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    event.source.as_str(),
+                    event.event_id.as_str(),
+                    c.order_id,
+                    c.commission_amount.to_string(),
+                    c.sale_amount.to_string(),
+                    c.currency,
+                    c.tracking_id,
+                    c.status,
+                    now,
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+        .map_err(map_err)?;
+    match created {
+        Some((id, status)) => Ok(ConversionState {
+            id,
+            status,
+            applied: true,
+        }),
+        None => state(conn, sql::FIND_SALE_CONVERSION, key),
+    }
+}
+
+/// A conversion delivery: creates the conversion keyed by `(source,
+/// external_conversion_id)`, or moves it unless the delivery is stale. The staleness rule
+/// lives in the statement's `WHERE`, evaluated against the row as it is now.
+fn apply_conversion(
+    conn: &Connection,
+    event: &NewEvent,
+    c: &NewConversion,
+    now: &str,
+) -> Result<ConversionState, StoreError> {
+    let moved = conn
+        .prepare_cached(sql::APPLY_CONVERSION)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    event.source.as_str(),
+                    event.event_id.as_str(),
+                    c.external_conversion_id,
+                    c.order_id,
+                    c.commission_amount.to_string(),
+                    c.sale_amount.to_string(),
+                    c.currency,
+                    c.status,
+                    c.affiliate_id,
+                    c.affiliate_code,
+                    c.source_updated_at,
+                    now,
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+        .map_err(map_err)?;
+    match moved {
+        Some((id, status)) => Ok(ConversionState {
+            id,
+            status,
+            applied: true,
+        }),
+        // Stale: the conversion exists and stays as it is.
+        None => state(
+            conn,
+            sql::FIND_CONVERSION,
+            params![event.source.as_str(), c.external_conversion_id],
+        ),
+    }
+}
+
+/// The id and status of a conversion that this delivery left unchanged.
+fn state(
+    conn: &Connection,
+    sql: &str,
+    key: impl rusqlite::Params,
+) -> Result<ConversionState, StoreError> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| {
+            stmt.query_row(key, |row| {
+                Ok(ConversionState {
+                    id: row.get(0)?,
+                    status: row.get(1)?,
+                    applied: false,
+                })
+            })
+        })
+        .map_err(map_err)
 }
 
 impl Existing {
-    fn receipt(&self) -> Receipt {
+    fn receipt(self) -> Receipt {
         Receipt {
             webhook_event_id: self.id,
             conversion_id: self.conversion_id,
+            conversion_status: self.conversion_status,
+            applied: false,
         }
     }
 }
@@ -208,6 +368,7 @@ fn find(conn: &Connection, event: &NewEvent) -> Result<Option<Existing>, StoreEr
                         id: row.get(0)?,
                         fingerprint: row.get(1)?,
                         conversion_id: row.get(2)?,
+                        conversion_status: row.get(3)?,
                     })
                 },
             )
@@ -255,51 +416,9 @@ impl Store for SqliteStore {
                 tx.commit().map_err(map_err)?;
                 return Ok(outcome);
             }
-            let now = now_text();
-            let conversion_id = match &event.conversion {
-                None => None,
-                Some(c) => Some(
-                    tx.prepare_cached(sql::INSERT_CONVERSION)
-                        .and_then(|mut stmt| {
-                            stmt.query_row(
-                                params![
-                                    event.source.as_str(),
-                                    event.event_id.as_str(),
-                                    c.order_id,
-                                    c.commission_amount.to_string(),
-                                    c.sale_amount.to_string(),
-                                    c.currency,
-                                    c.tracking_id,
-                                    now,
-                                ],
-                                |row| row.get::<_, i64>(0),
-                            )
-                        })
-                        .map_err(map_err)?,
-                ),
-            };
-            let webhook_event_id = tx
-                .prepare_cached(sql::INSERT_EVENT)
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        params![
-                            event.source.as_str(),
-                            event.event_id.as_str(),
-                            event.event_type,
-                            event.payload,
-                            event.fingerprint,
-                            conversion_id,
-                            now,
-                        ],
-                        |row| row.get::<_, i64>(0),
-                    )
-                })
-                .map_err(map_err)?;
+            let outcome = insert_new(&tx, event)?;
             tx.commit().map_err(map_err)?;
-            Ok(Outcome::Processed(Receipt {
-                webhook_event_id,
-                conversion_id,
-            }))
+            Ok(outcome)
         })
     }
 
@@ -347,12 +466,18 @@ impl Store for SqliteStore {
                     id: row.get(0)?,
                     source: row.get(1)?,
                     external_event_id: row.get(2)?,
-                    order_id: row.get(3)?,
-                    commission_amount: amount(row.get::<_, String>(4)?, 4)?,
-                    sale_amount: amount(row.get::<_, String>(5)?, 5)?,
-                    currency: row.get(6)?,
-                    tracking_id: row.get(7)?,
-                    created_at: row.get(8)?,
+                    external_conversion_id: row.get(3)?,
+                    order_id: row.get(4)?,
+                    commission_amount: amount(row.get::<_, String>(5)?, 5)?,
+                    sale_amount: amount(row.get::<_, String>(6)?, 6)?,
+                    currency: row.get(7)?,
+                    tracking_id: row.get(8)?,
+                    status: row.get(9)?,
+                    affiliate_id: row.get(10)?,
+                    affiliate_code: row.get(11)?,
+                    source_updated_at: row.get(12)?,
+                    created_at: row.get(13)?,
+                    updated_at: row.get(14)?,
                 })
             },
         )
