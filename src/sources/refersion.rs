@@ -135,7 +135,8 @@ fn field<'b>(body: &'b Map<String, Value>, name: &str) -> &'b Value {
 fn sale(body: &Map<String, Value>) -> Result<NewConversion, PayloadError> {
     let order_id = optional_id(field(body, "order_id"), "order_id")?
         .ok_or_else(|| PayloadError::new("order_id", "is required for a sale"))?;
-    let commission_amount = Amount::from_json(field(body, "commission_amount"), "commission_amount")?;
+    let commission_amount =
+        Amount::from_json(field(body, "commission_amount"), "commission_amount")?;
     let sale_amount = Amount::from_json(field(body, "sale_amount"), "sale_amount")?;
     let currency = currency(body)?;
     let tracking_id = match field(body, "tracking_id") {
@@ -158,7 +159,13 @@ fn sale(body: &Map<String, Value>) -> Result<NewConversion, PayloadError> {
     };
     Ok(NewConversion {
         status,
-        ..NewConversion::sale(order_id, commission_amount, sale_amount, currency, tracking_id)
+        ..NewConversion::sale(
+            order_id,
+            commission_amount,
+            sale_amount,
+            currency,
+            tracking_id,
+        )
     })
 }
 
@@ -247,7 +254,12 @@ fn timestamp(body: &Map<String, Value>, name: &str) -> Result<Option<String>, Pa
     let text = match field(body, name) {
         Value::Null => return Ok(None),
         Value::String(s) => s,
-        _ => return Err(PayloadError::new(name, "must be a YYYY-MM-DD HH:MM:SS string")),
+        _ => {
+            return Err(PayloadError::new(
+                name,
+                "must be a YYYY-MM-DD HH:MM:SS string",
+            ));
+        }
     };
     let parsed = time::PrimitiveDateTime::parse(text, TIMESTAMP)
         .map_err(|_| PayloadError::new(name, "must be YYYY-MM-DD HH:MM:SS (UTC)"))?;
@@ -420,9 +432,10 @@ mod tests {
             updated.source_updated_at.as_deref(),
             Some("2020-02-15T09:00:00.000000Z")
         );
-        let minimal = delivery(r#"{"id":"c-1","status":"approved","total":1,"commission_total":"0.1"}"#)
-            .unwrap()
-            .unwrap();
+        let minimal =
+            delivery(r#"{"id":"c-1","status":"approved","total":1,"commission_total":"0.1"}"#)
+                .unwrap()
+                .unwrap();
         assert_eq!(minimal.status.as_deref(), Some("APPROVED"));
         assert_eq!(minimal.order_id, None);
         assert_eq!(minimal.source_updated_at, None);
@@ -433,7 +446,11 @@ mod tests {
             assert_eq!(delivery(&with(missing, None)).unwrap(), None, "{missing}");
         }
         let body = parse_object(DELIVERY.as_bytes()).unwrap();
-        assert!(conversion(Some("APPROVED_CONVERSION"), &body).unwrap().is_some());
+        assert!(
+            conversion(Some("APPROVED_CONVERSION"), &body)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(
             conversion(Some("sale"), &body).unwrap_err().field,
             "commission_amount"
@@ -448,7 +465,11 @@ mod tests {
             ("status", Some(r#""""#), "status"),
             ("status", Some(r#""pend ing""#), "status"),
             ("status", Some(r#""ÄPPROVED""#), "status"),
-            ("status", Some(&format!(r#""{}""#, "A".repeat(33))), "status"),
+            (
+                "status",
+                Some(&format!(r#""{}""#, "A".repeat(33))),
+                "status",
+            ),
             ("status", Some("null"), "status"),
             ("status", Some("1"), "status"),
             ("total", Some(r#""-1""#), "total"),
@@ -490,7 +511,11 @@ mod tests {
         assert_eq!(base, print(&with("total", Some("59"))), "amounts by value");
         assert_eq!(base, print(&with("id", Some(r#""987654321""#))));
         assert_eq!(base, print(&with("status", Some(r#""pending""#))));
-        assert_eq!(base, print(&with("is_recurring", Some("true"))), "not defining");
+        assert_eq!(
+            base,
+            print(&with("is_recurring", Some("true"))),
+            "not defining"
+        );
         for (field, value) in [
             ("status", r#""APPROVED""#),
             ("total", "60"),

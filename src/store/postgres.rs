@@ -342,7 +342,8 @@ impl Store for PostgresStore {
 
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
         let conversion = event.conversion.as_ref();
-        let text = |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
+        let text =
+            |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
         let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
         let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
         let (order_id, currency, tracking_id) = (

@@ -198,7 +198,13 @@ fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Out
         .map_err(map_err)?;
     conn.execute(
         sql::INSERT_CONFLICT,
-        params![existing.id, event.fingerprint, event.payload, now, conflicts],
+        params![
+            existing.id,
+            event.fingerprint,
+            event.payload,
+            now,
+            conflicts
+        ],
     )
     .map_err(map_err)?;
     Ok(Outcome::Conflict(existing.receipt()))
