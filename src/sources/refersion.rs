@@ -264,6 +264,10 @@ fn timestamp(body: &Map<String, Value>, name: &str) -> Result<Option<String>, Pa
     let parsed = time::PrimitiveDateTime::parse(text, TIMESTAMP)
         .map_err(|_| PayloadError::new(name, "must be YYYY-MM-DD HH:MM:SS (UTC)"))?;
     let utc = parsed.assume_utc();
+    // PostgreSQL has no year 0; both stores must answer alike.
+    if utc.year() < 1 {
+        return Err(PayloadError::new(name, "is out of range"));
+    }
     utc.format(crate::store::STORED_TIMESTAMP)
         .map(Some)
         .map_err(|_| PayloadError::new(name, "is out of range"))
@@ -481,6 +485,7 @@ mod tests {
             ("updated", Some(r#""2020-02-14T18:48:42Z""#), "updated"),
             ("updated", Some(r#""2020-02-30 10:00:00""#), "updated"),
             ("created", Some("1581706122"), "created"),
+            ("created", Some(r#""0000-01-01 00:00:00""#), "created"),
             ("affiliate", Some("5"), "affiliate"),
             ("affiliate", Some(r#"{"id":true}"#), "affiliate.id"),
             ("affiliate", Some(r#"{"code":7}"#), "affiliate.code"),
