@@ -1296,6 +1296,12 @@ async fn a_delivery_waiting_on_a_committed_first_does_not_insert_again(db: &Test
 
 const CONVERSION: u64 = 987654321;
 
+/// Rows of events, conversions and conflicts.
+async fn counts(db: &TestDb) -> (i64, i64, i64) {
+    let t = totals(db).await;
+    (t.events, t.conversions, t.conflicts)
+}
+
 /// Delivers a conversion body under a Refersion topic.
 async fn topic(app: &Arc<hooklatch::App>, topic: &str, body: &str) -> Reply {
     post(
@@ -1315,6 +1321,20 @@ fn stored_conversion(db: &TestDb, event_id: &str) -> hooklatch::model::StoredCon
         .unwrap_or_else(|| panic!("no conversion linked to {event_id}"))
 }
 
+/// Delivers under `name` and checks it was a new event that left the conversion at
+/// `status`, having moved it (`applied`) or not (stale).
+async fn step(
+    app: &Arc<hooklatch::App>,
+    name: &str,
+    body: &str,
+    status: &str,
+    applied: bool,
+) -> Reply {
+    let reply = topic(app, name, body).await;
+    assert_processed(&reply, status, applied);
+    reply
+}
+
 fn assert_processed(reply: &Reply, status: &str, applied: bool) {
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["status"], "processed");
@@ -1325,8 +1345,7 @@ fn assert_processed(reply: &Reply, status: &str, applied: bool) {
 async fn a_conversion_delivery_creates_one_conversion(db: &TestDb) {
     let app = db.app();
     let body = conversion_body(CONVERSION, "pending", "59.00", None);
-    let reply = topic(&app, "NEW_CONVERSION", &body).await;
-    assert_processed(&reply, "PENDING", true);
+    let reply = step(&app, "NEW_CONVERSION", &body, "PENDING", true).await;
     assert_eq!(reply.body["event_id"], "NEW_CONVERSION:987654321");
     let conversion = stored_conversion(db, "NEW_CONVERSION:987654321");
     assert_eq!(reply.body["conversion_id"], conversion.id);
@@ -1357,27 +1376,24 @@ async fn a_conversion_delivery_creates_one_conversion(db: &TestDb) {
     assert_eq!(event.conversion_id, Some(conversion.id));
     assert_eq!(event.event_type.as_deref(), Some("NEW_CONVERSION"));
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 1,
-            conversions: 1,
-            conflicts: 0
-        }
+        counts(db).await,
+        (1, 1, 0),
+        "events, conversions, conflicts"
     );
 }
 
 async fn approval_after_pending_moves_the_conversion(db: &TestDb) {
     let app = db.app();
-    let new = topic(
+    let new = step(
         &app,
         "NEW_CONVERSION",
         &conversion_body(CONVERSION, "PENDING", "59.00", None),
+        "PENDING",
+        true,
     )
     .await;
-    assert_processed(&new, "PENDING", true);
     let approved = conversion_body(CONVERSION, "APPROVED", "61.00", Some("2026-01-06 08:00:00"));
-    let reply = topic(&app, "APPROVED_CONVERSION", &approved).await;
-    assert_processed(&reply, "APPROVED", true);
+    let reply = step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
     assert_eq!(reply.body["conversion_id"], new.body["conversion_id"]);
     assert_ne!(reply.body["webhook_event_id"], new.body["webhook_event_id"]);
     let conversion = stored_conversion(db, "APPROVED_CONVERSION:987654321");
@@ -1402,28 +1418,20 @@ async fn approval_after_pending_moves_the_conversion(db: &TestDb) {
         "both events link to the one conversion"
     );
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 2,
-            conversions: 1,
-            conflicts: 0
-        }
+        counts(db).await,
+        (2, 1, 0),
+        "events, conversions, conflicts"
     );
 }
 
 async fn a_late_pending_after_approval_is_stale_and_changes_nothing(db: &TestDb) {
     let app = db.app();
     let approved = conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-01-06 08:00:00"));
-    assert_processed(
-        &topic(&app, "APPROVED_CONVERSION", &approved).await,
-        "APPROVED",
-        true,
-    );
+    step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
     let before = stored_conversion(db, "APPROVED_CONVERSION:987654321");
     // Reordered: the earlier PENDING arrives last, with an older timestamp.
     let late = conversion_body(CONVERSION, "PENDING", "50.00", Some("2026-01-05 10:00:00"));
-    let reply = topic(&app, "NEW_CONVERSION", &late).await;
-    assert_processed(&reply, "APPROVED", false);
+    let reply = step(&app, "NEW_CONVERSION", &late, "APPROVED", false).await;
     assert_eq!(reply.body["conversion_id"], before.id);
     assert_eq!(
         stored_conversion(db, "APPROVED_CONVERSION:987654321"),
@@ -1439,22 +1447,15 @@ async fn a_late_pending_after_approval_is_stale_and_changes_nothing(db: &TestDb)
     assert_eq!(event.payload.as_deref(), Some(late.as_str()));
     // Stale by timestamp alone, whatever the status: an older APPROVED changes nothing.
     let older = conversion_body(CONVERSION, "DENIED", "1.00", Some("2026-01-06 07:59:59"));
-    assert_processed(
-        &topic(&app, "DENIED_CONVERSION", &older).await,
-        "APPROVED",
-        false,
-    );
+    step(&app, "DENIED_CONVERSION", &older, "APPROVED", false).await;
     assert_eq!(
         stored_conversion(db, "APPROVED_CONVERSION:987654321"),
         before
     );
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 3,
-            conversions: 1,
-            conflicts: 0
-        }
+        counts(db).await,
+        (3, 1, 0),
+        "events, conversions, conflicts"
     );
 }
 
@@ -1462,24 +1463,12 @@ async fn equal_timestamps_never_move_a_decided_conversion_back_to_pending(db: &T
     let app = db.app();
     let at = Some("2026-01-06 08:00:00");
     let approved = conversion_body(CONVERSION, "APPROVED", "59.00", at);
-    assert_processed(
-        &topic(&app, "APPROVED_CONVERSION", &approved).await,
-        "APPROVED",
-        true,
-    );
+    step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
     let pending = conversion_body(CONVERSION, "PENDING", "59.00", at);
-    assert_processed(
-        &topic(&app, "NEW_CONVERSION", &pending).await,
-        "APPROVED",
-        false,
-    );
+    step(&app, "NEW_CONVERSION", &pending, "APPROVED", false).await;
     // Forward (or sideways among decided statuses) at the same time is applied.
     let denied = conversion_body(CONVERSION, "DENIED", "59.00", at);
-    assert_processed(
-        &topic(&app, "DENIED_CONVERSION", &denied).await,
-        "DENIED",
-        true,
-    );
+    step(&app, "DENIED_CONVERSION", &denied, "DENIED", true).await;
     assert_eq!(
         stored_conversion(db, "NEW_CONVERSION:987654321")
             .status
@@ -1489,17 +1478,9 @@ async fn equal_timestamps_never_move_a_decided_conversion_back_to_pending(db: &T
     // PENDING after PENDING at the same time is no move backwards.
     let other = 42;
     let first = conversion_body(other, "PENDING", "10.00", at);
-    assert_processed(
-        &topic(&app, "NEW_CONVERSION", &first).await,
-        "PENDING",
-        true,
-    );
+    step(&app, "NEW_CONVERSION", &first, "PENDING", true).await;
     let again = conversion_body(other, "PENDING", "12.00", at);
-    assert_processed(
-        &topic(&app, "PENDING_CONVERSION", &again).await,
-        "PENDING",
-        true,
-    );
+    step(&app, "PENDING_CONVERSION", &again, "PENDING", true).await;
     assert_eq!(
         stored_conversion(db, "NEW_CONVERSION:42")
             .sale_amount
@@ -1515,39 +1496,49 @@ async fn missing_timestamps_never_move_a_decided_conversion_back_to_pending(db: 
             r#"{{"id":{CONVERSION},"status":"{status}","total":"{total}","commission_total":"1.00"}}"#
         )
     };
-    assert_processed(
-        &topic(&app, "NEW_CONVERSION", &bare("PENDING", "10")).await,
+    step(
+        &app,
+        "NEW_CONVERSION",
+        &bare("PENDING", "10"),
         "PENDING",
         true,
-    );
-    assert_processed(
-        &topic(&app, "APPROVED_CONVERSION", &bare("APPROVED", "11")).await,
+    )
+    .await;
+    step(
+        &app,
+        "APPROVED_CONVERSION",
+        &bare("APPROVED", "11"),
         "APPROVED",
         true,
-    );
-    let stale = topic(&app, "PENDING_AGAIN", &bare("PENDING", "12")).await;
-    assert_processed(&stale, "APPROVED", false);
+    )
+    .await;
+    let stale = step(
+        &app,
+        "PENDING_AGAIN",
+        &bare("PENDING", "12"),
+        "APPROVED",
+        false,
+    )
+    .await;
     let conversion = stored_conversion(db, "NEW_CONVERSION:987654321");
     assert_eq!(conversion.status.as_deref(), Some("APPROVED"));
     assert_eq!(conversion.sale_amount.to_string(), "11");
     assert_eq!(conversion.source_updated_at, None);
     // One side timestamped, the other not: the same rule.
     let dated = conversion_body(CONVERSION, "PENDING", "13.00", Some("2026-01-07 00:00:00"));
-    let reply = topic(&app, "DATED_PENDING", &dated).await;
-    assert_processed(&reply, "APPROVED", false);
+    let reply = step(&app, "DATED_PENDING", &dated, "APPROVED", false).await;
     // A timestamped decision is applied and its timestamp kept; a later undated
     // decision moves the status without erasing it.
     let dated_denial = conversion_body(CONVERSION, "DENIED", "14.00", Some("2026-01-08 00:00:00"));
-    assert_processed(
-        &topic(&app, "DENIED_CONVERSION", &dated_denial).await,
-        "DENIED",
-        true,
-    );
-    assert_processed(
-        &topic(&app, "UNQUALIFIED", &bare("UNQUALIFIED", "15")).await,
+    step(&app, "DENIED_CONVERSION", &dated_denial, "DENIED", true).await;
+    step(
+        &app,
+        "UNQUALIFIED",
+        &bare("UNQUALIFIED", "15"),
         "UNQUALIFIED",
         true,
-    );
+    )
+    .await;
     let conversion = stored_conversion(db, "NEW_CONVERSION:987654321");
     assert_eq!(
         conversion.source_updated_at.as_deref(),
@@ -1559,20 +1550,12 @@ async fn missing_timestamps_never_move_a_decided_conversion_back_to_pending(db: 
 async fn denial_after_pending_moves_the_conversion(db: &TestDb) {
     let app = db.app();
     let new = conversion_body(CONVERSION, "PENDING", "59.00", None);
-    assert_processed(&topic(&app, "NEW_CONVERSION", &new).await, "PENDING", true);
+    step(&app, "NEW_CONVERSION", &new, "PENDING", true).await;
     let denied = conversion_body(CONVERSION, "DENIED", "59.00", Some("2026-01-06 08:00:00"));
-    assert_processed(
-        &topic(&app, "DENIED_CONVERSION", &denied).await,
-        "DENIED",
-        true,
-    );
+    step(&app, "DENIED_CONVERSION", &denied, "DENIED", true).await;
     // A late approval older than the denial is stale.
     let late = conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-01-06 07:00:00"));
-    assert_processed(
-        &topic(&app, "APPROVED_CONVERSION", &late).await,
-        "DENIED",
-        false,
-    );
+    step(&app, "APPROVED_CONVERSION", &late, "DENIED", false).await;
     assert_eq!(
         stored_conversion(db, "NEW_CONVERSION:987654321")
             .status
@@ -1584,14 +1567,9 @@ async fn denial_after_pending_moves_the_conversion(db: &TestDb) {
 async fn a_duplicate_conversion_delivery_answers_the_current_status(db: &TestDb) {
     let app = db.app();
     let new = conversion_body(CONVERSION, "PENDING", "59.00", None);
-    let first = topic(&app, "NEW_CONVERSION", &new).await;
-    assert_processed(&first, "PENDING", true);
+    let first = step(&app, "NEW_CONVERSION", &new, "PENDING", true).await;
     let approved = conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-01-06 08:00:00"));
-    assert_processed(
-        &topic(&app, "APPROVED_CONVERSION", &approved).await,
-        "APPROVED",
-        true,
-    );
+    step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
     // A retry of the first topic, re-serialised: a duplicate that reports where the
     // conversion stands now, and moves nothing back.
     let retry = new.replace(r#""total":"59.00""#, r#""total":59"#);
@@ -1622,20 +1600,16 @@ async fn a_duplicate_conversion_delivery_answers_the_current_status(db: &TestDb)
         .unwrap();
     assert_eq!(event.delivery_count, 2);
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 2,
-            conversions: 1,
-            conflicts: 0
-        }
+        counts(db).await,
+        (2, 1, 0),
+        "events, conversions, conflicts"
     );
 }
 
 async fn a_conflicting_redelivery_leaves_the_conversion_unchanged(db: &TestDb) {
     let app = db.app();
     let new = conversion_body(CONVERSION, "PENDING", "59.00", None);
-    let first = topic(&app, "NEW_CONVERSION", &new).await;
-    assert_processed(&first, "PENDING", true);
+    let first = step(&app, "NEW_CONVERSION", &new, "PENDING", true).await;
     let before = stored_conversion(db, "NEW_CONVERSION:987654321");
     // Same topic and id, a newer timestamp and another status: the id is reused, so it
     // is a conflict, kept for inspection, and the conversion does not move.
@@ -1652,12 +1626,9 @@ async fn a_conflicting_redelivery_leaves_the_conversion_unchanged(db: &TestDb) {
     }
     assert_eq!(stored_conversion(db, "NEW_CONVERSION:987654321"), before);
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 1,
-            conversions: 1,
-            conflicts: 2
-        }
+        counts(db).await,
+        (1, 1, 2),
+        "events, conversions, conflicts"
     );
 }
 
@@ -1715,7 +1686,7 @@ async fn invalid_conversion_fields_are_400_and_nothing_is_stored(db: &TestDb) {
         assert_eq!(reply.body["field"], *field, "{body}");
     }
     // An invalid update of an existing conversion stores nothing either.
-    assert_processed(&topic(&app, "NEW_CONVERSION", &good).await, "PENDING", true);
+    step(&app, "NEW_CONVERSION", &good, "PENDING", true).await;
     let before = totals(db).await;
     let bad = good.replace(r#""status":"PENDING""#, r#""status":"APPROVED!""#);
     let reply = topic(&app, "APPROVED_CONVERSION", &bad).await;
@@ -1783,12 +1754,9 @@ async fn sixteen_concurrent_topics_of_one_conversion_newest_wins(db: &TestDb) {
         assert_eq!(event.conversion_id, Some(conversion.id), "TOPIC_{i}");
     }
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 16,
-            conversions: 1,
-            conflicts: 0
-        }
+        counts(db).await,
+        (16, 1, 0),
+        "events, conversions, conflicts"
     );
 }
 
@@ -1835,12 +1803,9 @@ async fn the_seed_sale_is_unchanged_by_the_lifecycle(db: &TestDb) {
     );
     assert_eq!(second.commission_amount.to_string(), "1");
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 2,
-            conversions: 2,
-            conflicts: 0
-        }
+        counts(db).await,
+        (2, 2, 0),
+        "events, conversions, conflicts"
     );
 }
 
@@ -1879,12 +1844,9 @@ async fn a_stray_conversion_row_is_adopted_not_a_permanent_503(db: &TestDb) {
     assert_eq!(again.status, StatusCode::ACCEPTED);
     assert_eq!(again.body["conversion_id"], stray.id);
     assert_eq!(
-        totals(db).await,
-        Totals {
-            events: 1,
-            conversions: 1,
-            conflicts: 0
-        }
+        counts(db).await,
+        (1, 1, 0),
+        "events, conversions, conflicts"
     );
 }
 

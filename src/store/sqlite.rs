@@ -256,35 +256,27 @@ fn create_sale_conversion(
     c: &NewConversion,
     now: &str,
 ) -> Result<ConversionState, StoreError> {
-    let key = params![event.source.as_str(), event.event_id.as_str()];
-    let created = conn
-        .prepare_cached(sql::INSERT_CONVERSION)
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                params![
-                    event.source.as_str(),
-                    event.event_id.as_str(),
-                    c.order_id,
-                    c.commission_amount.to_string(),
-                    c.sale_amount.to_string(),
-                    c.currency,
-                    c.tracking_id,
-                    c.status,
-                    now,
-                ],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-        })
-        .map_err(map_err)?;
-    match created {
-        Some((id, status)) => Ok(ConversionState {
-            id,
-            status,
-            applied: true,
-        }),
-        None => state(conn, sql::FIND_SALE_CONVERSION, key),
-    }
+    write_or_read(
+        conn,
+        (
+            sql::INSERT_CONVERSION,
+            params![
+                event.source.as_str(),
+                event.event_id.as_str(),
+                c.order_id,
+                c.commission_amount.to_string(),
+                c.sale_amount.to_string(),
+                c.currency,
+                c.tracking_id,
+                c.status,
+                now,
+            ],
+        ),
+        (
+            sql::FIND_SALE_CONVERSION,
+            params![event.source.as_str(), event.event_id.as_str()],
+        ),
+    )
 }
 
 /// A conversion delivery: creates the conversion keyed by `(source,
@@ -296,61 +288,60 @@ fn apply_conversion(
     c: &NewConversion,
     now: &str,
 ) -> Result<ConversionState, StoreError> {
-    let moved = conn
-        .prepare_cached(sql::APPLY_CONVERSION)
-        .and_then(|mut stmt| {
-            stmt.query_row(
-                params![
-                    event.source.as_str(),
-                    event.event_id.as_str(),
-                    c.external_conversion_id,
-                    c.order_id,
-                    c.commission_amount.to_string(),
-                    c.sale_amount.to_string(),
-                    c.currency,
-                    c.status,
-                    c.affiliate_id,
-                    c.affiliate_code,
-                    c.source_updated_at,
-                    now,
-                ],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
-        })
-        .map_err(map_err)?;
-    match moved {
-        Some((id, status)) => Ok(ConversionState {
-            id,
-            status,
-            applied: true,
-        }),
+    write_or_read(
+        conn,
+        (
+            sql::APPLY_CONVERSION,
+            params![
+                event.source.as_str(),
+                event.event_id.as_str(),
+                c.external_conversion_id,
+                c.order_id,
+                c.commission_amount.to_string(),
+                c.sale_amount.to_string(),
+                c.currency,
+                c.status,
+                c.affiliate_id,
+                c.affiliate_code,
+                c.source_updated_at,
+                now,
+            ],
+        ),
         // Stale: the conversion exists and stays as it is.
-        None => state(
-            conn,
+        (
             sql::FIND_CONVERSION,
             params![event.source.as_str(), c.external_conversion_id],
         ),
-    }
+    )
 }
 
-/// The id and status of a conversion that this delivery left unchanged.
-fn state(
+/// Runs a write that returns `(id, status)` of the row it created or moved; when it wrote
+/// nothing, reads `(id, status)` of the row it left alone.
+fn write_or_read<W: rusqlite::Params, R: rusqlite::Params>(
     conn: &Connection,
-    sql: &str,
-    key: impl rusqlite::Params,
+    (write, write_params): (&str, W),
+    (read, read_params): (&str, R),
 ) -> Result<ConversionState, StoreError> {
-    conn.prepare_cached(sql)
-        .and_then(|mut stmt| {
-            stmt.query_row(key, |row| {
-                Ok(ConversionState {
-                    id: row.get(0)?,
-                    status: row.get(1)?,
-                    applied: false,
-                })
+    let row = |applied| {
+        move |row: &rusqlite::Row<'_>| {
+            Ok(ConversionState {
+                id: row.get(0)?,
+                status: row.get(1)?,
+                applied,
             })
-        })
-        .map_err(map_err)
+        }
+    };
+    let written = conn
+        .prepare_cached(write)
+        .and_then(|mut stmt| stmt.query_row(write_params, row(true)).optional())
+        .map_err(map_err)?;
+    match written {
+        Some(state) => Ok(state),
+        None => conn
+            .prepare_cached(read)
+            .and_then(|mut stmt| stmt.query_row(read_params, row(false)))
+            .map_err(map_err),
+    }
 }
 
 impl Existing {
