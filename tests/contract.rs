@@ -1512,7 +1512,7 @@ async fn missing_timestamps_never_move_a_decided_conversion_back_to_pending(db: 
         true,
     )
     .await;
-    let stale = step(
+    step(
         &app,
         "PENDING_AGAIN",
         &bare("PENDING", "12"),
@@ -1526,7 +1526,7 @@ async fn missing_timestamps_never_move_a_decided_conversion_back_to_pending(db: 
     assert_eq!(conversion.source_updated_at, None);
     // One side timestamped, the other not: the same rule.
     let dated = conversion_body(CONVERSION, "PENDING", "13.00", Some("2026-01-07 00:00:00"));
-    let reply = step(&app, "DATED_PENDING", &dated, "APPROVED", false).await;
+    step(&app, "DATED_PENDING", &dated, "APPROVED", false).await;
     // A timestamped decision is applied and its timestamp kept; a later undated
     // decision moves the status without erasing it.
     let dated_denial = conversion_body(CONVERSION, "DENIED", "14.00", Some("2026-01-08 00:00:00"));
