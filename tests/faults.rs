@@ -126,7 +126,7 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
             (Some(event), Some(conversion), _) => {
                 assert_eq!(event.conversion_id, Some(conversion.id), "{}", s.id);
                 assert_eq!(event.delivery_count, 1, "{}", s.id);
-                assert_eq!(conversion.order_id, format!("ORDER_{}", s.id));
+                assert_eq!(conversion.order_id, Some(format!("ORDER_{}", s.id)));
                 assert_eq!(
                     conversion.commission_amount.decimal(),
                     Decimal::from_str(&s.commission).unwrap(),

@@ -708,7 +708,7 @@ async fn ids_with_quotes_sql_and_emoji_are_stored_and_deduplicated_exactly(db: &
         assert_eq!(stored.external_event_id, id);
         assert_eq!(stored.delivery_count, 2);
         let conversion = db.store.conversion(&refersion, &event_id).unwrap().unwrap();
-        assert_eq!(conversion.order_id, id);
+        assert_eq!(conversion.order_id.as_deref(), Some(id));
         assert_eq!(conversion.tracking_id.as_deref(), Some(id));
         first_ids.push(first.body["webhook_event_id"].clone());
     }

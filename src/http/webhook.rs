@@ -114,6 +114,13 @@ fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Respon
         "webhook_event_id": receipt.webhook_event_id,
         "conversion_id": receipt.conversion_id,
     });
+    if receipt.conversion_id.is_some() {
+        // Where the conversion stands now, so a sender can tell a stale delivery.
+        body["conversion_status"] = receipt.conversion_status.clone().into();
+        if matches!(outcome, Outcome::Processed(_)) {
+            body["applied"] = receipt.applied.into();
+        }
+    }
     let (status, replayed, conflict) = match outcome {
         Outcome::Processed(_) => {
             body["status"] = "processed".into();

@@ -100,7 +100,13 @@ pub trait Store: Outbox + Send + Sync + 'static {
     /// - Known id, same fingerprint: `Duplicate` with the original ids; counts the
     ///   delivery (`delivery_count`, `last_seen_at`) without waiting for an fsync.
     /// - Known id, different fingerprint: `Conflict` with the original ids; the original
-    ///   is untouched, the delivery is kept in `webhook_conflicts` and counted.
+    ///   is untouched, the delivery is counted, and kept in `webhook_conflicts` while
+    ///   fewer than [`KEPT_CONFLICTS`] are kept for the event.
+    ///
+    /// A conversion delivery (`external_conversion_id` set) creates its conversion or
+    /// moves it in the same transaction, unless it is stale (SPEC §2): then the event is
+    /// still `Processed`, linked to the conversion, with `applied` false. Deliveries of
+    /// one conversion serialise on its row, so none is lost.
     ///
     /// Concurrent calls for one id wait for the first transaction: if it commits they are
     /// duplicates, if it rolls back one of them becomes the first. The unique indexes
@@ -126,7 +132,8 @@ pub trait Store: Outbox + Send + Sync + 'static {
     /// The stored event for `(source, event_id)`.
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
 
-    /// The conversion created by `(source, event_id)`, if it was a sale.
+    /// The conversion the event `(source, event_id)` is linked to, or else the one it
+    /// created (a conversion without its event would show a half-written step).
     fn conversion(
         &self,
         source: &Source,
@@ -281,8 +288,17 @@ fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migratio
         .collect()
 }
 
-/// The current time as stored: RFC 3339 UTC with microseconds, the same text on both
-/// backends so lexical order is time order.
+/// How every timestamp is stored as text: RFC 3339 UTC with microseconds, the same text
+/// on both backends so lexical order is time order.
+pub const STORED_TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+/// At most this many conflicting deliveries of one event are kept with their payloads
+/// (SPEC §5.3); every one is counted. Both backends' SQL carries the same number.
+pub const KEPT_CONFLICTS: i64 = 16;
+
+/// The current time as stored ([`STORED_TIMESTAMP`]).
 pub fn now_text() -> String {
     time_text(time::OffsetDateTime::now_utc())
 }
@@ -293,8 +309,6 @@ pub fn text_after(ahead: Duration) -> String {
 }
 
 fn time_text(now: time::OffsetDateTime) -> String {
-    now.format(&time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    ))
-    .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(STORED_TIMESTAMP)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }

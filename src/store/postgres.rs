@@ -41,8 +41,8 @@ use super::{
 // The driver's own text is terse ("db error"); the server's message is in the cause.
 use crate::error::chain as describe;
 use crate::model::{
-    Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
-    StoredEvent, Totals,
+    Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
+    StoredConversion, StoredEvent, Totals,
 };
 
 mod forward;
@@ -394,12 +394,23 @@ impl PostgresStore {
         cancel: &CancelSlot,
     ) -> Result<Outcome, StoreError> {
         let conversion = event.conversion.as_ref();
-        let order_id = conversion.map(|c| c.order_id.as_str());
+        let text =
+            |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
         let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
         let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
-        let currency = conversion.and_then(|c| c.currency.as_deref());
-        let tracking_id = conversion.and_then(|c| c.tracking_id.as_deref());
-        let params: [&(dyn ToSql + Sync); 11] = [
+        let (order_id, currency, tracking_id) = (
+            text(|c| &c.order_id),
+            text(|c| &c.currency),
+            text(|c| &c.tracking_id),
+        );
+        let (status, external_conversion_id) =
+            (text(|c| &c.status), text(|c| &c.external_conversion_id));
+        let (affiliate_id, affiliate_code, source_updated_at) = (
+            text(|c| &c.affiliate_id),
+            text(|c| &c.affiliate_code),
+            text(|c| &c.source_updated_at),
+        );
+        let params: [&(dyn ToSql + Sync); 16] = [
             &event.source.as_str(),
             &event.event_id.as_str(),
             &event.event_type,
@@ -410,6 +421,11 @@ impl PostgresStore {
             &sale,
             &currency,
             &tracking_id,
+            &status,
+            &external_conversion_id,
+            &affiliate_id,
+            &affiliate_code,
+            &source_updated_at,
             &event.forward,
         ];
         let row = self
@@ -445,6 +461,8 @@ impl PostgresStore {
         let receipt = Receipt {
             webhook_event_id: get(&row, 1)?,
             conversion_id: get(&row, 2)?,
+            conversion_status: get(&row, 3)?,
+            applied: get::<Option<bool>>(&row, 4)?.unwrap_or(false),
         };
         match outcome.as_str() {
             "processed" => Ok(Outcome::Processed(receipt)),
@@ -555,12 +573,18 @@ impl Store for PostgresStore {
             id: get(&row, 0)?,
             source: get(&row, 1)?,
             external_event_id: get(&row, 2)?,
-            order_id: get(&row, 3)?,
-            commission_amount: Amount::from_decimal(get(&row, 4)?),
-            sale_amount: Amount::from_decimal(get(&row, 5)?),
-            currency: get(&row, 6)?,
-            tracking_id: get(&row, 7)?,
-            created_at: get(&row, 8)?,
+            external_conversion_id: get(&row, 3)?,
+            order_id: get(&row, 4)?,
+            commission_amount: Amount::from_decimal(get(&row, 5)?),
+            sale_amount: Amount::from_decimal(get(&row, 6)?),
+            currency: get(&row, 7)?,
+            tracking_id: get(&row, 8)?,
+            status: get(&row, 9)?,
+            affiliate_id: get(&row, 10)?,
+            affiliate_code: get(&row, 11)?,
+            source_updated_at: get(&row, 12)?,
+            created_at: get(&row, 13)?,
+            updated_at: get(&row, 14)?,
         }))
     }
 

@@ -35,8 +35,8 @@ use super::{
     migration_files, now_text,
 };
 use crate::model::{
-    Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
-    StoredEvent, Totals,
+    Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
+    StoredConversion, StoredEvent, Totals,
 };
 
 mod forward;
@@ -46,6 +46,10 @@ const MIGRATIONS: [MigrationFile; 4] = migration_files!("sqlite");
 mod sql {
     pub const FIND_EVENT: &str = include_str!("../../sql/sqlite/find_event.sql");
     pub const INSERT_CONVERSION: &str = include_str!("../../sql/sqlite/insert_conversion.sql");
+    pub const FIND_SALE_CONVERSION: &str =
+        include_str!("../../sql/sqlite/find_sale_conversion.sql");
+    pub const APPLY_CONVERSION: &str = include_str!("../../sql/sqlite/apply_conversion.sql");
+    pub const FIND_CONVERSION: &str = include_str!("../../sql/sqlite/find_conversion.sql");
     pub const INSERT_EVENT: &str = include_str!("../../sql/sqlite/insert_event.sql");
     pub const COUNT_DUPLICATE: &str = include_str!("../../sql/sqlite/count_duplicate.sql");
     pub const COUNT_DUPLICATES: &str = include_str!("../../sql/sqlite/count_duplicates.sql");
@@ -73,6 +77,15 @@ struct Existing {
     id: i64,
     fingerprint: String,
     conversion_id: Option<i64>,
+    conversion_status: Option<String>,
+}
+
+/// Where a delivery left its conversion.
+struct ConversionState {
+    id: i64,
+    status: Option<String>,
+    /// Created or moved by this delivery (false: stale, or a sale already on record).
+    applied: bool,
 }
 
 impl SqliteStore {
@@ -217,32 +230,52 @@ fn read_duplicate(
 /// One event inside the writer's transaction (in its own savepoint): a duplicate or
 /// conflict if the id is on record by now, else the event and its conversion.
 fn apply(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
-    if let Some(existing) = find(conn, event)? {
-        return repeat(conn, existing, event);
+    match find(conn, event)? {
+        Some(existing) => repeat(conn, existing, event),
+        None => insert_new(conn, event),
     }
+}
+
+/// Answers a repeated delivery inside the caller's write transaction: counts a
+/// duplicate, or counts a conflict and keeps it while fewer than `KEPT_CONFLICTS` are.
+fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Outcome, StoreError> {
     let now = now_text();
-    let conversion_id = match &event.conversion {
+    if existing.fingerprint == event.fingerprint {
+        conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
+            .map_err(map_err)?;
+        return Ok(Outcome::Duplicate(existing.receipt()));
+    }
+    let conflicts: i64 = conn
+        .query_row(sql::COUNT_CONFLICT, params![existing.id, now], |row| {
+            row.get(0)
+        })
+        .map_err(map_err)?;
+    conn.execute(
+        sql::INSERT_CONFLICT,
+        params![
+            existing.id,
+            event.fingerprint,
+            event.payload,
+            now,
+            conflicts
+        ],
+    )
+    .map_err(map_err)?;
+    Ok(Outcome::Conflict(existing.receipt()))
+}
+
+/// Records a new event and creates or moves its conversion, inside the writer's
+/// transaction (one writer per process serialises every delivery of one conversion).
+fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+    let now = now_text();
+    let conversion = match &event.conversion {
         None => None,
-        Some(c) => Some(
-            conn.prepare_cached(sql::INSERT_CONVERSION)
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        params![
-                            event.source.as_str(),
-                            event.event_id.as_str(),
-                            c.order_id,
-                            c.commission_amount.to_string(),
-                            c.sale_amount.to_string(),
-                            c.currency,
-                            c.tracking_id,
-                            now,
-                        ],
-                        |row| row.get::<_, i64>(0),
-                    )
-                })
-                .map_err(map_err)?,
-        ),
+        Some(c) if c.external_conversion_id.is_some() => {
+            Some(apply_conversion(conn, event, c, &now)?)
+        }
+        Some(c) => Some(create_sale_conversion(conn, event, c, &now)?),
     };
+    let conversion_id = conversion.as_ref().map(|c| c.id);
     let webhook_event_id = conn
         .prepare_cached(sql::INSERT_EVENT)
         .and_then(|mut stmt| {
@@ -266,34 +299,115 @@ fn apply(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
     Ok(Outcome::Processed(Receipt {
         webhook_event_id,
         conversion_id,
+        applied: conversion.as_ref().is_some_and(|c| c.applied),
+        conversion_status: conversion.and_then(|c| c.status),
     }))
 }
 
-/// Answers a repeated delivery inside the writer's transaction: counts a duplicate, or
-/// keeps and counts a conflict.
-fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Outcome, StoreError> {
-    let receipt = existing.receipt();
-    let now = now_text();
-    if existing.fingerprint == event.fingerprint {
-        conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
-            .map_err(map_err)?;
-        return Ok(Outcome::Duplicate(receipt));
-    }
-    conn.execute(
-        sql::INSERT_CONFLICT,
-        params![existing.id, event.fingerprint, event.payload, now],
+/// A seed-style sale: one conversion per sale event. A conversions row already keyed by
+/// this event id (only manual surgery leaves one without its event) is adopted as this
+/// event's conversion rather than failing the delivery for ever.
+fn create_sale_conversion(
+    conn: &Connection,
+    event: &NewEvent,
+    c: &NewConversion,
+    now: &str,
+) -> Result<ConversionState, StoreError> {
+    write_or_read(
+        conn,
+        (
+            sql::INSERT_CONVERSION,
+            params![
+                event.source.as_str(),
+                event.event_id.as_str(),
+                c.order_id,
+                c.commission_amount.to_string(),
+                c.sale_amount.to_string(),
+                c.currency,
+                c.tracking_id,
+                c.status,
+                now,
+            ],
+        ),
+        (
+            sql::FIND_SALE_CONVERSION,
+            params![event.source.as_str(), event.event_id.as_str()],
+        ),
     )
-    .map_err(map_err)?;
-    conn.execute(sql::COUNT_CONFLICT, params![existing.id, now])
+}
+
+/// A conversion delivery: creates the conversion keyed by `(source,
+/// external_conversion_id)`, or moves it unless the delivery is stale. The staleness rule
+/// lives in the statement's `WHERE`, evaluated against the row as it is now.
+fn apply_conversion(
+    conn: &Connection,
+    event: &NewEvent,
+    c: &NewConversion,
+    now: &str,
+) -> Result<ConversionState, StoreError> {
+    write_or_read(
+        conn,
+        (
+            sql::APPLY_CONVERSION,
+            params![
+                event.source.as_str(),
+                event.event_id.as_str(),
+                c.external_conversion_id,
+                c.order_id,
+                c.commission_amount.to_string(),
+                c.sale_amount.to_string(),
+                c.currency,
+                c.status,
+                c.affiliate_id,
+                c.affiliate_code,
+                c.source_updated_at,
+                now,
+            ],
+        ),
+        // Stale: the conversion exists and stays as it is.
+        (
+            sql::FIND_CONVERSION,
+            params![event.source.as_str(), c.external_conversion_id],
+        ),
+    )
+}
+
+/// Runs a write that returns `(id, status)` of the row it created or moved; when it wrote
+/// nothing, reads `(id, status)` of the row it left alone.
+fn write_or_read<W: rusqlite::Params, R: rusqlite::Params>(
+    conn: &Connection,
+    (write, write_params): (&str, W),
+    (read, read_params): (&str, R),
+) -> Result<ConversionState, StoreError> {
+    let row = |applied| {
+        move |row: &rusqlite::Row<'_>| {
+            Ok(ConversionState {
+                id: row.get(0)?,
+                status: row.get(1)?,
+                applied,
+            })
+        }
+    };
+    let written = conn
+        .prepare_cached(write)
+        .and_then(|mut stmt| stmt.query_row(write_params, row(true)).optional())
         .map_err(map_err)?;
-    Ok(Outcome::Conflict(receipt))
+    match written {
+        Some(state) => Ok(state),
+        None => conn
+            .prepare_cached(read)
+            .and_then(|mut stmt| stmt.query_row(read_params, row(false)))
+            .map_err(map_err),
+    }
 }
 
 impl Existing {
-    fn receipt(&self) -> Receipt {
+    fn receipt(self) -> Receipt {
         Receipt {
             webhook_event_id: self.id,
             conversion_id: self.conversion_id,
+            conversion_status: self.conversion_status,
+            applied: false,
         }
     }
 }
@@ -308,6 +422,7 @@ fn find(conn: &Connection, event: &NewEvent) -> Result<Option<Existing>, StoreEr
                         id: row.get(0)?,
                         fingerprint: row.get(1)?,
                         conversion_id: row.get(2)?,
+                        conversion_status: row.get(3)?,
                     })
                 },
             )
@@ -426,12 +541,18 @@ impl Store for SqliteStore {
                     id: row.get(0)?,
                     source: row.get(1)?,
                     external_event_id: row.get(2)?,
-                    order_id: row.get(3)?,
-                    commission_amount: amount(row.get::<_, String>(4)?, 4)?,
-                    sale_amount: amount(row.get::<_, String>(5)?, 5)?,
-                    currency: row.get(6)?,
-                    tracking_id: row.get(7)?,
-                    created_at: row.get(8)?,
+                    external_conversion_id: row.get(3)?,
+                    order_id: row.get(4)?,
+                    commission_amount: amount(row.get::<_, String>(5)?, 5)?,
+                    sale_amount: amount(row.get::<_, String>(6)?, 6)?,
+                    currency: row.get(7)?,
+                    tracking_id: row.get(8)?,
+                    status: row.get(9)?,
+                    affiliate_id: row.get(10)?,
+                    affiliate_code: row.get(11)?,
+                    source_updated_at: row.get(12)?,
+                    created_at: row.get(13)?,
+                    updated_at: row.get(14)?,
                 })
             },
         )

@@ -538,6 +538,17 @@ pub fn sale(event_id: &str, commission: &str) -> String {
     )
 }
 
+/// A Refersion conversion delivery (providers.md §1.2) of conversion `id`; `updated` is
+/// Refersion's `YYYY-MM-DD HH:MM:SS`, left out when `None`.
+pub fn conversion_body(id: u64, status: &str, total: &str, updated: Option<&str>) -> String {
+    let updated = updated
+        .map(|u| format!(r#","updated":"{u}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"id":{id},"created":"2026-01-05 10:00:00"{updated},"status":"{status}","denied_reason_code":null,"is_recurring":false,"total_items":"1","total":"{total}","commission_total":"5.90","currency":"USD","order_id":"1001","affiliate":{{"id":123,"code":"a3y7"}}}}"#
+    )
+}
+
 /// The seed example from the README.
 pub const SEED: &str = r#"{"event_type":"sale","event_id":"ref_evt_123456","order_id":"ORDER_TEST_001","commission_amount":15.00,"sale_amount":75.00,"tracking_id":"YOyqC7"}"#;
 
@@ -690,19 +701,27 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Deletes every event, conversion and conflict, through the backend's own client.
 pub fn wipe(url: &DatabaseUrl) {
-    const WIPE: &str = "DELETE FROM forward_outbox; DELETE FROM webhook_conflicts; \
-         DELETE FROM webhook_events; DELETE FROM conversions;";
+    execute_sql(
+        url,
+        "DELETE FROM forward_outbox; DELETE FROM webhook_conflicts; DELETE FROM webhook_events; \
+         DELETE FROM conversions;",
+    );
+}
+
+/// Runs SQL that both dialects accept on the test's database, through the backend's own
+/// client, as an operator (or a bug) would change rows behind hooklatch's back.
+pub fn execute_sql(url: &DatabaseUrl, sql: &str) {
     match url {
         DatabaseUrl::Sqlite(path) => {
             rusqlite::Connection::open(path)
                 .unwrap()
-                .execute_batch(WIPE)
+                .execute_batch(sql)
                 .unwrap();
         }
         DatabaseUrl::Postgres(url) => {
-            admin_client(url).unwrap().batch_execute(WIPE).unwrap();
+            admin_client(url).unwrap().batch_execute(sql).unwrap();
         }
-        DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be wiped from outside"),
+        DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be reached from outside"),
     }
 }
 
