@@ -221,6 +221,12 @@ async fn duplicates_conflicts_and_refused_deliveries_are_never_forwarded(db: &Te
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
     let last = post(&app, "/webhooks/shop", &[], r#"{"id":"b"}"#).await;
     assert_eq!(last.status, StatusCode::OK);
+    let elsewhere = post(&app, "/webhooks/acme", &[], r#"{"id":"x"}"#).await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::OK,
+        "a source without forward_to"
+    );
 
     wait_for_state(&db.store, "shop", "a", "delivered").await;
     wait_for_state(&db.store, "shop", "b", "delivered").await;
@@ -236,6 +242,18 @@ async fn duplicates_conflicts_and_refused_deliveries_are_never_forwarded(db: &Te
     ids.sort();
     assert_eq!(ids, ["a", "b"], "only the two processed events");
     assert_eq!(state(&db.store, "signed", "r").await, None);
+    assert_eq!(
+        state(&db.store, "acme", "x").await,
+        None,
+        "acme does not forward"
+    );
+    assert!(
+        target
+            .received()
+            .iter()
+            .all(|r| r.headers.get("x-hooklatch-event-type").is_none()),
+        "no event type, no header"
+    );
     worker.stop().await;
 }
 
