@@ -34,9 +34,11 @@ impl App {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
         // Installs the process-wide recorder on first use, so counters are never lost.
         let _ = crate::metrics::handle();
+        let mut sources = config.sources.clone();
+        sources.serving_on(config.listen, config.allow_unsigned);
         App {
             store,
-            sources: config.sources.clone(),
+            sources,
             max_body_bytes: config.max_body_bytes,
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
