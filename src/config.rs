@@ -822,9 +822,11 @@ impl Cli {
                 file_sources = match sources {
                     toml::Value::Table(table) => table,
                     _ => {
-                        return Err(
-                            file_error(path, "sources must be a table of [sources.<name>]").into(),
-                        );
+                        return Err(file_error(
+                            path,
+                            "sources must be a table of [sources.<name>]",
+                        )
+                        .into());
                     }
                 };
             }

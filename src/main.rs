@@ -35,7 +35,10 @@ fn main() -> ExitCode {
 fn init_logs(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // refinery logs each migration's name on lines of their own; its summary
+            // at info adds nothing to "store ready".
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn")),
         )
         .with_writer(std::io::stderr)
         // A failed log write must not become a failed request: with internal errors on,
