@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb, TestServer, http_post, parse_reply, raw_exchange};
+use common::{
+    Backend, TestDb, TestServer, assert_one_line_failure, http_post, parse_reply, raw_exchange,
+};
 use hooklatch::App;
 use hooklatch::config::Config;
 use hooklatch::model::{
@@ -199,21 +201,6 @@ fn hooklatch() -> Command {
         .env_remove("HOOKLATCH_CONFIG")
         .env("RUST_LOG", "warn");
     command
-}
-
-fn assert_one_line_failure(output: std::process::Output, expect: &str) {
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("hooklatch:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(expect), "{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb, post, sale};
+use common::{Backend, TestDb, assert_one_line_failure, post, sale};
 use hooklatch::config::SourceSettings;
 use hooklatch::model::Totals;
 use hooklatch::sources::Preset;
@@ -119,60 +119,50 @@ fn hooklatch() -> Command {
     command
 }
 
-/// Exit 1 with exactly one `hooklatch:` line that holds `expect`, and no panic.
-fn assert_one_line_failure(command: &mut Command, expect: &str) -> String {
-    let output = command.output().unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("hooklatch:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(expect), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    stderr
+/// Runs the binary and expects a one-line startup failure.
+fn assert_fails(command: &mut Command, expect: &str) -> String {
+    assert_one_line_failure(command.output().unwrap(), expect)
 }
 
 #[test]
 fn bad_settings_stop_the_binary_with_one_line() {
     let memory = ["migrate", "--database-url", "sqlite::memory:"];
     // A zero connect timeout used to panic inside r2d2.
-    assert_one_line_failure(
+    assert_fails(
         hooklatch().args(memory).args(["--connect-timeout", "0"]),
         "positive",
     );
-    assert_one_line_failure(
+    assert_fails(
         hooklatch().args(memory).env("HOOKLATCH_STORE_TIMEOUT", "0"),
         "HOOKLATCH_STORE_TIMEOUT",
     );
-    assert_one_line_failure(
+    assert_fails(
         hooklatch()
             .args(memory)
             .env("HOOKLATCH_SECRET_REFERSION", ""),
         "HOOKLATCH_SECRET_REFERSION",
     );
-    assert_one_line_failure(
+    assert_fails(
         hooklatch()
             .args(memory)
             .env("HOOKLATCH_SECRET_ACME", "whsec_!!!"),
         "HOOKLATCH_SECRET_ACME",
     );
-    let token = assert_one_line_failure(
+    let token = assert_fails(
         hooklatch()
             .args(memory)
             .env("HOOKLATCH_ADMIN_TOKEN", "short-token-x"),
         "16 characters",
     );
     assert!(!token.contains("short-token-x"), "{token}");
-    assert_one_line_failure(
+    assert_fails(
         hooklatch().args(memory).args(["--no-such-flag"]),
         "--no-such-flag",
     );
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("h.toml");
     std::fs::write(&file, "[sources.refersion]\nsecrets = []\n").unwrap();
-    assert_one_line_failure(
+    assert_fails(
         hooklatch().args(memory).env("HOOKLATCH_CONFIG", &file),
         "[sources.refersion]",
     );
@@ -186,7 +176,7 @@ fn no_spelling_of_a_database_password_reaches_stderr() {
         "postgres://u@127.0.0.1:1/x?sslmode=disable&PASSWORD=Hunter2pw",
         "host=127.0.0.1 password=Hunter2pw",
     ] {
-        let stderr = assert_one_line_failure(
+        let stderr = assert_fails(
             hooklatch()
                 .args(["migrate", "--connect-timeout", "1"])
                 .env("DATABASE_URL", url),

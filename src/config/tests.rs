@@ -1,4 +1,6 @@
+use super::sources::FileSource;
 use super::*;
+use crate::model::Source;
 
 fn load(args: &[&str], toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
@@ -600,4 +602,36 @@ fn help_names_the_environment_but_never_its_values() {
         "{text}"
     );
     assert!(!text.contains("hunter2"), "{text}");
+}
+
+#[test]
+fn debug_output_never_shows_a_secret() {
+    let toml = "admin_token = \"AdminToken-0123456789\"\nforward_secret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n[sources.shop]\npreset = \"shopify\"\nsecrets = [\"FileSecret-1\"]\nforward_to = \"https://u:FwdPass@app.example/\"\n";
+    let env = [(
+        "HOOKLATCH_SECRET_ACME",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    )];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("h.toml");
+    std::fs::write(&path, toml).unwrap();
+    let args = [
+        "hooklatch".to_owned(),
+        format!("--config={}", path.display()),
+    ];
+    let env = env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    let (cli, config) = Cli::load(args, env).unwrap();
+    let shown = format!(
+        "{cli:?} {config:?} {:?}",
+        config.sources.settings(&source("acme"))
+    );
+    for secret in [
+        "AdminToken-0123456789",
+        "MfKQ9r8",
+        "FileSecret-1",
+        "FwdPass",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
 }
