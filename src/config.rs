@@ -47,7 +47,9 @@ pub struct Cli {
     pub settings: Settings,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+/// Each lane adds its variants here and dispatches them in `main.rs`, one arm each.
+/// (No `Copy`/`PartialEq`, so variants may carry any arguments.)
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Migrate the store if needed, then serve HTTP (the default).
     Serve,
