@@ -55,6 +55,12 @@ pub enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Copy the live SQLite database to PATH (never overwriting it) while a server keeps
+    /// serving, check the copy and print its size. On PostgreSQL: use pg_dump.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
 }
 
 /// Every setting, declared once. The TOML key is the field name; the README's settings

@@ -57,16 +57,26 @@ fn init_logs(format: LogFormat) {
 }
 
 fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        // Reads the store as it is: no migration, which could change what is copied.
+        Command::Backup { path } => {
+            println!("{}", hooklatch::cli::backup::run(&config, &path)?);
+            Ok(())
+        }
+        Command::Migrate => open_migrated(&config).map(drop),
+        Command::Serve => serve(open_migrated(&config)?, config),
+    }
+}
+
+/// The store, migrated to this binary's schema.
+fn open_migrated(config: &Config) -> Result<Arc<dyn store::Store>, String> {
     let store = store::open(&config.database_url, &config.store)
         .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
     store
         .migrate()
         .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
     tracing::info!(store = %config.database_url, "store ready");
-    match command {
-        Command::Migrate => Ok(()),
-        Command::Serve => serve(store, config),
-    }
+    Ok(store)
 }
 
 fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::Semaphore;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -24,10 +23,8 @@ pub struct App {
     pub max_body_bytes: u64,
     pub on_conflict: OnConflict,
     pub body_timeout: Duration,
+    /// The one deadline of a request's store work (see `webhook::store`).
     pub store_timeout: Duration,
-    /// One permit per pooled connection: requests beyond that wait here (async, cheap)
-    /// for at most the store timeout instead of piling up on blocking threads.
-    pub store_permits: Semaphore,
 }
 
 impl App {
@@ -42,8 +39,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
-            store_timeout: config.store.statement_timeout + config.store.connect_timeout,
-            store_permits: Semaphore::new(config.store.pool_size.max(1) as usize),
+            store_timeout: config.store.statement_timeout,
         }
     }
 }
