@@ -14,7 +14,7 @@ use hooklatch::App;
 use hooklatch::config::{Config, SourceSettings};
 use hooklatch::forward::outbox::ForwardState;
 use hooklatch::forward::worker::ForwarderHandle;
-use hooklatch::forward::{ForwardOptions, Forwarder, Targets};
+use hooklatch::forward::{ForwardConfig, Forwarder};
 use hooklatch::model::{EventId, Source};
 use hooklatch::sources::Preset;
 use hooklatch::store::{Store, run_blocking};
@@ -41,8 +41,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 // ---------------------------------------------------------------------------------------
 
 /// Millisecond retries, so schedules run out within a test.
-fn fast(max_attempts: u32) -> ForwardOptions {
-    ForwardOptions {
+fn fast(max_attempts: u32) -> ForwardConfig {
+    ForwardConfig {
         secret: Some(hooklatch::sources::standard_secret_key(SECRET).unwrap()),
         timeout: Duration::from_secs(5),
         retry_initial: Duration::from_millis(20),
@@ -56,19 +56,15 @@ fn fast(max_attempts: u32) -> ForwardOptions {
 /// `target`, on `store`.
 fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
     let mut config: Config = db.config();
-    config.sources.insert(
-        "signed",
-        SourceSettings {
-            preset: Preset::Standard,
-            secrets: vec![SECRET.to_owned()],
-        },
-    );
-    let mut app = App::new(store, &config);
-    let mut targets = Targets::default();
-    targets.insert("shop", &target.url()).unwrap();
-    targets.insert("signed", &target.url()).unwrap();
-    app.forward_to = Arc::new(targets);
-    Arc::new(app)
+    let forwarding = |secrets: Vec<String>| SourceSettings {
+        forward_to: Some(target.url()),
+        ..SourceSettings::new(Preset::Standard, secrets)
+    };
+    config.sources.insert("shop", forwarding(Vec::new()));
+    config
+        .sources
+        .insert("signed", forwarding(vec![SECRET.to_owned()]));
+    Arc::new(App::new(store, &config))
 }
 
 /// Another instance on the same store, with a small pool: the PostgreSQL server's
@@ -81,11 +77,11 @@ fn second_instance(db: &TestDb) -> Arc<dyn Store> {
     hooklatch::store::open(&db.url, &options).expect("second instance")
 }
 
-fn start_worker(app: &Arc<App>, options: ForwardOptions) -> ForwarderHandle {
+fn start_worker(app: &Arc<App>, options: ForwardConfig) -> ForwarderHandle {
     Forwarder::new(
         app.store.clone(),
         options,
-        app.forward_to.clone(),
+        app.sources.clone(),
         app.forward_wake.clone(),
     )
     .unwrap()
@@ -381,7 +377,7 @@ async fn a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile(d
     let target = TestApp::start().await;
     target.script(&[Answer::Hang]);
     let app = app_on(db.store.clone(), db, &target);
-    let options = ForwardOptions {
+    let options = ForwardConfig {
         timeout: Duration::from_millis(300),
         // Long enough that the retry cannot come before the checks below.
         retry_initial: Duration::from_secs(600),
@@ -486,7 +482,7 @@ async fn no_more_than_forward_concurrency_attempts_are_in_flight(db: &TestDb) {
     let app = app_on(db.store.clone(), db, &target);
     let worker = start_worker(
         &app,
-        ForwardOptions {
+        ForwardConfig {
             concurrency: 2,
             timeout: Duration::from_secs(600),
             ..fast(3)

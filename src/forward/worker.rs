@@ -23,7 +23,8 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::outbox::{AttemptOutcome, ForwardJob};
-use super::{ForwardOptions, SharedTargets, request};
+use super::{ForwardConfig, request};
+use crate::config::Sources;
 use crate::metrics;
 use crate::model::Source;
 use crate::store::{Store, run_blocking};
@@ -42,7 +43,7 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// The delay before the retry that follows `failed` failed attempts (1 for the first):
 /// `retry_initial` doubling per attempt, capped at `retry_max`, then ±20 % jitter so
 /// entries that failed together do not come back together.
-pub fn backoff(options: &ForwardOptions, failed: u32) -> Duration {
+pub fn backoff(options: &ForwardConfig, failed: u32) -> Duration {
     let doublings = failed.saturating_sub(1).min(40);
     let base = options
         .retry_initial
@@ -55,8 +56,9 @@ pub fn backoff(options: &ForwardOptions, failed: u32) -> Duration {
 /// Sends outbox entries to the sources' apps.
 pub struct Forwarder {
     store: Arc<dyn Store>,
-    options: ForwardOptions,
-    targets: SharedTargets,
+    options: ForwardConfig,
+    /// Where each source forwards (`forward_to`), read per attempt.
+    sources: Sources,
     client: reqwest::Client,
     owner: String,
     wake: Arc<Notify>,
@@ -83,8 +85,8 @@ impl Forwarder {
     /// forwarding event.
     pub fn new(
         store: Arc<dyn Store>,
-        options: ForwardOptions,
-        targets: SharedTargets,
+        options: ForwardConfig,
+        sources: Sources,
         wake: Arc<Notify>,
     ) -> Result<Forwarder, String> {
         let client = reqwest::Client::builder()
@@ -106,7 +108,7 @@ impl Forwarder {
         Ok(Forwarder {
             store,
             options,
-            targets,
+            sources,
             client,
             owner: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
             wake,
@@ -260,7 +262,8 @@ impl Forwarder {
     }
 
     async fn send(&self, job: &ForwardJob) -> AttemptOutcome {
-        let url = Source::parse(&job.source).and_then(|s| self.targets.url(&s).map(str::to_owned));
+        let url =
+            Source::parse(&job.source).and_then(|s| self.sources.forward_to(&s).map(str::to_owned));
         let Some(url) = url else {
             return self.failed(job, None, "the source has no forward_to setting".into());
         };
@@ -341,10 +344,13 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_initial_to_max_within_twenty_percent() {
-        let options = ForwardOptions {
+        let options = ForwardConfig {
+            secret: None,
+            timeout: Duration::from_secs(10),
             retry_initial: Duration::from_secs(5),
             retry_max: Duration::from_secs(3600),
-            ..ForwardOptions::default()
+            max_attempts: 20,
+            concurrency: 8,
         };
         for (failed, base) in [
             (1, 5.0),

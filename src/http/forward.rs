@@ -43,7 +43,7 @@ async fn queue(source: &str, event_id: &str, app: &App) -> Result<Response, ApiE
         .ok()
         .and_then(|id| EventId::parse(&id, "event_id").ok())
         .ok_or(ApiError::NotFound)?;
-    if app.forward_to.url(&source).is_none() {
+    if app.sources.forward_to(&source).is_none() {
         return Err(ApiError::NotForwarding {
             name: source.to_string(),
         });

@@ -27,9 +27,6 @@ pub struct App {
     pub body_timeout: Duration,
     /// The one deadline of a request's store work (see `webhook::store`).
     pub store_timeout: Duration,
-    /// Where each source forwards; a source listed here gets an outbox entry for each
-    /// processed event.
-    pub forward_to: crate::forward::SharedTargets,
     /// Notified after each commit of a forwarding event, so the worker sends at once.
     pub forward_wake: Arc<Notify>,
 }
@@ -38,14 +35,15 @@ impl App {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
         // Installs the process-wide recorder on first use, so counters are never lost.
         let _ = crate::metrics::handle();
+        let mut sources = config.sources.clone();
+        sources.serving_on(config.listen, config.allow_unsigned);
         App {
             store,
-            sources: config.sources.clone(),
+            sources,
             max_body_bytes: config.max_body_bytes,
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
             store_timeout: config.store.statement_timeout,
-            forward_to: Arc::default(),
             forward_wake: Arc::new(Notify::new()),
         }
     }
