@@ -1,7 +1,6 @@
 //! Prometheus metrics: deliveries by source and outcome, signature failures by source and
 //! reason, store errors, a latency histogram, and forwarding (attempts by result, the
-//! outbox backlog). One process-wide recorder, installed on
-//! first use.
+//! outbox backlog). One process-wide recorder, installed on first use.
 //!
 //! The `source` label takes only names the operator configured or the presets; any other
 //! source is `other`, so a client spraying random source names cannot grow the label set.
