@@ -617,3 +617,58 @@ async fn two_instances(db: &TestDb) {
     );
     drop(second_store);
 }
+
+// ---------------------------------------------------------------------------------------
+// SQLite: bookkeeping never lowers the durability of events
+// ---------------------------------------------------------------------------------------
+
+/// Leases and outcomes commit without an fsync; the connection they ran on is back at
+/// `synchronous=FULL` afterwards, so the next event is as durable as ever.
+#[test]
+fn sqlite_outbox_bookkeeping_leaves_the_writer_at_full_durability() {
+    use hooklatch::forward::outbox::AttemptOutcome;
+    use hooklatch::model::NewEvent;
+    use hooklatch::store::{Outbox, SqliteStore, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        // One connection: the writer and every read share it, so it is the one checked.
+        pool_size: 1,
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("hooklatch.db"), &options).unwrap();
+    store.migrate().unwrap();
+    let event = NewEvent {
+        source: Source::parse("shop").unwrap(),
+        event_id: EventId::parse("durable", "id").unwrap(),
+        event_type: None,
+        payload: r#"{"id":"durable"}"#.into(),
+        fingerprint: "fp".into(),
+        conversion: None,
+        forward: true,
+    };
+    store.process(&event).unwrap();
+    let jobs = store
+        .claim_forwards("me", Duration::from_secs(60), 8)
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    store
+        .record_forward(
+            jobs[0].webhook_event_id,
+            "me",
+            &AttemptOutcome::Delivered { status: 200 },
+        )
+        .unwrap();
+    let level: i64 = store
+        .with_writer(|conn| {
+            conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+                .map_err(|e| hooklatch::store::StoreError::Internal(e.to_string()))
+        })
+        .unwrap();
+    assert_eq!(level, 2, "synchronous=FULL");
+    let state = store
+        .forward_state(&event.source, &event.event_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.state.as_str(), state.attempts), ("delivered", 1));
+}

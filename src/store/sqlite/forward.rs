@@ -40,6 +40,31 @@ pub(super) fn insert_outbox(
         .map_err(map_err)
 }
 
+/// Runs outbox bookkeeping (leases, attempt outcomes) at `synchronous=NORMAL`, then puts
+/// the connection's level back. Under forwarding load these writes would otherwise cost
+/// the writer one fsync each, between the webhook batches it exists to keep fast. What
+/// a power loss can take from them is only ever a lease or an outcome, and then the
+/// entry is sent again with the same `webhook-id`: at least once, never lost. (The entry
+/// itself is written in the event's own transaction, at the configured level.)
+fn bookkeeping<T>(
+    conn: &mut Connection,
+    work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let level: i64 = conn
+        .pragma_query_value(None, "synchronous", |row| row.get(0))
+        .map_err(map_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(map_err)?;
+    let result = work(conn);
+    // Restored even when the work failed; the writer also checks before each batch.
+    let restored = conn
+        .pragma_update(None, "synchronous", level)
+        .map_err(map_err);
+    let value = result?;
+    restored?;
+    Ok(value)
+}
+
 impl Outbox for SqliteStore {
     fn claim_forwards(
         &self,
@@ -59,40 +84,42 @@ impl Outbox for SqliteStore {
         }
         let owner = owner.to_owned();
         self.with_writer(move |conn| {
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            let ids: Vec<i64> = {
-                let mut stmt = tx.prepare_cached(sql::CLAIM).map_err(map_err)?;
-                let rows = stmt
-                    .query_map(
-                        params![owner, text_after(lease), now_text(), limit as i64],
-                        |row| row.get(0),
-                    )
+            bookkeeping(conn, |conn| {
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(map_err)?;
-                rows.collect::<Result<_, _>>().map_err(map_err)?
-            };
-            let mut jobs = Vec::with_capacity(ids.len());
-            for id in ids {
-                let job = tx
-                    .prepare_cached(sql::JOB)
-                    .and_then(|mut stmt| {
-                        stmt.query_row(params![id], |row| {
-                            Ok(ForwardJob {
-                                webhook_event_id: row.get(0)?,
-                                source: row.get(1)?,
-                                event_id: row.get(2)?,
-                                event_type: row.get(3)?,
-                                payload: row.get(4)?,
-                                attempts: row.get(5)?,
+                let ids: Vec<i64> = {
+                    let mut stmt = tx.prepare_cached(sql::CLAIM).map_err(map_err)?;
+                    let rows = stmt
+                        .query_map(
+                            params![owner, text_after(lease), now_text(), limit as i64],
+                            |row| row.get(0),
+                        )
+                        .map_err(map_err)?;
+                    rows.collect::<Result<_, _>>().map_err(map_err)?
+                };
+                let mut jobs = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let job = tx
+                        .prepare_cached(sql::JOB)
+                        .and_then(|mut stmt| {
+                            stmt.query_row(params![id], |row| {
+                                Ok(ForwardJob {
+                                    webhook_event_id: row.get(0)?,
+                                    source: row.get(1)?,
+                                    event_id: row.get(2)?,
+                                    event_type: row.get(3)?,
+                                    payload: row.get(4)?,
+                                    attempts: row.get(5)?,
+                                })
                             })
                         })
-                    })
-                    .map_err(map_err)?;
-                jobs.push(job);
-            }
-            tx.commit().map_err(map_err)?;
-            Ok(jobs)
+                        .map_err(map_err)?;
+                    jobs.push(job);
+                }
+                tx.commit().map_err(map_err)?;
+                Ok(jobs)
+            })
         })
     }
 
@@ -104,32 +131,36 @@ impl Outbox for SqliteStore {
     ) -> Result<(), StoreError> {
         let (owner, outcome) = (owner.to_owned(), outcome.clone());
         self.with_writer(move |conn| {
-            let done = match &outcome {
-                AttemptOutcome::Delivered { status } => {
-                    conn.execute(sql::DELIVERED, params![id, owner, status, now_text()])
-                }
-                AttemptOutcome::Failed {
-                    status,
-                    error,
-                    retry_in,
-                } => {
-                    let (state, next) = match retry_in {
-                        Some(delay) => ("pending", text_after(*delay)),
-                        None => ("failed", now_text()),
-                    };
-                    conn.execute(sql::FAILED, params![id, owner, state, next, status, error])
-                }
-            };
-            done.map(drop).map_err(map_err)
+            bookkeeping(conn, |conn| {
+                let done = match &outcome {
+                    AttemptOutcome::Delivered { status } => {
+                        conn.execute(sql::DELIVERED, params![id, owner, status, now_text()])
+                    }
+                    AttemptOutcome::Failed {
+                        status,
+                        error,
+                        retry_in,
+                    } => {
+                        let (state, next) = match retry_in {
+                            Some(delay) => ("pending", text_after(*delay)),
+                            None => ("failed", now_text()),
+                        };
+                        conn.execute(sql::FAILED, params![id, owner, state, next, status, error])
+                    }
+                };
+                done.map(drop).map_err(map_err)
+            })
         })
     }
 
     fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
         let owner = owner.map(str::to_owned);
         self.with_writer(move |conn| {
-            conn.execute(sql::RELEASE, params![owner])
-                .map(|n| n as u64)
-                .map_err(map_err)
+            bookkeeping(conn, |conn| {
+                conn.execute(sql::RELEASE, params![owner])
+                    .map(|n| n as u64)
+                    .map_err(map_err)
+            })
         })
     }
 
