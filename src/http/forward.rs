@@ -1,9 +1,9 @@
 //! POST /admin/api/events/{source}/{event_id}/forward: queue one event for forwarding
 //! again, now, whatever its state (202).
 //!
-//! Not mounted by [`super::routes`]: it must sit behind the admin token. The admin
-//! router mounts it as `admin_auth.and(forward::requeue_route(app))` (or calls
-//! [`requeue`] from its own path filter).
+//! Not mounted by [`super::routes`]: it must sit behind the admin token. The admin API's
+//! dispatcher calls [`queue`] for `POST` on `["events", source, event_id, "forward"]`
+//! once the bearer token is proved; [`requeue_route`] is the same as a warp filter.
 
 use std::sync::Arc;
 
@@ -28,15 +28,16 @@ pub fn requeue_route(
         .then(requeue)
 }
 
-/// Queues `event_id` of `source` (both as they appear in the path) and wakes the worker.
-pub async fn requeue(source: String, event_id: String, app: Arc<App>) -> Response {
-    match queue(&source, &event_id, &app).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+async fn requeue(source: String, event_id: String, app: Arc<App>) -> Response {
+    queue(&app, &source, &event_id)
+        .await
+        .unwrap_or_else(ApiError::into_response)
 }
 
-async fn queue(source: &str, event_id: &str, app: &App) -> Result<Response, ApiError> {
+/// Queues `event_id` of `source` (both as they appear in the path, percent-encoded) for
+/// forwarding now and wakes the worker: 202, or 404 (unknown source or event), 409
+/// (`not_forwarding`: the source has no `forward_to`), 503 (store).
+pub async fn queue(app: &App, source: &str, event_id: &str) -> Result<Response, ApiError> {
     let source = Source::parse(source).ok_or(ApiError::NotFound)?;
     let event_id = percent_decode_str(event_id)
         .decode_utf8()
