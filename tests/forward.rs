@@ -24,6 +24,7 @@ contract!(
     forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers,
     duplicates_conflicts_and_refused_deliveries_are_never_forwarded,
     retries_until_a_2xx_with_the_same_webhook_id,
+    a_redirect_is_a_failed_attempt_and_is_not_followed,
     gives_up_after_max_attempts_then_an_operator_retry_delivers,
     a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile,
     a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires,
@@ -286,6 +287,19 @@ async fn retries_until_a_2xx_with_the_same_webhook_id(db: &TestDb) {
     ] {
         assert!(metrics.contains(line), "{line} missing from\n{metrics}");
     }
+    worker.stop().await;
+}
+
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Status(307)]);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(5));
+    let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"moved"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let delivered = wait_for_state(&db.store, "shop", "moved", "delivered").await;
+    assert_eq!(delivered.attempts, 2, "the 307, then the 200 of the retry");
+    assert_eq!(target.received().len(), 2, "nothing else was sent anywhere");
     worker.stop().await;
 }
 

@@ -11,7 +11,7 @@
 //! wake-up the receiving instance already does in-process; the poll costs one indexed
 //! query per instance per interval and needs no connection of its own.
 //!
-//! Claims are leases (see `Store::claim_forwards`), longer than an attempt can take, so
+//! Claims are leases (see `Outbox::claim_forwards`), longer than an attempt can take, so
 //! two instances never send one entry at once. SIGTERM stops claiming, abandons
 //! attempts in flight and releases this worker's leases: those entries stay pending and
 //! are sent again (same `webhook-id`) by the next start or another instance.
@@ -32,7 +32,7 @@ use crate::store::{Store, run_blocking};
 /// Poll interval on PostgreSQL: bounds the delay for entries another instance committed.
 const POLL_POSTGRES: Duration = Duration::from_millis(250);
 /// On SQLite new entries always come with an in-process wake-up; the poll only finds due
-/// retries and CLI requeues, and each poll takes the writer.
+/// retries and CLI requeues (a read; only a poll that finds one takes the writer).
 const POLL_SQLITE: Duration = Duration::from_secs(1);
 /// How often the backlog gauges are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
@@ -44,10 +44,10 @@ const DRAIN_LIMIT: usize = 64 * 1024;
 /// `retry_initial` doubling per attempt, capped at `retry_max`, then ±20 % jitter so
 /// entries that failed together do not come back together.
 pub fn backoff(options: &ForwardConfig, failed: u32) -> Duration {
-    let doublings = failed.saturating_sub(1).min(40);
+    let doublings = failed.saturating_sub(1).min(31);
     let base = options
         .retry_initial
-        .checked_mul(1u32 << doublings.min(31))
+        .checked_mul(1u32 << doublings)
         .unwrap_or(options.retry_max)
         .min(options.retry_max);
     base.mul_f64(0.8 + 0.4 * fastrand::f64())
@@ -277,32 +277,35 @@ impl Forwarder {
         };
         let body = payload.clone().into_bytes();
         let headers = request::headers(job, &body, unix_now(), self.options.secret.as_deref());
-        let exchange = async {
-            let mut response = self
-                .client
-                .post(url)
-                .headers(headers)
-                .body(body)
-                .send()
-                .await?;
-            let status = response.status();
+        // The whole attempt (connect, send, answer) is bounded; the status decides.
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let sent = self.client.post(url).headers(headers).body(body).send();
+        let mut response = match tokio::time::timeout_at(deadline, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) if e.is_timeout() => return self.failed(job, None, self.timeout_text()),
+            Ok(Err(e)) => return self.failed(job, None, describe(e)),
+            Err(_) => return self.failed(job, None, self.timeout_text()),
+        };
+        let status = response.status();
+        // Read (a bounded part of) the answer within what is left of the timeout, so the
+        // connection can serve the next attempt; an answer that is long or slow only
+        // costs that connection, never the verdict the status already gave.
+        let _ = tokio::time::timeout_at(deadline, async {
             let mut read = 0;
             while read < DRAIN_LIMIT {
-                match response.chunk().await? {
-                    Some(chunk) => read += chunk.len(),
-                    None => break,
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    Ok(None) | Err(_) => break,
                 }
             }
-            Ok::<_, reqwest::Error>(status)
-        };
-        match tokio::time::timeout(self.options.timeout, exchange).await {
-            Ok(Ok(status)) if status.is_success() => AttemptOutcome::Delivered {
+        })
+        .await;
+        if status.is_success() {
+            AttemptOutcome::Delivered {
                 status: status.as_u16(),
-            },
-            Ok(Ok(status)) => self.failed(job, Some(status.as_u16()), format!("HTTP {status}")),
-            Ok(Err(e)) if e.is_timeout() => self.failed(job, None, self.timeout_text()),
-            Ok(Err(e)) => self.failed(job, None, describe(e)),
-            Err(_) => self.failed(job, None, self.timeout_text()),
+            }
+        } else {
+            self.failed(job, Some(status.as_u16()), format!("HTTP {status}"))
         }
     }
 
