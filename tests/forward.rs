@@ -23,6 +23,7 @@ use warp::http::StatusCode;
 contract!(
     forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers,
     duplicates_conflicts_and_refused_deliveries_are_never_forwarded,
+    a_sale_and_a_conversion_delivery_are_forwarded_like_any_event,
     retries_until_a_2xx_with_the_same_webhook_id,
     a_redirect_is_a_failed_attempt_and_is_not_followed,
     gives_up_after_max_attempts_then_an_operator_retry_delivers,
@@ -53,8 +54,8 @@ fn fast(max_attempts: u32) -> ForwardConfig {
     }
 }
 
-/// An app forwarding `shop` (unsigned) and `signed` (Standard Webhooks secret) to
-/// `target`, on `store`.
+/// An app forwarding `shop` (unsigned), `signed` (Standard Webhooks secret) and
+/// `refersion` to `target`, on `store`.
 fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
     let mut config: Config = db.config();
     let forwarding = |secrets: Vec<String>| SourceSettings {
@@ -65,6 +66,13 @@ fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
     config
         .sources
         .insert("signed", forwarding(vec![SECRET.to_owned()]));
+    config.sources.insert(
+        "refersion",
+        SourceSettings {
+            forward_to: Some(target.url()),
+            ..SourceSettings::new(Preset::Refersion, Vec::new())
+        },
+    );
     Arc::new(App::new(store, &config))
 }
 
@@ -251,6 +259,37 @@ async fn duplicates_conflicts_and_refused_deliveries_are_never_forwarded(db: &Te
             .all(|r| r.headers.get("x-hooklatch-event-type").is_none()),
         "no event type, no header"
     );
+    worker.stop().await;
+}
+
+async fn a_sale_and_a_conversion_delivery_are_forwarded_like_any_event(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(3));
+    // A seed-style sale (its conversion keyed by the event) and a Refersion conversion
+    // delivery (keyed by the conversion id) take different paths through the store.
+    let sale = post(&app, "/webhooks/refersion", &[], common::SEED).await;
+    assert_eq!(sale.status, StatusCode::OK, "{:?}", sale.body);
+    let conversion = r#"{"id":987654321,"status":"PENDING","total":"59.00","commission_total":"5.90","currency":"USD","updated":"2026-11-28 20:07:39"}"#;
+    let topic = [("Refersion-Topic", "NEW_CONVERSION")];
+    let delivered = post(&app, "/webhooks/refersion", &topic, conversion).await;
+    assert_eq!(delivered.status, StatusCode::OK, "{:?}", delivered.body);
+    wait_for_state(&db.store, "refersion", "ref_evt_123456", "delivered").await;
+    wait_for_state(
+        &db.store,
+        "refersion",
+        "NEW_CONVERSION:987654321",
+        "delivered",
+    )
+    .await;
+    let mut bodies: Vec<Vec<u8>> = target.received().iter().map(|r| r.body.to_vec()).collect();
+    bodies.sort();
+    let mut sent = vec![
+        common::SEED.as_bytes().to_vec(),
+        conversion.as_bytes().to_vec(),
+    ];
+    sent.sort();
+    assert_eq!(bodies, sent);
     worker.stop().await;
 }
 

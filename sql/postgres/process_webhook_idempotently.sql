@@ -118,6 +118,11 @@ BEGIN
                     DELETE FROM conversions c WHERE c.id = v_conversion_id;
                     CONTINUE;
                 END IF;
+                -- Every path that answers 'processed' writes the outbox entry.
+                IF p_forward THEN
+                    INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
+                    VALUES (v_event_id, p_source, now(), now());
+                END IF;
                 outcome := 'processed';
                 applied := true;
                 webhook_event_id := v_event_id;
