@@ -74,6 +74,7 @@ DECLARE
     v_status        text;
     v_fingerprint   text;
     v_conflicts     bigint;
+    v_processed     boolean := false;
 BEGIN
     applied := false;
     -- Two passes at most: a miss, then an INSERT that lost a race to a transaction that
@@ -118,17 +119,9 @@ BEGIN
                     DELETE FROM conversions c WHERE c.id = v_conversion_id;
                     CONTINUE;
                 END IF;
-                -- Every path that answers 'processed' writes the outbox entry.
-                IF p_forward THEN
-                    INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
-                    VALUES (v_event_id, p_source, now(), now());
-                END IF;
-                outcome := 'processed';
                 applied := true;
-                webhook_event_id := v_event_id;
-                conversion_id := v_conversion_id;
-                conversion_status := v_status;
-                RETURN;
+                v_processed := true;
+                EXIT;
             END IF;
             -- The key is taken: by a committed event (next pass finds it), or by a stray
             -- conversions row without its event, adopted by the general path below.
@@ -203,17 +196,24 @@ BEGIN
                  WHERE e.source = p_source
                    AND e.external_event_id = p_external_event_id;
             END IF;
-            IF p_forward THEN
-                INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
-                VALUES (v_event_id, p_source, now(), now());
-            END IF;
-            outcome := 'processed';
-            webhook_event_id := v_event_id;
-            conversion_id := v_conversion_id;
-            conversion_status := v_status;
-            RETURN;
+            v_processed := true;
+            EXIT;
         END IF;
     END LOOP;
+
+    IF v_processed THEN
+        -- Every path that answers 'processed' leaves the loop through here, so each
+        -- writes the outbox entry in the event's own transaction.
+        IF p_forward THEN
+            INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
+            VALUES (v_event_id, p_source, now(), now());
+        END IF;
+        outcome := 'processed';
+        webhook_event_id := v_event_id;
+        conversion_id := v_conversion_id;
+        conversion_status := v_status;
+        RETURN;
+    END IF;
 
     IF v_event_id IS NULL THEN
         -- Event rows are never deleted, so this is unreachable short of manual surgery;
