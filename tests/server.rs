@@ -16,6 +16,7 @@ use hooklatch::config::Config;
 use hooklatch::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
+use hooklatch::read;
 use hooklatch::store::{Store, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -161,6 +162,43 @@ impl Store for DownStore {
         Err(down())
     }
     fn totals(&self) -> Result<Totals, StoreError> {
+        Err(down())
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        _: &read::EventFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::EventItem>, StoreError> {
+        Err(down())
+    }
+    fn list_conversions(
+        &self,
+        _: &read::ConversionFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ConversionItem>, StoreError> {
+        Err(down())
+    }
+    fn conversion_by_id(&self, _: i64) -> Result<Option<read::ConversionItem>, StoreError> {
+        Err(down())
+    }
+    fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, StoreError> {
+        Err(down())
+    }
+    fn source_stats(&self) -> Result<Vec<read::SourceStats>, StoreError> {
+        Err(down())
+    }
+    fn export_events(
+        &self,
+        _: &read::ExportFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ExportItem>, StoreError> {
+        Err(down())
+    }
+    fn prune_payloads(&self, _: &read::Timestamp, _: bool) -> Result<read::Pruned, StoreError> {
         Err(down())
     }
 }

@@ -38,8 +38,15 @@ use crate::model::{
     Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
     StoredEvent, Totals,
 };
+use crate::read::{
+    ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
+    Pruned, SourceStats, SummaryGroup, Timestamp,
+};
 
-const MIGRATIONS: [MigrationFile; 4] = migration_files!("postgres");
+#[path = "postgres_admin.rs"]
+mod admin;
+
+const MIGRATIONS: [MigrationFile; 5] = migration_files!("postgres");
 
 /// Key of the session advisory lock held while migrating ("hooklatc" in ASCII), so that
 /// instances starting together migrate one after the other.
@@ -468,6 +475,49 @@ impl Store for PostgresStore {
             conversions: get(row, 1)?,
             conflicts: get(row, 2)?,
         })
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError> {
+        admin::list_events(self, filter, after, limit)
+    }
+
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError> {
+        admin::list_conversions(self, filter, after, limit)
+    }
+
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError> {
+        admin::conversion_by_id(self, id)
+    }
+
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
+        admin::conversion_summary(self)
+    }
+
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
+        admin::source_stats(self)
+    }
+
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError> {
+        admin::export_events(self, filter, after, limit)
+    }
+
+    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
+        admin::prune_payloads(self, before, dry_run)
     }
 }
 

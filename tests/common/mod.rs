@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hooklatch::config::{Config, DatabaseUrl};
+use hooklatch::read;
 use hooklatch::store::{self, Store, StoreOptions};
 use hooklatch::{App, routes};
 use serde_json::Value;
@@ -157,6 +158,47 @@ impl Store for Closed {
         Err(closed())
     }
     fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
+        Err(closed())
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        _: &read::EventFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::EventItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn list_conversions(
+        &self,
+        _: &read::ConversionFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ConversionItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn conversion_by_id(&self, _: i64) -> Result<Option<read::ConversionItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, store::StoreError> {
+        Err(closed())
+    }
+    fn source_stats(&self) -> Result<Vec<read::SourceStats>, store::StoreError> {
+        Err(closed())
+    }
+    fn export_events(
+        &self,
+        _: &read::ExportFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ExportItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn prune_payloads(
+        &self,
+        _: &read::Timestamp,
+        _: bool,
+    ) -> Result<read::Pruned, store::StoreError> {
         Err(closed())
     }
 }
@@ -487,19 +529,29 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Deletes every event, conversion and conflict, through the backend's own client.
 pub fn wipe(url: &DatabaseUrl) {
-    const WIPE: &str =
-        "DELETE FROM webhook_conflicts; DELETE FROM webhook_events; DELETE FROM conversions;";
+    execute_batch(
+        url,
+        "DELETE FROM webhook_conflicts; DELETE FROM webhook_events; DELETE FROM conversions;",
+    );
+}
+
+/// Runs SQL both backends understand through the backend's own client, as another
+/// process (an operator, another lane's worker) would.
+pub fn execute_batch(url: &DatabaseUrl, sql: &str) {
     match url {
         DatabaseUrl::Sqlite(path) => {
             rusqlite::Connection::open(path)
                 .unwrap()
-                .execute_batch(WIPE)
+                .execute_batch(sql)
                 .unwrap();
         }
-        DatabaseUrl::Postgres(url) => {
-            admin_client(url).unwrap().batch_execute(WIPE).unwrap();
-        }
-        DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be wiped from outside"),
+        // The sync client must neither run nor be dropped on a runtime thread.
+        DatabaseUrl::Postgres(url) => std::thread::scope(|s| {
+            s.spawn(|| admin_client(url).unwrap().batch_execute(sql).unwrap())
+                .join()
+                .expect("SQL thread")
+        }),
+        DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be reached from outside"),
     }
 }
 

@@ -1,0 +1,26 @@
+-- Events of one source newest first; served by idx_webhook_events_source_seen
+-- (source, first_seen_at, id).
+-- Parameters: source, event_type, event_id, since, until, duplicated, conflicted,
+-- forward state, cursor time, cursor id, limit. NULL means "no filter".
+SELECT e.id, e.source, e.external_event_id, e.event_type, e.conversion_id,
+       e.delivery_count, e.conflict_count,
+       e.first_seen_at,
+       e.last_seen_at,
+       f.state, f.attempts, f.last_status, f.last_error,
+       f.next_attempt_at,
+       f.delivered_at
+FROM webhook_events e
+LEFT JOIN forward_outbox f ON f.webhook_event_id = e.id
+WHERE e.source = ?1
+  AND (?2 IS NULL OR e.event_type = ?2)
+  AND (?3 IS NULL OR e.external_event_id = ?3)
+  AND (?4 IS NULL OR e.first_seen_at >= ?4)
+  AND (?5 IS NULL OR e.first_seen_at < ?5)
+  AND (?6 IS NULL OR (e.delivery_count > 1) = ?6)
+  AND (?7 IS NULL OR (e.conflict_count > 0) = ?7)
+  AND (?8 IS NULL OR f.state = ?8)
+  AND (?9 IS NULL
+       OR e.first_seen_at < ?9
+       OR (e.first_seen_at = ?9 AND e.id < ?10))
+ORDER BY e.first_seen_at DESC, e.id DESC
+LIMIT ?11

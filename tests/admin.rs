@@ -1,0 +1,419 @@
+//! The admin side on both stores: the read verbs (contract cases, the same answers on
+//! SQLite and PostgreSQL), the admin JSON API with its bearer token, rejections,
+//! pruning and export/import.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{TestDb, execute_batch, post, request, sale};
+use hooklatch::App;
+use hooklatch::model::{EventId, Source};
+use hooklatch::read::{
+    ConversionFilter, Cursor, EventFilter, ExportFilter, ForwardState, Timestamp,
+};
+use serde_json::{Value, json};
+use warp::http::StatusCode;
+
+contract!(
+    event_list_is_newest_first_and_every_filter_narrows_it,
+    walking_the_cursor_visits_each_event_once_while_new_ones_arrive,
+    conversion_list_filters_and_exact_summary,
+    source_stats_count_deliveries_duplicates_and_conflicts,
+    export_walks_oldest_first_with_payloads,
+    prune_clears_payloads_and_a_retry_is_still_a_duplicate,
+);
+
+fn source(name: &str) -> Source {
+    Source::parse(name).unwrap()
+}
+
+/// A Standard-Webhooks-style delivery to `src` with body id and type.
+async fn deliver(app: &Arc<App>, src: &str, id: &str, kind: &str, extra: &str) -> Value {
+    let body = format!(r#"{{"id":"{id}","type":"{kind}","n":"{extra}"}}"#);
+    let reply = post(app, &format!("/webhooks/{src}"), &[], &body).await;
+    assert!(reply.status.is_success(), "{reply:?}");
+    reply.body
+}
+
+fn ids(items: &[hooklatch::read::EventItem]) -> Vec<&str> {
+    items.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+async fn event_list_is_newest_first_and_every_filter_narrows_it(db: &TestDb) {
+    let app = db.app();
+    for (src, id, kind) in [
+        ("acme", "a1", "order.created"),
+        ("acme", "a2", "order.paid"),
+        ("beta", "b1", "order.created"),
+        ("acme", "a3", "order.created"),
+        ("beta", "shared", "ping"),
+        ("acme", "shared", "ping"),
+    ] {
+        deliver(&app, src, id, kind, "x").await;
+    }
+    deliver(&app, "acme", "a2", "order.paid", "x").await; // duplicate
+    deliver(&app, "beta", "b1", "order.created", "changed").await; // conflict
+    let store = &db.store;
+    let all = store
+        .list_events(&EventFilter::default(), None, 50)
+        .unwrap();
+    assert_eq!(ids(&all), ["shared", "shared", "a3", "b1", "a2", "a1"]);
+    assert_eq!(all[0].source, "acme");
+    let a2 = &all[4];
+    assert_eq!(a2.delivery_count, 2);
+    assert_eq!(a2.conflict_count, 0);
+    assert_eq!(a2.event_type.as_deref(), Some("order.paid"));
+    assert!(a2.last_seen_at > a2.first_seen_at);
+    assert_eq!(a2.forward, None);
+
+    let list = |filter: EventFilter| store.list_events(&filter, None, 50).unwrap();
+    let by_source = list(EventFilter {
+        source: Some(source("beta")),
+        ..Default::default()
+    });
+    assert_eq!(ids(&by_source), ["shared", "b1"]);
+    let by_type = list(EventFilter {
+        event_type: Some("order.created".into()),
+        ..Default::default()
+    });
+    assert_eq!(ids(&by_type), ["a3", "b1", "a1"]);
+    let by_id = list(EventFilter {
+        event_id: Some("shared".into()),
+        ..Default::default()
+    });
+    assert_eq!(by_id.len(), 2);
+    let by_id_and_source = list(EventFilter {
+        event_id: Some("shared".into()),
+        source: Some(source("beta")),
+        ..Default::default()
+    });
+    assert_eq!(by_id_and_source.len(), 1);
+    assert_eq!(by_id_and_source[0].source, "beta");
+    let not_exact = list(EventFilter {
+        event_id: Some("SHARED".into()),
+        ..Default::default()
+    });
+    assert!(not_exact.is_empty(), "ids are compared exactly");
+    let duplicated = list(EventFilter {
+        duplicated: Some(true),
+        ..Default::default()
+    });
+    // A conflict is a delivery too: b1 was delivered twice.
+    assert_eq!(ids(&duplicated), ["b1", "a2"]);
+    let conflicted = list(EventFilter {
+        conflicted: Some(true),
+        ..Default::default()
+    });
+    assert_eq!(ids(&conflicted), ["b1"]);
+    let clean = list(EventFilter {
+        conflicted: Some(false),
+        duplicated: Some(false),
+        ..Default::default()
+    });
+    assert_eq!(ids(&clean), ["shared", "shared", "a3", "a1"]);
+
+    // since is inclusive, until exclusive, both on first_seen_at.
+    let since = Timestamp::parse(&all[3].first_seen_at, "since").unwrap();
+    let newer = list(EventFilter {
+        since: Some(since.clone()),
+        ..Default::default()
+    });
+    assert_eq!(ids(&newer), ["shared", "shared", "a3", "b1"]);
+    let older = list(EventFilter {
+        until: Some(since),
+        ..Default::default()
+    });
+    assert_eq!(ids(&older), ["a2", "a1"]);
+
+    // Forwarding state comes from the outbox, which the forward lane's worker fills.
+    let a1 = all[5].webhook_event_id;
+    let a3 = all[2].webhook_event_id;
+    execute_batch(
+        &db.url,
+        &format!(
+            "INSERT INTO forward_outbox (webhook_event_id, source, state, attempts, next_attempt_at, last_status, last_error, created_at) \
+             VALUES ({a1}, 'acme', 'failed', 20, '2026-11-30T08:00:00.000000Z', 500, 'HTTP 500', '2026-11-30T08:00:00.000000Z'); \
+             INSERT INTO forward_outbox (webhook_event_id, source, state, attempts, next_attempt_at, last_status, delivered_at, created_at) \
+             VALUES ({a3}, 'acme', 'delivered', 1, '2026-11-30T08:00:00.000000Z', 204, '2026-11-30T08:00:01.000000Z', '2026-11-30T08:00:00.000000Z');"
+        ),
+    );
+    let failed = list(EventFilter {
+        forward: Some(ForwardState::Failed),
+        ..Default::default()
+    });
+    assert_eq!(ids(&failed), ["a1"]);
+    let forward = failed[0].forward.as_ref().unwrap();
+    assert_eq!(forward.state, "failed");
+    assert_eq!(forward.attempts, 20);
+    assert_eq!(forward.last_status, Some(500));
+    assert_eq!(forward.last_error.as_deref(), Some("HTTP 500"));
+    assert_eq!(
+        forward.next_attempt_at.as_deref(),
+        Some("2026-11-30T08:00:00.000000Z")
+    );
+    assert_eq!(forward.delivered_at, None);
+    let delivered = list(EventFilter {
+        forward: Some(ForwardState::Delivered),
+        source: Some(source("acme")),
+        ..Default::default()
+    });
+    assert_eq!(ids(&delivered), ["a3"]);
+    assert_eq!(
+        delivered[0]
+            .forward
+            .as_ref()
+            .unwrap()
+            .delivered_at
+            .as_deref(),
+        Some("2026-11-30T08:00:01.000000Z")
+    );
+    assert!(
+        list(EventFilter {
+            forward: Some(ForwardState::Pending),
+            ..Default::default()
+        })
+        .is_empty()
+    );
+}
+
+async fn walking_the_cursor_visits_each_event_once_while_new_ones_arrive(db: &TestDb) {
+    let app = db.app();
+    for n in 0..12 {
+        deliver(&app, "acme", &format!("old-{n}"), "t", "x").await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let mut arrivals = 0;
+    loop {
+        let rows = db
+            .store
+            .list_events(&EventFilter::default(), cursor.as_ref(), 5 + 1)
+            .unwrap();
+        let (page, next) = hooklatch::read::page(rows, 5, |e| e.cursor());
+        seen.extend(page.iter().map(|e| e.event_id.clone()));
+        // New events between pages must not shift what the next page shows.
+        deliver(&app, "acme", &format!("new-{arrivals}"), "t", "x").await;
+        arrivals += 1;
+        match next {
+            Some(text) => cursor = Some(Cursor::decode(&text).unwrap()),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = (0..12).rev().map(|n| format!("old-{n}")).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(arrivals, 3);
+}
+
+async fn conversion_list_filters_and_exact_summary(db: &TestDb) {
+    let app = db.app();
+    for (id, commission, currency) in [
+        ("s1", "0.10", "usd"),
+        ("s2", "0.20", "usd"),
+        ("s3", "0.30", "usd"),
+        ("s4", "5", "eur"),
+    ] {
+        let body = sale(id, commission).replace(
+            r#""tracking_id""#,
+            &format!(r#""currency":"{currency}","tracking_id""#),
+        );
+        let reply = post(&app, "/webhooks/refersion", &[], &body).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+    let store = &db.store;
+    let all = store
+        .list_conversions(&ConversionFilter::default(), None, 50)
+        .unwrap();
+    let orders: Vec<_> = all.iter().map(|c| c.order_id.as_deref().unwrap()).collect();
+    assert_eq!(orders, ["ORDER_s4", "ORDER_s3", "ORDER_s2", "ORDER_s1"]);
+    let s1 = &all[3];
+    assert_eq!(s1.event_id, "s1");
+    assert_eq!(s1.source, "refersion");
+    assert_eq!(s1.commission_amount, "0.10");
+    assert_eq!(s1.sale_amount, "75.00");
+    assert_eq!(s1.currency.as_deref(), Some("USD"));
+    assert_eq!(s1.tracking_id.as_deref(), Some("YOyqC7"));
+    assert_eq!(s1.external_conversion_id, None, "a seed-style sale");
+    assert_eq!(s1.updated_at, s1.created_at);
+    assert_eq!(
+        store.conversion_by_id(s1.conversion_id).unwrap().as_ref(),
+        Some(s1)
+    );
+    assert_eq!(store.conversion_by_id(-1).unwrap(), None);
+
+    let usd = store
+        .list_conversions(
+            &ConversionFilter {
+                currency: Some("USD".into()),
+                ..Default::default()
+            },
+            None,
+            2,
+        )
+        .unwrap();
+    assert_eq!(usd.len(), 2);
+    let rest = store
+        .list_conversions(
+            &ConversionFilter {
+                currency: Some("USD".into()),
+                ..Default::default()
+            },
+            Some(&usd[1].cursor()),
+            50,
+        )
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].event_id, "s1");
+    let by_order = store
+        .list_conversions(
+            &ConversionFilter {
+                order_id: Some("ORDER_s2".into()),
+                ..Default::default()
+            },
+            None,
+            50,
+        )
+        .unwrap();
+    assert_eq!(by_order.len(), 1);
+    let since = Timestamp::parse(&all[1].created_at, "since").unwrap();
+    let newest = store
+        .list_conversions(
+            &ConversionFilter {
+                since: Some(since),
+                ..Default::default()
+            },
+            None,
+            50,
+        )
+        .unwrap();
+    assert_eq!(newest.len(), 2);
+
+    let summary = serde_json::to_value(store.conversion_summary().unwrap()).unwrap();
+    assert_eq!(
+        summary,
+        json!([
+            {"status": null, "currency": "EUR", "count": 1, "sale_amount": "75.00", "commission_amount": "5"},
+            {"status": null, "currency": "USD", "count": 3, "sale_amount": "225.00", "commission_amount": "0.60"},
+        ])
+    );
+}
+
+async fn source_stats_count_deliveries_duplicates_and_conflicts(db: &TestDb) {
+    let app = db.app();
+    assert!(db.store.source_stats().unwrap().is_empty());
+    deliver(&app, "acme", "1", "t", "x").await;
+    deliver(&app, "acme", "1", "t", "x").await;
+    deliver(&app, "acme", "1", "t", "x").await;
+    deliver(&app, "acme", "2", "t", "x").await;
+    deliver(&app, "acme", "2", "t", "other").await;
+    deliver(&app, "beta", "1", "t", "x").await;
+    let stats = db.store.source_stats().unwrap();
+    let latest = db
+        .store
+        .event(&source("acme"), &EventId::parse("2", "id").unwrap())
+        .unwrap()
+        .unwrap()
+        .last_seen_at;
+    let value = serde_json::to_value(&stats).unwrap();
+    assert_eq!(
+        value[0],
+        json!({"source": "acme", "events": 2, "deliveries": 5, "duplicates": 3, "conflicts": 1, "last_seen_at": latest})
+    );
+    assert_eq!(value[1]["source"], "beta");
+    assert_eq!(value[1]["events"], 1);
+    assert_eq!(value[1]["duplicates"], 0);
+}
+
+async fn export_walks_oldest_first_with_payloads(db: &TestDb) {
+    let app = db.app();
+    for n in 0..5 {
+        deliver(
+            &app,
+            if n % 2 == 0 { "acme" } else { "beta" },
+            &n.to_string(),
+            "t",
+            "x",
+        )
+        .await;
+    }
+    let first = db
+        .store
+        .export_events(&ExportFilter::default(), None, 3)
+        .unwrap();
+    let rest = db
+        .store
+        .export_events(&ExportFilter::default(), Some(&first[2].cursor()), 3)
+        .unwrap();
+    let order: Vec<_> = first
+        .iter()
+        .chain(&rest)
+        .map(|e| e.event_id.as_str())
+        .collect();
+    assert_eq!(order, ["0", "1", "2", "3", "4"]);
+    let line = serde_json::to_value(&first[0]).unwrap();
+    assert_eq!(line["source"], "acme");
+    assert_eq!(line["event_id"], "0");
+    assert_eq!(line["event_type"], "t");
+    assert_eq!(line["payload"], json!({"id": "0", "type": "t", "n": "x"}));
+    assert_eq!(line["delivery_count"], 1);
+    assert!(line.get("webhook_event_id").is_none());
+    let acme = db
+        .store
+        .export_events(
+            &ExportFilter {
+                source: Some(source("acme")),
+                ..Default::default()
+            },
+            None,
+            50,
+        )
+        .unwrap();
+    assert_eq!(acme.len(), 3);
+}
+
+async fn prune_clears_payloads_and_a_retry_is_still_a_duplicate(db: &TestDb) {
+    let app = db.app();
+    deliver(&app, "acme", "old", "t", "x").await;
+    deliver(&app, "acme", "old", "t", "changed").await; // a conflict, kept with its payload
+    let cutoff = Timestamp::ago(std::time::Duration::ZERO);
+    let store = &db.store;
+    // Nothing is older than an hour ago.
+    let hour = Timestamp::ago(std::time::Duration::from_secs(3600));
+    assert_eq!(store.prune_payloads(&hour, false).unwrap().events, 0);
+    let dry = store.prune_payloads(&cutoff, true).unwrap();
+    assert_eq!((dry.events, dry.conflicts), (1, 1));
+    let (src, id) = (source("acme"), EventId::parse("old", "id").unwrap());
+    assert!(store.event(&src, &id).unwrap().unwrap().payload.is_some());
+    deliver(&app, "acme", "fresh", "t", "x").await;
+
+    let pruned = store.prune_payloads(&cutoff, false).unwrap();
+    assert_eq!((pruned.events, pruned.conflicts), (1, 1));
+    let event = store.event(&src, &id).unwrap().unwrap();
+    assert_eq!(event.payload, None);
+    assert_eq!(event.delivery_count, 2);
+    assert_eq!(event.conflict_count, 1);
+    assert_eq!(event.fingerprint.len(), 64, "the fingerprint stays");
+    assert_eq!(store.conflicts(&src, &id).unwrap()[0].payload, None);
+    let fresh = EventId::parse("fresh", "id").unwrap();
+    assert!(
+        store
+            .event(&src, &fresh)
+            .unwrap()
+            .unwrap()
+            .payload
+            .is_some()
+    );
+    assert_eq!(store.prune_payloads(&cutoff, false).unwrap().events, 0);
+
+    let retry = post(
+        &app,
+        "/webhooks/acme",
+        &[],
+        r#"{"id":"old","type":"t","n":"x"}"#,
+    )
+    .await;
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+    assert_eq!(retry.body["status"], "accepted");
+    assert_eq!(store.event(&src, &id).unwrap().unwrap().delivery_count, 3);
+    let _ = request;
+}
