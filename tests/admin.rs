@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{TestDb, execute_batch, post, request, sale};
+use common::{ADMIN_TOKEN, TestDb, admin_get, execute_batch, post, request, sale};
 use hooklatch::App;
 use hooklatch::model::{EventId, Source};
 use hooklatch::read::{
@@ -22,6 +22,12 @@ contract!(
     source_stats_count_deliveries_duplicates_and_conflicts,
     export_walks_oldest_first_with_payloads,
     prune_clears_payloads_and_a_retry_is_still_a_duplicate,
+    admin_paths_are_404_while_the_admin_side_is_off,
+    the_api_answers_401_to_anything_without_the_token,
+    api_events_page_filter_and_refuse_bad_parameters,
+    api_event_detail_has_payload_conflicts_and_conversion,
+    api_conversions_summary_and_stats,
+    api_rejections_keep_refusals_without_bodies_or_secrets,
 );
 
 fn source(name: &str) -> Source {
@@ -415,5 +421,331 @@ async fn prune_clears_payloads_and_a_retry_is_still_a_duplicate(db: &TestDb) {
     assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
     assert_eq!(retry.body["status"], "accepted");
     assert_eq!(store.event(&src, &id).unwrap().unwrap().delivery_count, 3);
-    let _ = request;
+}
+
+async fn admin_paths_are_404_while_the_admin_side_is_off(db: &TestDb) {
+    let app = db.app();
+    for path in [
+        "/admin",
+        "/admin/",
+        "/admin/api/events",
+        "/admin/api/stats",
+        "/admin/api/nothing",
+        "/admin/login",
+    ] {
+        for token in [None, Some(ADMIN_TOKEN)] {
+            let reply = admin_get(&app, path, token).await;
+            assert_eq!(reply.status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(reply.body["error"], "not_found");
+        }
+    }
+    let post = request(
+        &app,
+        warp::test::request()
+            .method("POST")
+            .path("/admin/login")
+            .body("token=x"),
+    )
+    .await;
+    assert_eq!(post.status, StatusCode::NOT_FOUND);
+}
+
+async fn the_api_answers_401_to_anything_without_the_token(db: &TestDb) {
+    let app = db.admin_app();
+    deliver(&app, "acme", "known", "t", "x").await;
+    let wrong = "test-admin-token-0123456788";
+    let mut bodies = Vec::new();
+    for path in [
+        "/admin/api/events",
+        "/admin/api/events/acme/known",
+        "/admin/api/events/acme/unknown",
+        "/admin/api/nothing/here",
+        "/admin/api/events?limit=99999",
+    ] {
+        for token in [None, Some(wrong), Some(""), Some("test-admin-token")] {
+            let reply = admin_get(&app, path, token).await;
+            assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
+            assert_eq!(reply.body["error"], "unauthorized");
+            bodies.push(reply.body.to_string());
+        }
+        let basic = request(
+            &app,
+            warp::test::request()
+                .path(path)
+                .header("authorization", format!("Basic {ADMIN_TOKEN}")),
+        )
+        .await;
+        assert_eq!(basic.status, StatusCode::UNAUTHORIZED);
+        bodies.push(basic.body.to_string());
+    }
+    bodies.dedup();
+    assert_eq!(
+        bodies.len(),
+        1,
+        "every refusal is the same answer: {bodies:?}"
+    );
+    let ok = admin_get(&app, "/admin/api/events", Some(ADMIN_TOKEN)).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let unknown = admin_get(&app, "/admin/api/nothing", Some(ADMIN_TOKEN)).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let delete = request(
+        &app,
+        warp::test::request()
+            .method("DELETE")
+            .path("/admin/api/events")
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}")),
+    )
+    .await;
+    assert_eq!(delete.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn api_events_page_filter_and_refuse_bad_parameters(db: &TestDb) {
+    let app = db.admin_app();
+    for n in 0..5 {
+        deliver(&app, "acme", &format!("e{n}"), "t", "x").await;
+    }
+    deliver(&app, "beta", "b", "u", "x").await;
+    let get = |path: String| {
+        let app = app.clone();
+        async move { admin_get(&app, &path, Some(ADMIN_TOKEN)).await }
+    };
+    let first = get("/admin/api/events?source=acme&limit=2".into()).await;
+    assert_eq!(first.status, StatusCode::OK, "{first:?}");
+    let items = first.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let item = &items[0];
+    let keys: Vec<&str> = item
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let mut expected = vec![
+        "webhook_event_id",
+        "source",
+        "event_id",
+        "event_type",
+        "conversion_id",
+        "delivery_count",
+        "conflict_count",
+        "first_seen_at",
+        "last_seen_at",
+        "forward",
+    ];
+    expected.sort_unstable();
+    let mut keys = keys;
+    keys.sort_unstable();
+    assert_eq!(keys, expected);
+    assert_eq!(item["event_id"], "e4");
+    assert_eq!(item["forward"], Value::Null);
+    let mut seen: Vec<String> = items
+        .iter()
+        .map(|i| i["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut cursor = first.body["next_cursor"].as_str().map(String::from);
+    while let Some(c) = cursor {
+        let page = get(format!("/admin/api/events?source=acme&limit=2&cursor={c}")).await;
+        assert_eq!(page.status, StatusCode::OK);
+        seen.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["event_id"].as_str().unwrap().to_owned()),
+        );
+        cursor = page.body["next_cursor"].as_str().map(String::from);
+    }
+    assert_eq!(seen, ["e4", "e3", "e2", "e1", "e0"]);
+    let typed = get("/admin/api/events?event_type=u".into()).await;
+    assert_eq!(typed.body["items"][0]["event_id"], "b");
+    assert_eq!(typed.body["next_cursor"], Value::Null);
+
+    for (query, parameter) in [
+        ("limit=501", "limit"),
+        ("limit=abc", "limit"),
+        ("since=last-week", "since"),
+        ("until=2026-02-30T00:00:00Z", "until"),
+        ("forward=maybe", "forward"),
+        ("duplicated=sure", "duplicated"),
+        ("cursor=not-a-cursor", "cursor"),
+        ("source=UPPER", "source"),
+        ("sort=asc", "sort"),
+    ] {
+        let reply = get(format!("/admin/api/events?{query}")).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(reply.body["error"], "invalid_filter");
+        assert_eq!(reply.body["parameter"], parameter, "{query}");
+    }
+    let bad = get("/admin/api/conversions?currency=usd&limit=0".into()).await;
+    assert_eq!(bad.body["parameter"], "limit");
+    let extra = get("/admin/api/stats?x=1".into()).await;
+    assert_eq!(extra.status, StatusCode::BAD_REQUEST);
+}
+
+async fn api_event_detail_has_payload_conflicts_and_conversion(db: &TestDb) {
+    let app = db.admin_app();
+    let body = sale("odd/id with space", "0.10");
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], &body).await.status,
+        StatusCode::OK
+    );
+    let changed = sale("odd/id with space", "0.20");
+    post(&app, "/webhooks/refersion", &[], &changed).await;
+    post(&app, "/webhooks/refersion", &[], &body).await;
+    let path = "/admin/api/events/refersion/odd%2Fid%20with%20space";
+    let reply = admin_get(&app, path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    let detail = &reply.body;
+    assert_eq!(detail["event_id"], "odd/id with space");
+    assert_eq!(detail["delivery_count"], 3);
+    assert_eq!(detail["conflict_count"], 1);
+    assert_eq!(
+        detail["payload"],
+        serde_json::from_str::<Value>(&body).unwrap()
+    );
+    assert_eq!(detail["fingerprint"].as_str().unwrap().len(), 64);
+    let conflicts = detail["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1);
+    assert_eq!(
+        conflicts[0]["payload"],
+        serde_json::from_str::<Value>(&changed).unwrap()
+    );
+    assert!(conflicts[0]["received_at"].as_str().unwrap().ends_with('Z'));
+    assert_ne!(conflicts[0]["fingerprint"], detail["fingerprint"]);
+    let conversion = &detail["conversion"];
+    assert_eq!(conversion["conversion_id"], detail["conversion_id"]);
+    assert_eq!(conversion["commission_amount"], "0.10");
+    assert_eq!(conversion["event_id"], "odd/id with space");
+
+    for missing in [
+        "/admin/api/events/refersion/nope",
+        "/admin/api/events/Not-A-Source/x",
+        "/admin/api/events/refersion/%FF",
+    ] {
+        let reply = admin_get(&app, missing, Some(ADMIN_TOKEN)).await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{missing}");
+    }
+
+    // Pruned: the payloads become null, everything else stays.
+    db.store
+        .prune_payloads(&Timestamp::ago(std::time::Duration::ZERO), false)
+        .unwrap();
+    let pruned = admin_get(&app, path, Some(ADMIN_TOKEN)).await;
+    assert_eq!(pruned.body["payload"], Value::Null);
+    assert_eq!(pruned.body["conflicts"][0]["payload"], Value::Null);
+    assert_eq!(pruned.body["fingerprint"], detail["fingerprint"]);
+}
+
+async fn api_conversions_summary_and_stats(db: &TestDb) {
+    let app = db.admin_app();
+    for (id, commission) in [("c1", "0.10"), ("c2", "0.20"), ("c3", "0.30")] {
+        post(&app, "/webhooks/refersion", &[], &sale(id, commission)).await;
+    }
+    let get = |path: &'static str| {
+        let app = app.clone();
+        async move { admin_get(&app, path, Some(ADMIN_TOKEN)).await }
+    };
+    let list = get("/admin/api/conversions?limit=2").await;
+    assert_eq!(list.status, StatusCode::OK);
+    let first = &list.body["items"][0];
+    assert_eq!(first["event_id"], "c3");
+    assert_eq!(first["commission_amount"], "0.30");
+    assert_eq!(first["sale_amount"], "75.00");
+    assert_eq!(first["external_conversion_id"], Value::Null);
+    assert_eq!(first["order_id"], "ORDER_c3");
+    for key in [
+        "status",
+        "affiliate_id",
+        "affiliate_code",
+        "updated_at",
+        "created_at",
+        "tracking_id",
+        "currency",
+        "source",
+        "conversion_id",
+    ] {
+        assert!(first.get(key).is_some(), "{key}");
+    }
+    assert!(list.body["next_cursor"].is_string());
+    let by_order = get("/admin/api/conversions?order_id=ORDER_c1").await;
+    assert_eq!(by_order.body["items"].as_array().unwrap().len(), 1);
+
+    let summary = get("/admin/api/conversions/summary").await;
+    assert_eq!(
+        summary.body,
+        json!({"groups": [{"status": null, "currency": null, "count": 3, "sale_amount": "225.00", "commission_amount": "0.60"}]})
+    );
+    post(&app, "/webhooks/refersion", &[], &sale("c1", "0.10")).await;
+    let stats = get("/admin/api/stats").await;
+    let refersion = &stats.body["sources"][0];
+    assert_eq!(refersion["source"], "refersion");
+    assert_eq!(refersion["events"], 3);
+    assert_eq!(refersion["deliveries"], 4);
+    assert_eq!(refersion["duplicates"], 1);
+    assert_eq!(refersion["conflicts"], 0);
+    assert!(refersion["last_seen_at"].as_str().unwrap().ends_with('Z'));
+}
+
+async fn api_rejections_keep_refusals_without_bodies_or_secrets(db: &TestDb) {
+    use hooklatch::config::SourceSettings;
+    use hooklatch::sources::Preset;
+    let mut config = db.config();
+    config.sources.insert(
+        "shop",
+        SourceSettings {
+            preset: Preset::Shopify,
+            secrets: vec!["very-secret-signing-key".into()],
+        },
+    );
+    let app = db.admin_app_with(&config);
+    let secret_body = r#"{"id":"top-secret-body-value"}"#;
+    let forged = post(
+        &app,
+        "/webhooks/shop",
+        &[
+            ("X-Shopify-Hmac-Sha256", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="),
+            ("X-Shopify-Event-Id", "evt-hdr"),
+        ],
+        secret_body,
+    )
+    .await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
+    let bad = post(
+        &app,
+        "/webhooks/refersion",
+        &[],
+        r#"{"event_type":"sale","event_id":"x"}"#,
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    let not_found = post(&app, "/webhooks/BAD", &[], "{}").await;
+    assert_eq!(not_found.status, StatusCode::NOT_FOUND);
+
+    let reply = admin_get(&app, "/admin/api/rejections", Some(ADMIN_TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let items = reply.body["items"].as_array().unwrap();
+    assert_eq!(
+        items.len(),
+        2,
+        "routing errors are not refused deliveries: {items:?}"
+    );
+    assert_eq!(items[0]["source"], "refersion");
+    assert_eq!(items[0]["status"], 400);
+    assert_eq!(items[0]["error"], "invalid_payload");
+    assert!(items[0]["reason"].as_str().unwrap().contains("order_id"));
+    assert_eq!(items[1]["source"], "shop");
+    assert_eq!(items[1]["status"], 401);
+    assert_eq!(items[1]["error"], "invalid_signature");
+    assert_eq!(items[1]["reason"], "no_match");
+    assert_eq!(items[1]["event_id"], Value::Null);
+    assert!(items[1]["at"].as_str().unwrap().ends_with('Z'));
+    let text = reply.body.to_string();
+    for leaked in [
+        "top-secret-body-value",
+        "very-secret-signing-key",
+        "QUFBQUFB",
+        "evt-hdr",
+    ] {
+        assert!(!text.contains(leaked), "{leaked} in {text}");
+    }
 }

@@ -32,6 +32,10 @@ pub enum ApiError {
     InvalidSignature(#[from] SignatureError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("a valid admin token is required")]
+    Unauthorized,
+    #[error(transparent)]
+    InvalidFilter(#[from] crate::read::InvalidFilter),
 }
 
 impl ApiError {
@@ -45,6 +49,8 @@ impl ApiError {
             ApiError::BodyUnreadable | ApiError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -60,6 +66,8 @@ impl ApiError {
             ApiError::InvalidPayload(_) => "invalid_payload",
             ApiError::InvalidSignature(_) => "invalid_signature",
             ApiError::Store(_) => "store_unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidFilter(_) => "invalid_filter",
         }
     }
 
@@ -73,6 +81,10 @@ impl ApiError {
             ApiError::InvalidSignature(e) => {
                 body["message"] = e.to_string().into();
                 body["reason"] = e.reason().into();
+            }
+            ApiError::InvalidFilter(e) => {
+                body["message"] = e.to_string().into();
+                body["parameter"] = e.parameter.clone().into();
             }
             ApiError::Store(e) => {
                 // The cause may hold SQL or paths: log it, answer generically.

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, request reading and answers. It knows the store only as
 //! `dyn Store` and never sees SQL.
 
+pub mod admin;
 mod body;
 pub mod error;
 mod webhook;
@@ -15,7 +16,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use crate::config::{Config, OnConflict, Sources};
-use crate::store::{Store, run_blocking};
+use crate::store::{Store, StoreError, run_blocking};
 
 /// What every request handler shares.
 pub struct App {
@@ -28,6 +29,10 @@ pub struct App {
     /// One permit per pooled connection: requests beyond that wait here (async, cheap)
     /// for at most the store timeout instead of piling up on blocking threads.
     pub store_permits: Semaphore,
+    /// The admin side; `None` keeps every `/admin` path a 404.
+    pub admin: Option<admin::Admin>,
+    /// The last refused deliveries, for the admin side.
+    pub rejections: admin::Rejections,
 }
 
 impl App {
@@ -42,7 +47,31 @@ impl App {
             body_timeout: config.body_timeout,
             store_timeout: config.store.statement_timeout + config.store.connect_timeout,
             store_permits: Semaphore::new(config.store.pool_size.max(1) as usize),
+            admin: None,
+            rejections: admin::Rejections::default(),
         }
+    }
+
+    /// Turns the admin side on with this token (at least [`admin::MIN_TOKEN_LEN`]
+    /// characters; configuration refuses shorter ones at startup).
+    pub fn with_admin_token(mut self, token: &str) -> App {
+        self.admin = Some(admin::Admin::new(token));
+        self
+    }
+
+    /// Runs a store call on the blocking pool, waiting at most the store timeout for a
+    /// free connection slot, so no request piles up on blocking threads.
+    pub async fn store_call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let _permit = tokio::time::timeout(self.store_timeout, self.store_permits.acquire())
+            .await
+            .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
+            .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+        let store = self.store.clone();
+        run_blocking(move || work(store.as_ref())).await
     }
 }
 
@@ -50,8 +79,9 @@ impl App {
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     webhook(app.clone())
         .or(healthz())
-        .or(readyz(app))
+        .or(readyz(app.clone()))
         .or(metrics())
+        .or(admin::routes(app))
         .recover(error::recover)
 }
 

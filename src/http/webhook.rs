@@ -11,13 +11,14 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::App;
+use super::admin::Refusal;
 use super::body::{check_content_type, check_declared_length, read_limited};
 use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
 use crate::json;
 use crate::metrics;
 use crate::model::{NewEvent, Outcome, Source};
-use crate::store::{StoreError, run_blocking};
+use crate::store::{StoreError, now_text};
 
 pub async fn receive<S, B>(source: String, headers: HeaderMap, body: S, app: Arc<App>) -> Response
 where
@@ -44,10 +45,34 @@ where
             }
             if error.status().is_client_error() {
                 tracing::info!(source = %source, status = error.status().as_u16(), error = %error, "delivery refused");
+                record_refusal(&app, &source, &error);
             }
             error.into_response()
         }
     }
+}
+
+/// Keeps a refused delivery for the admin side: what was decided, never what was sent.
+/// Routing answers (404, 405) are not deliveries to a source and are not kept.
+fn record_refusal(app: &App, source: &str, error: &ApiError) {
+    if matches!(error, ApiError::NotFound | ApiError::MethodNotAllowed)
+        || Source::parse(source).is_none()
+    {
+        return;
+    }
+    let reason = match error {
+        ApiError::InvalidSignature(e) => Some(e.reason().to_owned()),
+        ApiError::InvalidPayload(e) => Some(e.to_string()),
+        _ => None,
+    };
+    app.rejections.record(Refusal {
+        at: now_text(),
+        source: source.to_owned(),
+        status: error.status().as_u16(),
+        error: error.code(),
+        reason,
+        event_id: None,
+    });
 }
 
 /// The answer and the outcome label it is counted under.
@@ -91,12 +116,8 @@ where
 /// free connection slot. The event comes back with the outcome, so the body it holds
 /// (up to the body limit) is never copied.
 async fn store(app: &App, event: NewEvent) -> Result<(Outcome, NewEvent), StoreError> {
-    let _permit = tokio::time::timeout(app.store_timeout, app.store_permits.acquire())
+    app.store_call(move |store| store.process(&event).map(|outcome| (outcome, event)))
         .await
-        .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
-        .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
-    let store = app.store.clone();
-    run_blocking(move || store.process(&event).map(|outcome| (outcome, event))).await
 }
 
 fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Response {

@@ -21,6 +21,9 @@ use hooklatch::{App, routes};
 use serde_json::Value;
 use warp::http::{HeaderMap, StatusCode};
 
+/// The admin token of [`TestDb::admin_app`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +106,15 @@ impl TestDb {
 
     pub fn app_with(&self, config: &Config) -> Arc<App> {
         Arc::new(App::new(self.store.clone(), config))
+    }
+
+    /// An app with the admin side on, its token [`ADMIN_TOKEN`].
+    pub fn admin_app(&self) -> Arc<App> {
+        self.admin_app_with(&self.config())
+    }
+
+    pub fn admin_app_with(&self, config: &Config) -> Arc<App> {
+        Arc::new(App::new(self.store.clone(), config).with_admin_token(ADMIN_TOKEN))
     }
 }
 
@@ -355,6 +367,15 @@ pub async fn post(app: &Arc<App>, path: &str, headers: &[(&str, &str)], body: &s
         .body(body);
     for (name, value) in headers {
         request = request.header(*name, *value);
+    }
+    into_reply(request.reply(&routes(app.clone())).await)
+}
+
+/// A GET through the routes with `Authorization: Bearer <token>` (none when `None`).
+pub async fn admin_get(app: &Arc<App>, path: &str, token: Option<&str>) -> Reply {
+    let mut request = warp::test::request().method("GET").path(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
     }
     into_reply(request.reply(&routes(app.clone())).await)
 }
