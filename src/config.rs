@@ -27,12 +27,21 @@ pub struct Cli {
     pub flags: Flags,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Migrate the store if needed, then serve HTTP (the default).
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Browse recorded events.
+    #[command(subcommand)]
+    Events(crate::cli::events::EventsCommand),
+    /// Every matching event as JSON lines on stdout.
+    Export(crate::cli::export::ExportArgs),
+    /// Feed exported JSON lines (a file, or - for stdin) through the idempotent step.
+    Import(crate::cli::import::ImportArgs),
+    /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
+    Prune(crate::cli::prune::PruneArgs),
 }
 
 /// Every setting that has a flag. Unset flags fall through to the TOML file.

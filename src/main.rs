@@ -9,7 +9,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use hooklatch::config::{Cli, Command, Config};
-use hooklatch::{App, store};
+use hooklatch::{App, cli, store};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -40,8 +40,23 @@ fn run(cli: Cli) -> Result<(), String> {
         .migrate()
         .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
     tracing::info!(store = %config.database_url, "store ready");
-    if cli.command == Some(Command::Migrate) {
-        return Ok(());
+    match &cli.command {
+        None | Some(Command::Serve) => {}
+        Some(Command::Migrate) => return Ok(()),
+        Some(Command::Events(command)) => {
+            return cli::events::run(store.as_ref(), command, &mut std::io::stdout().lock());
+        }
+        Some(Command::Export(args)) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = cli::export::run(store.as_ref(), args, &mut out)?;
+            tracing::info!(events = written, "export finished");
+            return Ok(());
+        }
+        Some(Command::Import(args)) => return import(store.as_ref(), &config, args),
+        Some(Command::Prune(args)) => {
+            println!("{}", cli::prune::run(store.as_ref(), args)?);
+            return Ok(());
+        }
     }
     for source in config.sources.unsigned() {
         tracing::warn!(
@@ -72,6 +87,32 @@ fn run(cli: Cli) -> Result<(), String> {
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     drop(store);
     result
+}
+
+/// `hooklatch import FILE|-`: prints the counts, and fails only when the input could not
+/// be read or the store failed (the counts so far are printed either way).
+fn import(
+    store: &dyn store::Store,
+    config: &Config,
+    args: &cli::import::ImportArgs,
+) -> Result<(), String> {
+    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    match cli::import::run(store, &config.sources, input, &mut std::io::stderr()) {
+        Ok(counts) => {
+            println!("{counts}");
+            Ok(())
+        }
+        Err((counts, error)) => {
+            println!("{counts}");
+            Err(error.to_string())
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed by this call, not when the

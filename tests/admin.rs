@@ -28,6 +28,7 @@ contract!(
     api_event_detail_has_payload_conflicts_and_conversion,
     api_conversions_summary_and_stats,
     api_rejections_keep_refusals_without_bodies_or_secrets,
+    payload_retention_pass_prunes_what_is_older_than_the_retention,
 );
 
 fn source(name: &str) -> Source {
@@ -703,7 +704,10 @@ async fn api_rejections_keep_refusals_without_bodies_or_secrets(db: &TestDb) {
         &app,
         "/webhooks/shop",
         &[
-            ("X-Shopify-Hmac-Sha256", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="),
+            (
+                "X-Shopify-Hmac-Sha256",
+                "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE=",
+            ),
             ("X-Shopify-Event-Id", "evt-hdr"),
         ],
         secret_body,
@@ -748,4 +752,23 @@ async fn api_rejections_keep_refusals_without_bodies_or_secrets(db: &TestDb) {
     ] {
         assert!(!text.contains(leaked), "{leaked} in {text}");
     }
+}
+
+async fn payload_retention_pass_prunes_what_is_older_than_the_retention(db: &TestDb) {
+    use hooklatch::cli::prune::prune_once;
+    use std::time::Duration;
+    let app = db.app();
+    deliver(&app, "acme", "1", "t", "x").await;
+    let kept = prune_once(db.store.clone(), Duration::from_secs(90 * 86_400))
+        .await
+        .unwrap();
+    assert_eq!(kept.events, 0);
+    let pruned = prune_once(db.store.clone(), Duration::ZERO).await.unwrap();
+    assert_eq!(pruned.events, 1);
+    let event = db
+        .store
+        .event(&source("acme"), &EventId::parse("1", "id").unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.payload, None);
 }

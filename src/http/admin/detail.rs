@@ -8,6 +8,7 @@ use crate::http::App;
 use crate::http::error::ApiError;
 use crate::model::{EventId, Source, StoredConflict};
 use crate::read::{ConversionItem, EventFilter, EventItem, payload_value};
+use crate::store::{Store, StoreError};
 
 pub struct EventDetail {
     pub item: EventItem,
@@ -56,41 +57,49 @@ impl EventDetail {
 
 /// `None` when no such event exists, or when the names cannot be a source or an event
 /// id at all (nothing could have been stored under them).
-pub async fn load(
-    app: &App,
+pub fn fetch(
+    store: &dyn Store,
     source: &str,
     event_id: &str,
-) -> Result<Option<EventDetail>, ApiError> {
+) -> Result<Option<EventDetail>, StoreError> {
     let (Some(source), Ok(event_id)) =
         (Source::parse(source), EventId::parse(event_id, "event_id"))
     else {
         return Ok(None);
     };
-    app.store_call(move |store| {
-        let Some(event) = store.event(&source, &event_id)? else {
-            return Ok(None);
-        };
-        let filter = EventFilter {
-            source: Some(source.clone()),
-            event_id: Some(event_id.as_str().to_owned()),
-            ..EventFilter::default()
-        };
-        let Some(item) = store.list_events(&filter, None, 1)?.into_iter().next() else {
-            return Ok(None);
-        };
-        let conflicts = store.conflicts(&source, &event_id)?;
-        let conversion = match event.conversion_id {
-            Some(id) => store.conversion_by_id(id)?,
-            None => None,
-        };
-        Ok(Some(EventDetail {
-            item,
-            payload: event.payload,
-            fingerprint: event.fingerprint,
-            conflicts,
-            conversion,
-        }))
-    })
-    .await
-    .map_err(ApiError::from)
+    let Some(event) = store.event(&source, &event_id)? else {
+        return Ok(None);
+    };
+    let filter = EventFilter {
+        source: Some(source.clone()),
+        event_id: Some(event_id.as_str().to_owned()),
+        ..EventFilter::default()
+    };
+    let Some(item) = store.list_events(&filter, None, 1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let conflicts = store.conflicts(&source, &event_id)?;
+    let conversion = match event.conversion_id {
+        Some(id) => store.conversion_by_id(id)?,
+        None => None,
+    };
+    Ok(Some(EventDetail {
+        item,
+        payload: event.payload,
+        fingerprint: event.fingerprint,
+        conflicts,
+        conversion,
+    }))
+}
+
+/// [`fetch`] from a request handler.
+pub async fn load(
+    app: &App,
+    source: &str,
+    event_id: &str,
+) -> Result<Option<EventDetail>, ApiError> {
+    let (source, event_id) = (source.to_owned(), event_id.to_owned());
+    app.store_call(move |store| fetch(store, &source, &event_id))
+        .await
+        .map_err(ApiError::from)
 }

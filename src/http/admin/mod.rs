@@ -6,7 +6,7 @@
 
 mod api;
 pub mod auth;
-mod detail;
+pub mod detail;
 pub mod query;
 pub mod rejections;
 
