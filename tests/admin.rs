@@ -772,3 +772,228 @@ async fn payload_retention_pass_prunes_what_is_older_than_the_retention(db: &Tes
         .unwrap();
     assert_eq!(event.payload, None);
 }
+
+/// A console request through the routes: status, headers and the HTML body.
+async fn console(
+    app: &Arc<App>,
+    method: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: Option<&str>,
+    extra: &[(&str, &str)],
+) -> (StatusCode, warp::http::HeaderMap, String) {
+    let mut req = warp::test::request()
+        .method(method)
+        .path(path)
+        .header("host", "hooklatch.test");
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    if let Some(form) = form {
+        req = req
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form);
+    }
+    let response = req.reply(&hooklatch::routes(app.clone())).await;
+    (
+        response.status(),
+        response.headers().clone(),
+        String::from_utf8_lossy(response.body()).into_owned(),
+    )
+}
+
+fn csrf_of(html: &str) -> String {
+    let start =
+        html.find(r#"name="csrf" value=""#).expect("a CSRF field") + r#"name="csrf" value=""#.len();
+    html[start..].split('"').next().unwrap().to_owned()
+}
+
+#[test]
+fn console_sign_in_session_cookie_csrf_and_sign_out() {
+    let db = TestDb::fresh(common::Backend::Sqlite, "console_sign_in").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let app = db.admin_app();
+        // Signed out, every page leads to the login form; the token never goes in a URL.
+        let (status, headers, _) = console(&app, "GET", "/admin/", None, None, &[]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers["location"], "/admin/login");
+        let (status, headers, html) = console(&app, "GET", "/admin/login", None, None, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("default-src 'none'")
+        );
+        assert!(html.contains(r#"method="post" action="/admin/login""#));
+
+        let (status, headers, html) = console(
+            &app,
+            "POST",
+            "/admin/login",
+            None,
+            Some("token=wrong-token-1234567"),
+            &[],
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert!(headers.get("set-cookie").is_none());
+        assert!(html.contains("not the admin token"));
+
+        let cross = [
+            ("origin", "https://evil.example"),
+            ("sec-fetch-site", "cross-site"),
+        ];
+        let form = format!("token={ADMIN_TOKEN}");
+        let (status, headers, _) =
+            console(&app, "POST", "/admin/login", None, Some(&form), &cross).await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "a cross-site sign-in is refused"
+        );
+        assert!(headers.get("set-cookie").is_none());
+
+        let same = [
+            ("origin", "http://hooklatch.test"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        let (status, headers, _) =
+            console(&app, "POST", "/admin/login", None, Some(&form), &same).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let set_cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+        for flag in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
+            assert!(set_cookie.contains(flag), "{set_cookie}");
+        }
+        let cookie = set_cookie.split(';').next().unwrap().to_owned();
+
+        let (status, _, html) = console(&app, "GET", "/admin/", Some(&cookie), None, &[]).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            html.contains("No deliveries yet"),
+            "an empty store says what to do"
+        );
+        assert!(html.contains("https://hooklatch.test/webhooks/"));
+        // The cookie does not open the API: scripts use the bearer token.
+        let (status, _, _) =
+            console(&app, "GET", "/admin/api/events", Some(&cookie), None, &[]).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let csrf = csrf_of(&html);
+        let (status, _, _) = console(
+            &app,
+            "POST",
+            "/admin/logout",
+            Some(&cookie),
+            Some("csrf=forged"),
+            &same,
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::FORBIDDEN,
+            "sign-out needs the CSRF token"
+        );
+        let (status, headers, _) = console(
+            &app,
+            "POST",
+            "/admin/logout",
+            Some(&cookie),
+            Some(&format!("csrf={csrf}")),
+            &same,
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(
+            headers["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("Max-Age=0")
+        );
+        let (status, headers, _) =
+            console(&app, "GET", "/admin/events", Some(&cookie), None, &[]).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "the session ended");
+        assert_eq!(headers["location"], "/admin/login");
+    });
+}
+
+#[test]
+fn console_pages_render_events_detail_conversions_and_rejections() {
+    let db = TestDb::fresh(common::Backend::Sqlite, "console_pages").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let app = db.admin_app();
+        for (id, commission) in [("c1", "0.10"), ("c2", "0.20"), ("c3", "0.30")] {
+            post(&app, "/webhooks/refersion", &[], &sale(id, commission)).await;
+        }
+        post(&app, "/webhooks/refersion", &[], &sale("c1", "0.15")).await;
+        post(
+            &app,
+            "/webhooks/refersion",
+            &[],
+            "{\"event_type\":\"sale\"}",
+        )
+        .await;
+        let form = format!("token={ADMIN_TOKEN}");
+        let (_, headers, _) = console(&app, "POST", "/admin/login", None, Some(&form), &[]).await;
+        let cookie = headers["set-cookie"]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let get = |path: &str| {
+            let (app, cookie, path) = (app.clone(), cookie.clone(), path.to_owned());
+            async move { console(&app, "GET", &path, Some(&cookie), None, &[]).await }
+        };
+        let (status, _, html) = get("/admin/").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(r#"id="sources""#) && html.contains("refersion"));
+        let (_, _, html) = get("/admin/events?limit=10&source=refersion&conflicted=true").await;
+        assert!(html.contains("/admin/events/refersion/c1"), "{html}");
+        assert!(!html.contains("/admin/events/refersion/c2"));
+        let (status, _, html) = get("/admin/events?since=nope").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(html.contains("since"));
+        let (status, _, html) = get("/admin/events/refersion/c1").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains(r#"id="payload""#));
+        assert!(
+            html.contains("&quot;commission_amount&quot;: 0.10"),
+            "pretty-printed payload"
+        );
+        assert!(html.contains("0.15"), "the conflicting delivery is shown");
+        assert!(html.contains(r#"id="conversion""#));
+        let (status, _, _) = get("/admin/events/refersion/nope").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, _, html) = get("/admin/conversions").await;
+        assert!(
+            html.contains(r#"id="summary""#) && html.contains("0.60"),
+            "{html}"
+        );
+        let (_, _, html) = get("/admin/rejections").await;
+        assert!(html.contains("invalid_payload"));
+        let (status, headers, css) = get("/admin/assets/console.css").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/css")
+        );
+        assert!(css.len() < 8 * 1024, "a few kilobytes of CSS");
+        let (status, _, _) = get("/admin/forwarding").await;
+        assert_eq!(status, StatusCode::OK);
+    });
+}

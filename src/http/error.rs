@@ -34,6 +34,8 @@ pub enum ApiError {
     Store(#[from] StoreError),
     #[error("a valid admin token is required")]
     Unauthorized,
+    #[error("this form did not come from the console")]
+    Forbidden,
     #[error(transparent)]
     InvalidFilter(#[from] crate::read::InvalidFilter),
 }
@@ -50,6 +52,7 @@ impl ApiError {
             ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
         }
     }
@@ -67,6 +70,7 @@ impl ApiError {
             ApiError::InvalidSignature(_) => "invalid_signature",
             ApiError::Store(_) => "store_unavailable",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
             ApiError::InvalidFilter(_) => "invalid_filter",
         }
     }

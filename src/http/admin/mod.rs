@@ -6,6 +6,7 @@
 
 mod api;
 pub mod auth;
+mod console;
 pub mod detail;
 pub mod query;
 pub mod rejections;
@@ -20,6 +21,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use super::App;
+use super::body::read_limited;
 use super::error::ApiError;
 
 pub use auth::{Admin, MIN_TOKEN_LEN};
@@ -61,8 +63,20 @@ where
         let rest = path.strip_prefix("api").unwrap_or_default();
         api::handle(&app, &method, rest, &query).await
     } else {
-        let _ = body;
-        Err(ApiError::NotFound)
+        let body = match read_limited(body, console::MAX_FORM_BYTES).await {
+            Ok(body) => body,
+            Err(e) => return console::error_page(&e),
+        };
+        let request = console::Request {
+            method: &method,
+            path,
+            query: &query,
+            headers: &headers,
+            body,
+        };
+        return console::handle(&app, admin, request)
+            .await
+            .unwrap_or_else(|e| console::error_page(&e));
     };
     result.unwrap_or_else(ApiError::into_response)
 }
