@@ -206,7 +206,9 @@ fn css() -> Response {
 }
 
 /// An HTML page with headers that keep it to itself: nothing loads from elsewhere, no
-/// framing, no referrer, no caching of what a signed-in person saw.
+/// framing, no referrer to other sites, no caching of what a signed-in person saw.
+/// (`same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null`
+/// on form posts, and the same-origin check below could not tell them apart.)
 pub fn page(status: StatusCode, markup: Markup) -> Response {
     let mut response = Response::new(markup.into_string().into());
     *response.status_mut() = status;
@@ -224,7 +226,7 @@ pub fn page(status: StatusCode, markup: Markup) -> Response {
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
@@ -557,7 +559,7 @@ async fn event(
                 dt { "Type" } dd { (item.event_type.as_deref().unwrap_or("—")) }
                 dt { "First seen" } dd { (when(&item.first_seen_at)) }
                 dt { "Last seen" } dd { (when(&item.last_seen_at)) }
-                dt { "Deliveries" } dd id="deliveries" { (item.delivery_count) @if item.delivery_count > 1 { " (" (item.delivery_count - 1) " retries answered as duplicates or conflicts)" } }
+                dt { "Deliveries" } dd id="deliveries" { (item.delivery_count) @if item.delivery_count > 1 { " (the first, then " (item.delivery_count - 1) " more answered as duplicate or conflict)" } }
                 dt { "Conflicts" } dd { (item.conflict_count) }
                 dt { "Fingerprint" } dd.mono { (detail.fingerprint) }
             }
