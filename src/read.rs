@@ -87,6 +87,69 @@ impl fmt::Display for Timestamp {
     }
 }
 
+/// The time window and cursor of a list as bound to SQL: one plain time bound and one
+/// `(time, id)` key bound. `until` (newest first) or `since` (oldest first) is folded into
+/// the key with the cursor, and absent bounds become the widest range, so each list is
+/// one index range bounded on both ends. (A `? IS NULL OR …` bound makes SQLite scan,
+/// and given two upper bounds it may pick the looser one.)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    /// Newest first: `time >= since`; oldest first: `time < until`.
+    pub bound: Timestamp,
+    /// Newest first: `(time, id) < key`; oldest first: `(time, id) > key`.
+    pub key_at: Timestamp,
+    pub key_id: i64,
+}
+
+impl KeyRange {
+    const EARLIEST: &str = "0001-01-01T00:00:00.000000Z";
+    const LATEST: &str = "9999-12-31T23:59:59.999999Z";
+
+    /// Newest first: first seen in `[since, until)`, before the cursor.
+    pub fn descending(
+        since: Option<&Timestamp>,
+        until: Option<&Timestamp>,
+        after: Option<&Cursor>,
+    ) -> KeyRange {
+        // `time < until` is `(time, id) < (until, i64::MIN)`: ids are never i64::MIN.
+        let until = match until {
+            Some(t) => (t.clone(), i64::MIN),
+            None => (Timestamp(Self::LATEST.into()), i64::MAX),
+        };
+        let key = match after {
+            Some(c) => until.min((c.at.clone(), c.id)),
+            None => until,
+        };
+        KeyRange {
+            bound: since.cloned().unwrap_or(Timestamp(Self::EARLIEST.into())),
+            key_at: key.0,
+            key_id: key.1,
+        }
+    }
+
+    /// Oldest first: first seen in `[since, until)`, after the cursor.
+    pub fn ascending(
+        since: Option<&Timestamp>,
+        until: Option<&Timestamp>,
+        after: Option<&Cursor>,
+    ) -> KeyRange {
+        // `time >= since` is `(time, id) > (since, i64::MIN)`.
+        let since = (
+            since.cloned().unwrap_or(Timestamp(Self::EARLIEST.into())),
+            i64::MIN,
+        );
+        let key = match after {
+            Some(c) => since.max((c.at.clone(), c.id)),
+            None => since,
+        };
+        KeyRange {
+            bound: until.cloned().unwrap_or(Timestamp(Self::LATEST.into())),
+            key_at: key.0,
+            key_id: key.1,
+        }
+    }
+}
+
 /// The key of the last item of a page, handed out as opaque base64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor {
@@ -406,6 +469,27 @@ mod tests {
         for bad in ["", "!!", "bm9ucGlwZQ", &URL_SAFE_NO_PAD.encode("2026|x")] {
             assert_eq!(Cursor::decode(bad).unwrap_err().parameter, "cursor");
         }
+    }
+
+    #[test]
+    fn key_ranges_fold_the_window_into_the_cursor() {
+        let t = |s: &str| Timestamp::parse(s, "t").unwrap();
+        let cursor = Cursor {
+            at: t("2026-11-30T08:00:00Z"),
+            id: 7,
+        };
+        let later = t("2026-11-30T09:00:00Z");
+        let earlier = t("2026-11-30T07:00:00Z");
+        let down = KeyRange::descending(None, Some(&later), Some(&cursor));
+        assert_eq!((down.key_at.clone(), down.key_id), (cursor.at.clone(), 7));
+        let down = KeyRange::descending(Some(&earlier), Some(&earlier), Some(&cursor));
+        assert_eq!((down.key_at, down.key_id), (earlier.clone(), i64::MIN));
+        assert_eq!(down.bound, earlier);
+        let up = KeyRange::ascending(Some(&later), None, Some(&cursor));
+        assert_eq!((up.key_at, up.key_id), (later, i64::MIN));
+        let up = KeyRange::ascending(None, None, None);
+        assert_eq!(up.key_id, i64::MIN);
+        assert_eq!(up.bound.as_str(), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]

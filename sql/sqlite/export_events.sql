@@ -1,16 +1,14 @@
 -- Oldest first, so an import replays events in the order they were first seen (a
 -- conversion's lifecycle depends on it). Served by idx_webhook_events_seen.
--- Parameters: source, since, until, cursor time, cursor id, limit.
+-- Parameters: source (NULL: all), until, lower key (time, id), limit; `since` and the
+-- cursor are folded into the lower key, so the index range is bounded.
 SELECT id, source, external_event_id, event_type, payload,
        first_seen_at,
        last_seen_at,
        delivery_count
 FROM webhook_events
 WHERE (?1 IS NULL OR source = ?1)
-  AND (?2 IS NULL OR first_seen_at >= ?2)
-  AND (?3 IS NULL OR first_seen_at < ?3)
-  AND (?4 IS NULL
-       OR first_seen_at > ?4
-       OR (first_seen_at = ?4 AND id > ?5))
+  AND first_seen_at < ?2
+  AND (first_seen_at, id) > (?3, ?4)
 ORDER BY first_seen_at, id
-LIMIT ?6
+LIMIT ?5

@@ -1,5 +1,6 @@
 -- Conversions newest first; served by idx_conversions_created (created_at, id).
--- Parameters: status, currency, order_id, since, until, cursor time, cursor id, limit.
+-- Parameters: status, currency, order_id, since, upper key (time, id), limit; `until`
+-- and the cursor are folded into the upper key, so the index range is bounded.
 SELECT id, source, external_conversion_id, external_event_id, order_id,
        sale_amount, commission_amount, currency, status, affiliate_id,
        affiliate_code, tracking_id,
@@ -9,10 +10,7 @@ FROM conversions
 WHERE (?1 IS NULL OR status = ?1)
   AND (?2 IS NULL OR currency = ?2)
   AND (?3 IS NULL OR order_id = ?3)
-  AND (?4 IS NULL OR created_at >= ?4)
-  AND (?5 IS NULL OR created_at < ?5)
-  AND (?6 IS NULL
-       OR created_at < ?6
-       OR (created_at = ?6 AND id < ?7))
+  AND created_at >= ?4
+  AND (created_at, id) < (?5, ?6)
 ORDER BY created_at DESC, id DESC
-LIMIT ?8
+LIMIT ?7

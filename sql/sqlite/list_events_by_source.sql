@@ -1,7 +1,9 @@
 -- Events of one source newest first; served by idx_webhook_events_source_seen
 -- (source, first_seen_at, id).
--- Parameters: source, event_type, event_id, since, until, duplicated, conflicted,
--- forward state, cursor time, cursor id, limit. NULL means "no filter".
+-- Parameters: source, event_type, event_id, since, duplicated, conflicted, forward
+-- state, upper key (time, id), limit. NULL means "no filter". The backend folds `until`
+-- and the cursor into the one upper key and binds the widest range when absent, so the
+-- index range is bounded on both ends (a `? IS NULL OR …` bound would make SQLite scan).
 SELECT e.id, e.source, e.external_event_id, e.event_type, e.conversion_id,
        e.delivery_count, e.conflict_count,
        e.first_seen_at,
@@ -14,13 +16,10 @@ LEFT JOIN forward_outbox f ON f.webhook_event_id = e.id
 WHERE e.source = ?1
   AND (?2 IS NULL OR e.event_type = ?2)
   AND (?3 IS NULL OR e.external_event_id = ?3)
-  AND (?4 IS NULL OR e.first_seen_at >= ?4)
-  AND (?5 IS NULL OR e.first_seen_at < ?5)
-  AND (?6 IS NULL OR (e.delivery_count > 1) = ?6)
-  AND (?7 IS NULL OR (e.conflict_count > 0) = ?7)
-  AND (?8 IS NULL OR f.state = ?8)
-  AND (?9 IS NULL
-       OR e.first_seen_at < ?9
-       OR (e.first_seen_at = ?9 AND e.id < ?10))
+  AND e.first_seen_at >= ?4
+  AND (?5 IS NULL OR (e.delivery_count > 1) = ?5)
+  AND (?6 IS NULL OR (e.conflict_count > 0) = ?6)
+  AND (?7 IS NULL OR f.state = ?7)
+  AND (e.first_seen_at, e.id) < (?8, ?9)
 ORDER BY e.first_seen_at DESC, e.id DESC
-LIMIT ?11
+LIMIT ?10

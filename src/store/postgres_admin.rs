@@ -7,6 +7,7 @@ use postgres::Row;
 use postgres::types::{ToSql, Type};
 
 use super::{PostgresStore, get};
+use crate::read::KeyRange;
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
     ExportItem, ForwardInfo, Pruned, SourceStats, SummaryGroup, Timestamp, payload_value,
@@ -35,6 +36,13 @@ mod sql {
 }
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+impl KeyRange {
+    /// The plain bound, the key time and the key id, ready to bind.
+    fn params(&self) -> (&str, &str, i64) {
+        (self.bound.as_str(), self.key_at.as_str(), self.key_id)
+    }
+}
 
 impl PostgresStore {
     fn rows(&self, statement: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
@@ -65,11 +73,9 @@ pub(super) fn list_events(
         EventListPlan::ByTime => sql::LIST_EVENTS,
     };
     let source = filter.source.as_ref().map(|s| s.as_str());
-    let since = filter.since.as_ref().map(Timestamp::as_str);
-    let until = filter.until.as_ref().map(Timestamp::as_str);
+    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+    let (bound, key_at, key_id) = range.params();
     let forward = filter.forward.map(|f| f.as_str());
-    let cursor_at = after.map(|c| c.at.as_str());
-    let cursor_id = after.map(|c| c.id);
     let limit = i64::from(limit);
     store
         .rows(
@@ -78,13 +84,12 @@ pub(super) fn list_events(
                 (&source, Type::TEXT),
                 (&filter.event_type, Type::TEXT),
                 (&filter.event_id, Type::TEXT),
-                (&since, Type::TEXT),
-                (&until, Type::TEXT),
+                (&bound, Type::TEXT),
                 (&filter.duplicated, Type::BOOL),
                 (&filter.conflicted, Type::BOOL),
                 (&forward, Type::TEXT),
-                (&cursor_at, Type::TEXT),
-                (&cursor_id, Type::INT8),
+                (&key_at, Type::TEXT),
+                (&key_id, Type::INT8),
                 (&limit, Type::INT8),
             ],
         )?
@@ -126,10 +131,8 @@ pub(super) fn list_conversions(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ConversionItem>, StoreError> {
-    let since = filter.since.as_ref().map(Timestamp::as_str);
-    let until = filter.until.as_ref().map(Timestamp::as_str);
-    let cursor_at = after.map(|c| c.at.as_str());
-    let cursor_id = after.map(|c| c.id);
+    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+    let (bound, key_at, key_id) = range.params();
     let limit = i64::from(limit);
     store
         .rows(
@@ -138,10 +141,9 @@ pub(super) fn list_conversions(
                 (&filter.status, Type::TEXT),
                 (&filter.currency, Type::TEXT),
                 (&filter.order_id, Type::TEXT),
-                (&since, Type::TEXT),
-                (&until, Type::TEXT),
-                (&cursor_at, Type::TEXT),
-                (&cursor_id, Type::INT8),
+                (&bound, Type::TEXT),
+                (&key_at, Type::TEXT),
+                (&key_id, Type::INT8),
                 (&limit, Type::INT8),
             ],
         )?
@@ -224,20 +226,17 @@ pub(super) fn export_events(
     limit: u32,
 ) -> Result<Vec<ExportItem>, StoreError> {
     let source = filter.source.as_ref().map(|s| s.as_str());
-    let since = filter.since.as_ref().map(Timestamp::as_str);
-    let until = filter.until.as_ref().map(Timestamp::as_str);
-    let cursor_at = after.map(|c| c.at.as_str());
-    let cursor_id = after.map(|c| c.id);
+    let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
+    let (bound, key_at, key_id) = range.params();
     let limit = i64::from(limit);
     store
         .rows(
             sql::EXPORT_EVENTS,
             &[
                 (&source, Type::TEXT),
-                (&since, Type::TEXT),
-                (&until, Type::TEXT),
-                (&cursor_at, Type::TEXT),
-                (&cursor_id, Type::INT8),
+                (&bound, Type::TEXT),
+                (&key_at, Type::TEXT),
+                (&key_id, Type::INT8),
                 (&limit, Type::INT8),
             ],
         )?

@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use rust_decimal::Decimal;
 
 use super::{SqliteStore, map_err};
+use crate::read::KeyRange;
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
     ExportItem, ForwardInfo, Pruned, SourceStats, SummaryGroup, Timestamp, payload_value,
@@ -46,6 +47,7 @@ pub(super) fn list_events(
         EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
         EventListPlan::ByTime => sql::LIST_EVENTS,
     };
+    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(statement).map_err(map_err)?;
     let rows = stmt
@@ -54,13 +56,12 @@ pub(super) fn list_events(
                 filter.source.as_ref().map(|s| s.as_str()),
                 filter.event_type,
                 filter.event_id,
-                filter.since.as_ref().map(Timestamp::as_str),
-                filter.until.as_ref().map(Timestamp::as_str),
+                range.bound.as_str(),
                 filter.duplicated,
                 filter.conflicted,
                 filter.forward.map(|f| f.as_str()),
-                after.map(|c| c.at.as_str()),
-                after.map(|c| c.id),
+                range.key_at.as_str(),
+                range.key_id,
                 i64::from(limit),
             ],
             event_item,
@@ -102,6 +103,7 @@ pub(super) fn list_conversions(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ConversionItem>, StoreError> {
+    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn
         .prepare_cached(sql::LIST_CONVERSIONS)
@@ -112,10 +114,9 @@ pub(super) fn list_conversions(
                 filter.status,
                 filter.currency,
                 filter.order_id,
-                filter.since.as_ref().map(Timestamp::as_str),
-                filter.until.as_ref().map(Timestamp::as_str),
-                after.map(|c| c.at.as_str()),
-                after.map(|c| c.id),
+                range.bound.as_str(),
+                range.key_at.as_str(),
+                range.key_id,
                 i64::from(limit),
             ],
             conversion_item,
@@ -217,16 +218,16 @@ pub(super) fn export_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ExportItem>, StoreError> {
+    let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(sql::EXPORT_EVENTS).map_err(map_err)?;
     let rows = stmt
         .query_map(
             params![
                 filter.source.as_ref().map(|s| s.as_str()),
-                filter.since.as_ref().map(Timestamp::as_str),
-                filter.until.as_ref().map(Timestamp::as_str),
-                after.map(|c| c.at.as_str()),
-                after.map(|c| c.id),
+                range.bound.as_str(),
+                range.key_at.as_str(),
+                range.key_id,
                 i64::from(limit),
             ],
             |row| {
