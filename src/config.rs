@@ -33,6 +33,12 @@ pub enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Copy the live SQLite database to PATH (never overwriting it) while a server keeps
+    /// serving, check the copy and print its size. On PostgreSQL: use pg_dump.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
     /// Browse recorded events.
     #[command(subcommand)]
     Events(crate::cli::events::EventsCommand),

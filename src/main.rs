@@ -34,6 +34,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), String> {
     let config = Config::load(&cli.flags, std::env::vars()).map_err(|e| e.to_string())?;
+    // Reads the store as it is: no migration, which could change what is copied.
+    if let Some(Command::Backup { path }) = &cli.command {
+        println!("{}", hooklatch::cli::backup::run(&config, path)?);
+        return Ok(());
+    }
     let store = store::open(&config.database_url, &config.store)
         .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
     store
@@ -41,7 +46,8 @@ fn run(cli: Cli) -> Result<(), String> {
         .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
     tracing::info!(store = %config.database_url, "store ready");
     match &cli.command {
-        None | Some(Command::Serve) => {}
+        // Backup returned above.
+        None | Some(Command::Serve | Command::Backup { .. }) => {}
         Some(Command::Migrate) => return Ok(()),
         Some(Command::Events(command)) => {
             return cli::events::run(store.as_ref(), command, &mut std::io::stdout().lock());

@@ -169,14 +169,55 @@ impl fmt::Display for Amount {
     }
 }
 
-/// The conversion a `refersion` sale event creates, in the same transaction as its event.
+/// The conversion a `refersion` delivery creates or moves, in the same transaction as its
+/// event. Two kinds (SPEC §2, Conversions):
+///
+/// - a seed-style sale (`external_conversion_id` is `None`): one conversion per sale
+///   event, keyed by the event id;
+/// - a real Refersion conversion delivery (`external_conversion_id` is Refersion's `id`):
+///   one conversion per `(source, external_conversion_id)`, which later deliveries move
+///   along its lifecycle unless they are stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewConversion {
-    pub order_id: String,
+    /// Refersion's conversion id as decimal text; `None` for a seed-style sale.
+    pub external_conversion_id: Option<String>,
+    /// Required for a seed-style sale, optional on a conversion delivery.
+    pub order_id: Option<String>,
     pub commission_amount: Amount,
     pub sale_amount: Amount,
     pub currency: Option<String>,
     pub tracking_id: Option<String>,
+    /// Upper-cased. Always set on a conversion delivery; optional on a seed-style sale.
+    pub status: Option<String>,
+    pub affiliate_id: Option<String>,
+    pub affiliate_code: Option<String>,
+    /// The provider's `updated` (else `created`), as RFC 3339 UTC with microseconds, the
+    /// same text [`crate::store::now_text`] writes, so text order is time order.
+    pub source_updated_at: Option<String>,
+}
+
+impl NewConversion {
+    /// A seed-style sale: no lifecycle fields beyond an optional status.
+    pub fn sale(
+        order_id: String,
+        commission_amount: Amount,
+        sale_amount: Amount,
+        currency: Option<String>,
+        tracking_id: Option<String>,
+    ) -> NewConversion {
+        NewConversion {
+            external_conversion_id: None,
+            order_id: Some(order_id),
+            commission_amount,
+            sale_amount,
+            currency,
+            tracking_id,
+            status: None,
+            affiliate_id: None,
+            affiliate_code: None,
+            source_updated_at: None,
+        }
+    }
 }
 
 /// One delivery, validated and fingerprinted, ready for [`crate::store::Store::process`].
@@ -200,10 +241,23 @@ impl NewEvent {
         let conversion = self.conversion.as_ref();
         let texts = [
             ("event_type", self.event_type.as_deref()),
-            ("order_id", conversion.map(|c| c.order_id.as_str())),
+            ("order_id", conversion.and_then(|c| c.order_id.as_deref())),
             (
                 "tracking_id",
                 conversion.and_then(|c| c.tracking_id.as_deref()),
+            ),
+            ("status", conversion.and_then(|c| c.status.as_deref())),
+            (
+                "id",
+                conversion.and_then(|c| c.external_conversion_id.as_deref()),
+            ),
+            (
+                "affiliate.id",
+                conversion.and_then(|c| c.affiliate_id.as_deref()),
+            ),
+            (
+                "affiliate.code",
+                conversion.and_then(|c| c.affiliate_code.as_deref()),
             ),
         ];
         for (field, text) in texts {
@@ -215,29 +269,36 @@ impl NewEvent {
     }
 }
 
-/// The ids of the original processing of an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// The ids of the original processing of an event, and where its conversion stands now.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Receipt {
     pub webhook_event_id: i64,
     pub conversion_id: Option<i64>,
+    /// The status on record for the conversion now (after this delivery), if the event
+    /// has a conversion; `None` also for a conversion without a status.
+    pub conversion_status: Option<String>,
+    /// `Processed` only: this delivery created or moved its conversion. False when it
+    /// was stale, when the event has no conversion, and on `Duplicate` and `Conflict`.
+    pub applied: bool,
 }
 
 /// What a store did with a delivery. A duplicate is a normal answer, not an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// First delivery: the event (and its conversion) were committed durably.
     Processed(Receipt),
     /// Seen before with the same fingerprint; only `delivery_count`/`last_seen_at` moved.
     Duplicate(Receipt),
     /// Seen before with a different fingerprint; the original is untouched and the
-    /// delivery was kept in `webhook_conflicts`.
+    /// delivery was counted, and kept in `webhook_conflicts` while the event has fewer
+    /// than [`crate::store::KEPT_CONFLICTS`] kept.
     Conflict(Receipt),
 }
 
 impl Outcome {
-    pub fn receipt(&self) -> Receipt {
+    pub fn receipt(&self) -> &Receipt {
         match self {
-            Outcome::Processed(r) | Outcome::Duplicate(r) | Outcome::Conflict(r) => *r,
+            Outcome::Processed(r) | Outcome::Duplicate(r) | Outcome::Conflict(r) => r,
         }
     }
 }
@@ -259,18 +320,27 @@ pub struct StoredEvent {
     pub last_seen_at: String,
 }
 
-/// A conversion row as stored.
+/// A conversion row as stored; field names are the column names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredConversion {
     pub id: i64,
     pub source: String,
+    /// The event that created the conversion.
     pub external_event_id: String,
-    pub order_id: String,
+    /// Refersion's conversion id; `None` for a seed-style sale.
+    pub external_conversion_id: Option<String>,
+    pub order_id: Option<String>,
     pub commission_amount: Amount,
     pub sale_amount: Amount,
     pub currency: Option<String>,
     pub tracking_id: Option<String>,
+    pub status: Option<String>,
+    pub affiliate_id: Option<String>,
+    pub affiliate_code: Option<String>,
+    /// RFC 3339 UTC with microseconds, like every stored timestamp.
+    pub source_updated_at: Option<String>,
     pub created_at: String,
+    pub updated_at: String,
 }
 
 /// A delivery that reused an event id with a different payload, kept for inspection.

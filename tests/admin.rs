@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{ADMIN_TOKEN, TestDb, admin_get, execute_batch, post, request, sale};
+use common::{ADMIN_TOKEN, TestDb, admin_get, execute_sql, post, request, sale};
 use hooklatch::App;
 use hooklatch::model::{EventId, Source};
 use hooklatch::read::{
@@ -136,7 +136,7 @@ async fn event_list_is_newest_first_and_every_filter_narrows_it(db: &TestDb) {
     // Forwarding state comes from the outbox, which the forward lane's worker fills.
     let a1 = all[5].webhook_event_id;
     let a3 = all[2].webhook_event_id;
-    execute_batch(
+    execute_sql(
         &db.url,
         &format!(
             "INSERT INTO forward_outbox (webhook_event_id, source, state, attempts, next_attempt_at, last_status, last_error, created_at) \

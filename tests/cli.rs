@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 
-use common::{Backend, TestDb, post, sale};
+use common::{Backend, TestDb, conversion_body, post, sale};
 use hooklatch::App;
 use hooklatch::config::DatabaseUrl;
 use hooklatch::read::{ConversionFilter, ExportFilter};
@@ -99,6 +99,18 @@ async fn record_a_mixed_history(app: &Arc<App>) {
             vec![],
             r#"{"id":"weird id/with:colon","type":"x"}"#.into(),
         ),
+        // One Refersion conversion through its lifecycle: the import must replay the
+        // topics in order to end APPROVED.
+        (
+            "refersion",
+            vec![("Refersion-Topic", "NEW_CONVERSION")],
+            conversion_body(555, "PENDING", "59.00", Some("2026-01-06 08:00:00")),
+        ),
+        (
+            "refersion",
+            vec![("Refersion-Topic", "APPROVED_CONVERSION")],
+            conversion_body(555, "APPROVED", "59.00", Some("2026-01-07 08:00:00")),
+        ),
     ];
     for (source, headers, body) in &deliveries {
         let reply = post(app, &format!("/webhooks/{source}"), headers, body).await;
@@ -160,7 +172,7 @@ fn export_from_sqlite_then_import_into_postgres_moves_events_and_conversions() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 9);
+    assert_eq!(lines.len(), 11);
     let first = lines[0].as_object().unwrap();
     let mut keys: Vec<&str> = first.keys().map(String::as_str).collect();
     keys.sort_unstable();
@@ -182,18 +194,25 @@ fn export_from_sqlite_then_import_into_postgres_moves_events_and_conversions() {
     let imported = hooklatch(&target, &["import", "-"], Some(&exported));
     assert_eq!(
         stdout(&imported).trim(),
-        "9 processed, 0 duplicate, 0 conflict, 0 invalid"
+        "11 processed, 0 duplicate, 0 conflict, 0 invalid"
     );
     assert_eq!(events_of(&target), events_of(&origin));
     assert_eq!(conversions_of(&target), conversions_of(&origin));
-    assert_eq!(conversions_of(&target).len(), 3);
+    let conversions = conversions_of(&target);
+    assert_eq!(conversions.len(), 4);
+    assert!(
+        conversions
+            .iter()
+            .any(|c| c[2] == "555" && c[7] == "APPROVED"),
+        "{conversions:?}"
+    );
 
     let again = hooklatch(&target, &["import", "-"], Some(&exported));
     assert_eq!(
         stdout(&again).trim(),
-        "0 processed, 9 duplicate, 0 conflict, 0 invalid"
+        "0 processed, 11 duplicate, 0 conflict, 0 invalid"
     );
-    assert_eq!(target.store.totals().unwrap().events, 9);
+    assert_eq!(target.store.totals().unwrap().events, 11);
 
     // The moved store answers a provider's retry as a duplicate.
     let app = target.app();
@@ -252,7 +271,7 @@ fn events_list_and_show_as_text_and_json() {
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 4, "{table}");
     assert!(rows[0].starts_with("FIRST SEEN (UTC)"));
-    assert!(rows[1].contains("weird id/with:colon"), "{table}");
+    assert!(rows[1].contains("APPROVED_CONVERSION:555"), "{table}");
 
     let json = stdout(&hooklatch(
         &db,
@@ -263,7 +282,7 @@ fn events_list_and_show_as_text_and_json() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(items.len(), 4);
+    assert_eq!(items.len(), 6);
     assert!(items.iter().all(|i| i["source"] == "refersion"));
     let since = items[1]["first_seen_at"].as_str().unwrap();
     let newer = stdout(&hooklatch(
@@ -335,7 +354,7 @@ fn prune_command_clears_payloads_and_a_retry_is_still_a_duplicate() {
             false,
         )
         .unwrap();
-    assert_eq!((pruned.events, pruned.conflicts), (9, 1));
+    assert_eq!((pruned.events, pruned.conflicts), (11, 1));
     let exported = stdout(&hooklatch(&db, &["export", "--source", "refersion"], None));
     assert!(
         exported.lines().all(|l| l.contains(r#""payload":null"#)),

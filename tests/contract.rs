@@ -7,7 +7,7 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Reply, SEED, TestDb, post, request, sale};
+use common::{Reply, SEED, TestDb, conversion_body, post, request, sale};
 use hooklatch::config::{Config, OnConflict, SourceSettings};
 use hooklatch::model::{EventId, NewConversion, NewEvent, Outcome, Source, Totals};
 use hooklatch::sources::Preset;
@@ -38,6 +38,19 @@ contract!(
     a_delivery_waiting_on_a_committed_first_does_not_insert_again,
     migrations_run_once,
     health_and_readiness,
+    a_conversion_delivery_creates_one_conversion,
+    approval_after_pending_moves_the_conversion,
+    a_late_pending_after_approval_is_stale_and_changes_nothing,
+    equal_timestamps_never_move_a_decided_conversion_back_to_pending,
+    missing_timestamps_never_move_a_decided_conversion_back_to_pending,
+    denial_after_pending_moves_the_conversion,
+    a_duplicate_conversion_delivery_answers_the_current_status,
+    a_conflicting_redelivery_leaves_the_conversion_unchanged,
+    invalid_conversion_fields_are_400_and_nothing_is_stored,
+    sixteen_concurrent_topics_of_one_conversion_newest_wins,
+    the_seed_sale_is_unchanged_by_the_lifecycle,
+    a_stray_conversion_row_is_adopted_not_a_permanent_503,
+    every_conflict_is_counted_but_only_the_first_sixteen_are_kept,
 );
 
 fn source(name: &str) -> Source {
@@ -120,7 +133,7 @@ async fn amounts_are_stored_exactly(db: &TestDb) {
         .conversion(&source("refersion"), &id("exact"))
         .unwrap()
         .unwrap();
-    assert_eq!(conversion.order_id, "1001");
+    assert_eq!(conversion.order_id.as_deref(), Some("1001"));
     assert_eq!(conversion.commission_amount.to_string(), "0.000001");
     assert_eq!(conversion.sale_amount.to_string(), "12345678901234567.50");
     assert_eq!(conversion.currency.as_deref(), Some("USD"));
@@ -141,7 +154,7 @@ async fn amounts_are_stored_exactly(db: &TestDb) {
         "15.00 stays 15.00"
     );
     assert_eq!(seed.sale_amount.to_string(), "75.00");
-    assert_eq!(seed.order_id, "ORDER_TEST_001");
+    assert_eq!(seed.order_id.as_deref(), Some("ORDER_TEST_001"));
     assert_eq!(seed.currency, None);
 }
 
@@ -288,17 +301,20 @@ async fn non_sale_events_have_no_conversion(db: &TestDb) {
     .await;
     assert_eq!(click.status, StatusCode::OK);
     assert_eq!(click.body["conversion_id"], Value::Null);
+    // A Refersion topic without a conversion object (no status, totals) is only an event.
     let real = post(
         &app,
         "/webhooks/refersion",
-        &[("Refersion-Topic", "APPROVED_CONVERSION")],
-        r#"{"id":987654321,"status":"APPROVED","total":"59.00","commission_total":"5.90"}"#,
+        &[("Refersion-Topic", "AFFILIATE_DETAILS_CHANGE")],
+        r#"{"id":987654321,"code":"a3y7","status":"ACTIVE"}"#,
     )
     .await;
     assert_eq!(real.status, StatusCode::OK, "{:?}", real.body);
-    assert_eq!(real.body["event_id"], "APPROVED_CONVERSION:987654321");
+    assert_eq!(real.body["event_id"], "AFFILIATE_DETAILS_CHANGE:987654321");
     assert_eq!(real.body["conversion_id"], Value::Null);
-    // The same conversion under another topic is another event.
+    assert!(real.body.get("conversion_status").is_none());
+    assert!(real.body.get("applied").is_none());
+    // The same id under another topic is another event.
     let denied = post(
         &app,
         "/webhooks/refersion",
@@ -309,10 +325,16 @@ async fn non_sale_events_have_no_conversion(db: &TestDb) {
     assert_eq!(denied.status, StatusCode::OK);
     let stored = db
         .store
-        .event(&source("refersion"), &id("APPROVED_CONVERSION:987654321"))
+        .event(
+            &source("refersion"),
+            &id("AFFILIATE_DETAILS_CHANGE:987654321"),
+        )
         .unwrap()
         .unwrap();
-    assert_eq!(stored.event_type.as_deref(), Some("APPROVED_CONVERSION"));
+    assert_eq!(
+        stored.event_type.as_deref(),
+        Some("AFFILIATE_DETAILS_CHANGE")
+    );
     assert_eq!(stored.conversion_id, None);
     assert_eq!(
         totals(db).await,
@@ -667,12 +689,14 @@ fn new_event(event_id: &str, fingerprint: &str, conversion: bool) -> NewEvent {
         event_type: Some("sale".into()),
         payload: format!(r#"{{"event_id":"{event_id}"}}"#),
         fingerprint: fingerprint.into(),
-        conversion: conversion.then(|| NewConversion {
-            order_id: "o-1".into(),
-            commission_amount: hooklatch::model::Amount::parse("1.50").unwrap(),
-            sale_amount: hooklatch::model::Amount::parse("10").unwrap(),
-            currency: Some("EUR".into()),
-            tracking_id: None,
+        conversion: conversion.then(|| {
+            NewConversion::sale(
+                "o-1".into(),
+                hooklatch::model::Amount::parse("1.50").unwrap(),
+                hooklatch::model::Amount::parse("10").unwrap(),
+                Some("EUR".into()),
+                None,
+            )
         }),
     }
 }
@@ -692,8 +716,13 @@ async fn store_level_outcomes(db: &TestDb) {
         panic!("{:?}", outcomes.0)
     };
     assert!(receipt.conversion_id.is_some());
-    assert_eq!(outcomes.1, Outcome::Duplicate(receipt));
-    assert_eq!(outcomes.2, Outcome::Conflict(receipt));
+    assert!(receipt.applied, "a new sale creates its conversion");
+    let original = hooklatch::model::Receipt {
+        applied: false,
+        ..receipt.clone()
+    };
+    assert_eq!(outcomes.1, Outcome::Duplicate(original.clone()));
+    assert_eq!(outcomes.2, Outcome::Conflict(original));
     let Outcome::Processed(plain) = outcomes.3 else {
         panic!("{:?}", outcomes.3)
     };
@@ -752,7 +781,10 @@ async fn sixty_four_threads_one_event_one_conversion(db: &TestDb) {
     assert_eq!((processed, duplicates), (1, 63), "{outcomes:?}");
     let receipts: std::collections::HashSet<_> = outcomes
         .iter()
-        .map(|o| o.as_ref().unwrap().receipt())
+        .map(|o| {
+            let receipt = o.as_ref().unwrap().receipt();
+            (receipt.webhook_event_id, receipt.conversion_id)
+        })
         .collect();
     assert_eq!(receipts.len(), 1, "every thread sees the original ids");
     let event = db
@@ -1212,9 +1244,27 @@ async fn deliver_while_held(db: &TestDb, commit: bool) -> Reply {
         .await
         .unwrap()
     };
-    let app = db.app();
+    let (store, entered) = common::Watched::new(db.store.clone());
+    let app = Arc::new(hooklatch::App::new(store, &db.config()));
     let delivery = tokio::spawn(async move { post(&app, "/webhooks/refersion", &[], SEED).await });
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // Proof that the delivery is in the store, not merely that time passed: it entered
+    // `process`, and on PostgreSQL its session waits for the held row's lock. (SQLite
+    // shows no lock wait from outside; there the outcome proves the wait: without it
+    // the delivery would insert, and the held insert's commit would then fail.)
+    let url = db.url.clone();
+    let blocked = tokio::task::spawn_blocking(move || {
+        let limit = std::time::Duration::from_secs(10);
+        entered.recv_timeout(limit).is_ok()
+            && match &url {
+                hooklatch::config::DatabaseUrl::Postgres(url) => {
+                    common::some_session_waits_for_a_lock(url, limit)
+                }
+                _ => true,
+            }
+    })
+    .await
+    .unwrap();
+    assert!(blocked, "the delivery reached the store and waits there");
     assert!(
         !delivery.is_finished(),
         "the delivery waits for the other transaction"
@@ -1258,4 +1308,605 @@ async fn a_delivery_waiting_on_a_committed_first_does_not_insert_again(db: &Test
             conflicts: 1
         }
     );
+}
+
+// --- Refersion conversions (SPEC §2, Conversions) ---
+
+const CONVERSION: u64 = 987654321;
+
+/// Rows of events, conversions and conflicts.
+async fn counts(db: &TestDb) -> (i64, i64, i64) {
+    let t = totals(db).await;
+    (t.events, t.conversions, t.conflicts)
+}
+
+/// Delivers a conversion body under a Refersion topic.
+async fn topic(app: &Arc<hooklatch::App>, topic: &str, body: &str) -> Reply {
+    post(
+        app,
+        "/webhooks/refersion",
+        &[("Refersion-Topic", topic)],
+        body,
+    )
+    .await
+}
+
+/// The conversion as the event `topic:id` sees it.
+fn stored_conversion(db: &TestDb, event_id: &str) -> hooklatch::model::StoredConversion {
+    db.store
+        .conversion(&source("refersion"), &id(event_id))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no conversion linked to {event_id}"))
+}
+
+/// Delivers under `name` and checks it was a new event that left the conversion at
+/// `status`, having moved it (`applied`) or not (stale).
+async fn step(
+    app: &Arc<hooklatch::App>,
+    name: &str,
+    body: &str,
+    status: &str,
+    applied: bool,
+) -> Reply {
+    let reply = topic(app, name, body).await;
+    assert_processed(&reply, status, applied);
+    reply
+}
+
+fn assert_processed(reply: &Reply, status: &str, applied: bool) {
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["status"], "processed");
+    assert_eq!(reply.body["conversion_status"], status, "{:?}", reply.body);
+    assert_eq!(reply.body["applied"], applied, "{:?}", reply.body);
+}
+
+async fn a_conversion_delivery_creates_one_conversion(db: &TestDb) {
+    let app = db.app();
+    let body = conversion_body(CONVERSION, "pending", "59.00", None);
+    let reply = step(&app, "NEW_CONVERSION", &body, "PENDING", true).await;
+    assert_eq!(reply.body["event_id"], "NEW_CONVERSION:987654321");
+    let conversion = stored_conversion(db, "NEW_CONVERSION:987654321");
+    assert_eq!(reply.body["conversion_id"], conversion.id);
+    assert_eq!(
+        conversion.external_conversion_id.as_deref(),
+        Some("987654321")
+    );
+    assert_eq!(conversion.external_event_id, "NEW_CONVERSION:987654321");
+    assert_eq!(conversion.status.as_deref(), Some("PENDING"));
+    assert_eq!(conversion.sale_amount.to_string(), "59.00");
+    assert_eq!(conversion.commission_amount.to_string(), "5.90");
+    assert_eq!(conversion.currency.as_deref(), Some("USD"));
+    assert_eq!(conversion.order_id.as_deref(), Some("1001"));
+    assert_eq!(conversion.affiliate_id.as_deref(), Some("123"));
+    assert_eq!(conversion.affiliate_code.as_deref(), Some("a3y7"));
+    assert_eq!(conversion.tracking_id, None);
+    assert_eq!(
+        conversion.source_updated_at.as_deref(),
+        Some("2026-01-05T10:00:00.000000Z"),
+        "created, read as UTC"
+    );
+    assert_eq!(conversion.created_at, conversion.updated_at);
+    let event = db
+        .store
+        .event(&source("refersion"), &id("NEW_CONVERSION:987654321"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.conversion_id, Some(conversion.id));
+    assert_eq!(event.event_type.as_deref(), Some("NEW_CONVERSION"));
+    assert_eq!(
+        counts(db).await,
+        (1, 1, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn approval_after_pending_moves_the_conversion(db: &TestDb) {
+    let app = db.app();
+    let new = step(
+        &app,
+        "NEW_CONVERSION",
+        &conversion_body(CONVERSION, "PENDING", "59.00", None),
+        "PENDING",
+        true,
+    )
+    .await;
+    let approved = conversion_body(CONVERSION, "APPROVED", "61.00", Some("2026-01-06 08:00:00"));
+    let reply = step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
+    assert_eq!(reply.body["conversion_id"], new.body["conversion_id"]);
+    assert_ne!(reply.body["webhook_event_id"], new.body["webhook_event_id"]);
+    let conversion = stored_conversion(db, "APPROVED_CONVERSION:987654321");
+    assert_eq!(conversion.status.as_deref(), Some("APPROVED"));
+    assert_eq!(
+        conversion.sale_amount.to_string(),
+        "61.00",
+        "amounts follow"
+    );
+    assert_eq!(
+        conversion.source_updated_at.as_deref(),
+        Some("2026-01-06T08:00:00.000000Z")
+    );
+    assert_eq!(
+        conversion.external_event_id, "NEW_CONVERSION:987654321",
+        "still the event that created it"
+    );
+    assert!(conversion.updated_at > conversion.created_at);
+    assert_eq!(
+        stored_conversion(db, "NEW_CONVERSION:987654321"),
+        conversion,
+        "both events link to the one conversion"
+    );
+    assert_eq!(
+        counts(db).await,
+        (2, 1, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn a_late_pending_after_approval_is_stale_and_changes_nothing(db: &TestDb) {
+    let app = db.app();
+    let approved = conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-01-06 08:00:00"));
+    step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
+    let before = stored_conversion(db, "APPROVED_CONVERSION:987654321");
+    // Reordered: the earlier PENDING arrives last, with an older timestamp.
+    let late = conversion_body(CONVERSION, "PENDING", "50.00", Some("2026-01-05 10:00:00"));
+    let reply = step(&app, "NEW_CONVERSION", &late, "APPROVED", false).await;
+    assert_eq!(reply.body["conversion_id"], before.id);
+    assert_eq!(
+        stored_conversion(db, "APPROVED_CONVERSION:987654321"),
+        before
+    );
+    // Still an event of its own, recorded, counted and linked.
+    let event = db
+        .store
+        .event(&source("refersion"), &id("NEW_CONVERSION:987654321"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.conversion_id, Some(before.id));
+    assert_eq!(event.payload.as_deref(), Some(late.as_str()));
+    // Stale by timestamp alone, whatever the status: an older APPROVED changes nothing.
+    let older = conversion_body(CONVERSION, "DENIED", "1.00", Some("2026-01-06 07:59:59"));
+    step(&app, "DENIED_CONVERSION", &older, "APPROVED", false).await;
+    assert_eq!(
+        stored_conversion(db, "APPROVED_CONVERSION:987654321"),
+        before
+    );
+    assert_eq!(
+        counts(db).await,
+        (3, 1, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn equal_timestamps_never_move_a_decided_conversion_back_to_pending(db: &TestDb) {
+    let app = db.app();
+    let at = Some("2026-01-06 08:00:00");
+    let approved = conversion_body(CONVERSION, "APPROVED", "59.00", at);
+    step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
+    let pending = conversion_body(CONVERSION, "PENDING", "59.00", at);
+    step(&app, "NEW_CONVERSION", &pending, "APPROVED", false).await;
+    // Forward (or sideways among decided statuses) at the same time is applied.
+    let denied = conversion_body(CONVERSION, "DENIED", "59.00", at);
+    step(&app, "DENIED_CONVERSION", &denied, "DENIED", true).await;
+    assert_eq!(
+        stored_conversion(db, "NEW_CONVERSION:987654321")
+            .status
+            .as_deref(),
+        Some("DENIED")
+    );
+    // PENDING after PENDING at the same time is no move backwards.
+    let other = 42;
+    let first = conversion_body(other, "PENDING", "10.00", at);
+    step(&app, "NEW_CONVERSION", &first, "PENDING", true).await;
+    let again = conversion_body(other, "PENDING", "12.00", at);
+    step(&app, "PENDING_CONVERSION", &again, "PENDING", true).await;
+    assert_eq!(
+        stored_conversion(db, "NEW_CONVERSION:42")
+            .sale_amount
+            .to_string(),
+        "12.00"
+    );
+}
+
+async fn missing_timestamps_never_move_a_decided_conversion_back_to_pending(db: &TestDb) {
+    let app = db.app();
+    let bare = |status: &str, total: &str| {
+        format!(
+            r#"{{"id":{CONVERSION},"status":"{status}","total":"{total}","commission_total":"1.00"}}"#
+        )
+    };
+    step(
+        &app,
+        "NEW_CONVERSION",
+        &bare("PENDING", "10"),
+        "PENDING",
+        true,
+    )
+    .await;
+    step(
+        &app,
+        "APPROVED_CONVERSION",
+        &bare("APPROVED", "11"),
+        "APPROVED",
+        true,
+    )
+    .await;
+    step(
+        &app,
+        "PENDING_AGAIN",
+        &bare("PENDING", "12"),
+        "APPROVED",
+        false,
+    )
+    .await;
+    let conversion = stored_conversion(db, "NEW_CONVERSION:987654321");
+    assert_eq!(conversion.status.as_deref(), Some("APPROVED"));
+    assert_eq!(conversion.sale_amount.to_string(), "11");
+    assert_eq!(conversion.source_updated_at, None);
+    // One side timestamped, the other not: the same rule.
+    let dated = conversion_body(CONVERSION, "PENDING", "13.00", Some("2026-01-07 00:00:00"));
+    step(&app, "DATED_PENDING", &dated, "APPROVED", false).await;
+    // A timestamped decision is applied and its timestamp kept; a later undated
+    // decision moves the status without erasing it.
+    let dated_denial = conversion_body(CONVERSION, "DENIED", "14.00", Some("2026-01-08 00:00:00"));
+    step(&app, "DENIED_CONVERSION", &dated_denial, "DENIED", true).await;
+    step(
+        &app,
+        "UNQUALIFIED",
+        &bare("UNQUALIFIED", "15"),
+        "UNQUALIFIED",
+        true,
+    )
+    .await;
+    let conversion = stored_conversion(db, "NEW_CONVERSION:987654321");
+    assert_eq!(
+        conversion.source_updated_at.as_deref(),
+        Some("2026-01-08T00:00:00.000000Z")
+    );
+    assert_eq!(totals(db).await.conversions, 1);
+}
+
+async fn denial_after_pending_moves_the_conversion(db: &TestDb) {
+    let app = db.app();
+    let new = conversion_body(CONVERSION, "PENDING", "59.00", None);
+    step(&app, "NEW_CONVERSION", &new, "PENDING", true).await;
+    let denied = conversion_body(CONVERSION, "DENIED", "59.00", Some("2026-01-06 08:00:00"));
+    step(&app, "DENIED_CONVERSION", &denied, "DENIED", true).await;
+    // A late approval older than the denial is stale.
+    let late = conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-01-06 07:00:00"));
+    step(&app, "APPROVED_CONVERSION", &late, "DENIED", false).await;
+    assert_eq!(
+        stored_conversion(db, "NEW_CONVERSION:987654321")
+            .status
+            .as_deref(),
+        Some("DENIED")
+    );
+}
+
+async fn a_duplicate_conversion_delivery_answers_the_current_status(db: &TestDb) {
+    let app = db.app();
+    let new = conversion_body(CONVERSION, "PENDING", "59.00", None);
+    let first = step(&app, "NEW_CONVERSION", &new, "PENDING", true).await;
+    let approved = conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-01-06 08:00:00"));
+    step(&app, "APPROVED_CONVERSION", &approved, "APPROVED", true).await;
+    // A retry of the first topic, re-serialised: a duplicate that reports where the
+    // conversion stands now, and moves nothing back.
+    let retry = new.replace(r#""total":"59.00""#, r#""total":59"#);
+    let again = topic(&app, "NEW_CONVERSION", &retry).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED, "{:?}", again.body);
+    assert_eq!(again.body["status"], "accepted");
+    assert_eq!(again.body["conversion_status"], "APPROVED");
+    assert!(again.body.get("applied").is_none(), "applied is for a 200");
+    assert_eq!(
+        again.body["webhook_event_id"],
+        first.body["webhook_event_id"]
+    );
+    assert_eq!(again.body["conversion_id"], first.body["conversion_id"]);
+    assert_eq!(again.header("Idempotent-Replayed"), Some("true"));
+    let same = topic(&app, "APPROVED_CONVERSION", &approved).await;
+    assert_eq!(same.status, StatusCode::ACCEPTED);
+    assert_eq!(same.body["conversion_status"], "APPROVED");
+    assert_eq!(
+        stored_conversion(db, "NEW_CONVERSION:987654321")
+            .status
+            .as_deref(),
+        Some("APPROVED")
+    );
+    let event = db
+        .store
+        .event(&source("refersion"), &id("NEW_CONVERSION:987654321"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.delivery_count, 2);
+    assert_eq!(
+        counts(db).await,
+        (2, 1, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn a_conflicting_redelivery_leaves_the_conversion_unchanged(db: &TestDb) {
+    let app = db.app();
+    let new = conversion_body(CONVERSION, "PENDING", "59.00", None);
+    let first = step(&app, "NEW_CONVERSION", &new, "PENDING", true).await;
+    let before = stored_conversion(db, "NEW_CONVERSION:987654321");
+    // Same topic and id, a newer timestamp and another status: the id is reused, so it
+    // is a conflict, kept for inspection, and the conversion does not move.
+    for changed in [
+        conversion_body(CONVERSION, "APPROVED", "59.00", Some("2026-02-01 00:00:00")),
+        conversion_body(CONVERSION, "PENDING", "99.00", None),
+    ] {
+        let reply = topic(&app, "NEW_CONVERSION", &changed).await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{:?}", reply.body);
+        assert_eq!(reply.body["status"], "conflict");
+        assert_eq!(reply.body["conversion_status"], "PENDING");
+        assert_eq!(reply.body["conversion_id"], first.body["conversion_id"]);
+        assert_eq!(reply.header("X-Idempotency-Conflict"), Some("true"));
+    }
+    assert_eq!(stored_conversion(db, "NEW_CONVERSION:987654321"), before);
+    assert_eq!(
+        counts(db).await,
+        (1, 1, 2),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn invalid_conversion_fields_are_400_and_nothing_is_stored(db: &TestDb) {
+    let app = db.app();
+    let good = conversion_body(CONVERSION, "PENDING", "59.00", Some("2026-01-06 08:00:00"));
+    let cases = [
+        (
+            good.replace(r#""total":"59.00""#, r#""total":"-1""#),
+            "total",
+        ),
+        (
+            good.replace(r#""total":"59.00""#, r#""total":"1.1234567""#),
+            "total",
+        ),
+        (
+            good.replace(r#""commission_total":"5.90""#, r#""commission_total":"x""#),
+            "commission_total",
+        ),
+        (
+            good.replace(r#""status":"PENDING""#, r#""status":"on hold""#),
+            "status",
+        ),
+        (
+            good.replace(r#""status":"PENDING""#, r#""status":"""#),
+            "status",
+        ),
+        (
+            good.replace(r#""status":"PENDING""#, r#""status":7"#),
+            "status",
+        ),
+        (
+            good.replace(r#""currency":"USD""#, r#""currency":"dollars""#),
+            "currency",
+        ),
+        (
+            good.replace("2026-01-06 08:00:00", "2026-01-06T08:00:00Z"),
+            "updated",
+        ),
+        (good.replace("2026-01-05 10:00:00", "yesterday"), "created"),
+        (
+            good.replace(r#""order_id":"1001""#, r#""order_id":{"n":1}"#),
+            "order_id",
+        ),
+        (good.replace(r#""id":123"#, r#""id":1.5"#), "affiliate.id"),
+        (
+            good.replace(r#""code":"a3y7""#, r#""code":["a"]"#),
+            "affiliate.code",
+        ),
+    ];
+    for (body, field) in &cases {
+        let reply = topic(&app, "NEW_CONVERSION", body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(reply.body["error"], "invalid_payload");
+        assert_eq!(reply.body["field"], *field, "{body}");
+    }
+    // An invalid update of an existing conversion stores nothing either.
+    step(&app, "NEW_CONVERSION", &good, "PENDING", true).await;
+    let before = totals(db).await;
+    let bad = good.replace(r#""status":"PENDING""#, r#""status":"APPROVED!""#);
+    let reply = topic(&app, "APPROVED_CONVERSION", &bad).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_eq!(reply.body["field"], "status");
+    assert_eq!(totals(db).await, before);
+    assert_eq!(
+        db.store
+            .event(&source("refersion"), &id("APPROVED_CONVERSION:987654321"))
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        stored_conversion(db, "NEW_CONVERSION:987654321")
+            .status
+            .as_deref(),
+        Some("PENDING")
+    );
+}
+
+async fn sixteen_concurrent_topics_of_one_conversion_newest_wins(db: &TestDb) {
+    let app = db.app();
+    let start = Arc::new(tokio::sync::Barrier::new(16));
+    let tasks: Vec<_> = (0..16u32)
+        .map(|i| {
+            let (app, start) = (app.clone(), start.clone());
+            // Rising updated; statuses in no lifecycle order, the newest DENIED.
+            let status = match i {
+                15 => "DENIED",
+                i if i % 3 == 0 => "PENDING",
+                _ => "APPROVED",
+            };
+            let body = conversion_body(
+                CONVERSION,
+                status,
+                &format!("{}.00", 100 + i),
+                Some(&format!("2026-01-06 08:00:{i:02}")),
+            );
+            tokio::spawn(async move {
+                start.wait().await;
+                topic(&app, &format!("TOPIC_{i}"), &body).await
+            })
+        })
+        .collect();
+    let mut conversion_ids = std::collections::HashSet::new();
+    for task in tasks {
+        let reply = task.await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+        conversion_ids.insert(reply.body["conversion_id"].as_i64().unwrap());
+    }
+    assert_eq!(conversion_ids.len(), 1, "one conversion for every topic");
+    let conversion = stored_conversion(db, "TOPIC_0:987654321");
+    assert_eq!(conversion.status.as_deref(), Some("DENIED"));
+    assert_eq!(conversion.sale_amount.to_string(), "115.00");
+    assert_eq!(
+        conversion.source_updated_at.as_deref(),
+        Some("2026-01-06T08:00:15.000000Z")
+    );
+    for i in 0..16 {
+        let event = db
+            .store
+            .event(&source("refersion"), &id(&format!("TOPIC_{i}:987654321")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(event.conversion_id, Some(conversion.id), "TOPIC_{i}");
+    }
+    assert_eq!(
+        counts(db).await,
+        (16, 1, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn the_seed_sale_is_unchanged_by_the_lifecycle(db: &TestDb) {
+    let app = db.app();
+    let first = post(&app, "/webhooks/refersion", &[], SEED).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body["applied"], true);
+    assert_eq!(
+        first.body["conversion_status"],
+        Value::Null,
+        "no status in the body"
+    );
+    let seed = db
+        .store
+        .conversion(&source("refersion"), &id("ref_evt_123456"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(seed.external_conversion_id, None);
+    assert_eq!(seed.external_event_id, "ref_evt_123456");
+    assert_eq!(seed.status, None);
+    assert_eq!(seed.source_updated_at, None);
+    assert_eq!(seed.order_id.as_deref(), Some("ORDER_TEST_001"));
+    assert_eq!(seed.created_at, seed.updated_at);
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], SEED).await.body["conversion_status"],
+        Value::Null
+    );
+    // A status on a seed sale is kept upper-cased; every sale is its own conversion,
+    // even with the same order id.
+    let with_status = r#"{"event_type":"sale","event_id":"ref_evt_2","order_id":"ORDER_TEST_001","commission_amount":1,"sale_amount":2,"status":"approved","id":987654321,"total":"5","commission_total":"1"}"#;
+    let reply = post(&app, "/webhooks/refersion", &[], with_status).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    assert_eq!(reply.body["conversion_status"], "APPROVED");
+    assert_ne!(reply.body["conversion_id"], first.body["conversion_id"]);
+    let second = db
+        .store
+        .conversion(&source("refersion"), &id("ref_evt_2"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        second.external_conversion_id, None,
+        "a sale is never a lifecycle"
+    );
+    assert_eq!(second.commission_amount.to_string(), "1");
+    assert_eq!(
+        counts(db).await,
+        (2, 2, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn a_stray_conversion_row_is_adopted_not_a_permanent_503(db: &TestDb) {
+    // A conversions row for the seed's event id without its event, as a partial restore
+    // or a hand edit leaves it.
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        common::execute_sql(
+            &url,
+            "INSERT INTO conversions (source, external_event_id, order_id, commission_amount, sale_amount, created_at, updated_at) \
+             VALUES ('refersion', 'ref_evt_123456', 'STRAY', '1.00', '2.00', '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:00.000000Z')",
+        )
+    })
+    .await
+    .unwrap();
+    let app = db.app();
+    let first = post(&app, "/webhooks/refersion", &[], SEED).await;
+    assert_eq!(first.status, StatusCode::OK, "{:?}", first.body);
+    assert_eq!(
+        first.body["applied"], false,
+        "the conversion was already on record"
+    );
+    let stray = db
+        .store
+        .conversion(&source("refersion"), &id("ref_evt_123456"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.body["conversion_id"], stray.id);
+    assert_eq!(
+        stray.order_id.as_deref(),
+        Some("STRAY"),
+        "adopted as it stands"
+    );
+    let again = post(&app, "/webhooks/refersion", &[], SEED).await;
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    assert_eq!(again.body["conversion_id"], stray.id);
+    assert_eq!(
+        counts(db).await,
+        (1, 1, 0),
+        "events, conversions, conflicts"
+    );
+}
+
+async fn every_conflict_is_counted_but_only_the_first_sixteen_are_kept(db: &TestDb) {
+    let app = db.app();
+    assert_eq!(
+        post(&app, "/webhooks/refersion", &[], &sale("reused", "1"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    for n in 2..=21 {
+        let reply = post(
+            &app,
+            "/webhooks/refersion",
+            &[],
+            &sale("reused", &n.to_string()),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{n}");
+        assert_eq!(
+            reply.body["status"], "conflict",
+            "{n}: still answered as a conflict"
+        );
+    }
+    let event = db
+        .store
+        .event(&source("refersion"), &id("reused"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.conflict_count, 20, "every conflict counted");
+    assert_eq!(event.delivery_count, 21);
+    let kept = db
+        .store
+        .conflicts(&source("refersion"), &id("reused"))
+        .unwrap();
+    assert_eq!(kept.len() as i64, hooklatch::store::KEPT_CONFLICTS);
+    let kept_payloads: Vec<_> = kept
+        .iter()
+        .map(|c| c.payload.clone().unwrap_or_default())
+        .collect();
+    let first_sixteen: Vec<_> = (2..=17).map(|n| sale("reused", &n.to_string())).collect();
+    assert_eq!(kept_payloads, first_sixteen, "the first ones, oldest first");
+    assert_eq!(totals(db).await.conflicts, 16);
 }

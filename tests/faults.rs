@@ -7,24 +7,27 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::binary::{
+    Answer, STARTUP, Server, Target, WaitWithin, get, parse_answer, post, post_sale, prepare,
+    server_args, wait_until,
+};
 use common::{Backend, TestDb};
 use hooklatch::config::DatabaseUrl;
 use hooklatch::model::{EventId, Source};
-use hooklatch::store::{self, Store, StoreOptions};
+use hooklatch::store::{self, StoreOptions};
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 /// Runs each `fn name(backend: Backend)` as `sqlite::name` and `postgres::name`.
 macro_rules! on_both_backends {
@@ -47,8 +50,6 @@ on_both_backends!(
 
 /// Generous ceiling for anything that should take about one store timeout here.
 const WITHIN_STORE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the binary may take to migrate and listen.
-const STARTUP: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------
 // Crash
@@ -123,7 +124,7 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
             (Some(event), Some(conversion), _) => {
                 assert_eq!(event.conversion_id, Some(conversion.id), "{}", s.id);
                 assert_eq!(event.delivery_count, 1, "{}", s.id);
-                assert_eq!(conversion.order_id, format!("ORDER_{}", s.id));
+                assert_eq!(conversion.order_id, Some(format!("ORDER_{}", s.id)));
                 assert_eq!(
                     conversion.commission_amount.decimal(),
                     Decimal::from_str(&s.commission).unwrap(),
@@ -467,23 +468,40 @@ fn a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout(ba
     let blocker = Blocker::hold(&target);
 
     let started = Instant::now();
+    let (sent_tx, sent_rx) = mpsc::channel();
+    let answered = AtomicUsize::new(0);
     let answers: Vec<(String, Result<Answer, String>, Duration)> = thread::scope(|scope| {
         let handles: Vec<_> = (0..12)
             .map(|i| {
                 let addr = server.addr;
+                let sent_tx = sent_tx.clone();
+                let answered = &answered;
                 scope.spawn(move || {
                     let id = format!("blocked-{i}");
                     let sent = Instant::now();
-                    let answer = post(addr, "/webhooks/refersion", &[], &common::sale(&id, "2"));
+                    let answer = post_signalling_once_sent(addr, &id, &sent_tx);
+                    answered.fetch_add(1, Ordering::SeqCst);
                     (id, answer, sent.elapsed())
                 })
             })
             .collect();
-        // The waiting requests sit in the async runtime, not on threads: the process
-        // still answers at once.
-        thread::sleep(Duration::from_millis(300));
+        // Every request is sent and the store is still blocked (the blocker holds it
+        // until released below): the waiting requests sit in the async runtime, not on
+        // threads, so the process still answers.
+        for _ in 0..12 {
+            sent_rx
+                .recv_timeout(WITHIN_STORE_TIMEOUT)
+                .expect("every blocked request was sent");
+        }
         let health = get(server.addr, "/healthz").expect("healthz while the store is blocked");
         assert_eq!(health.status, 200);
+        // Answered ahead of every waiting request: had the waits held the runtime's
+        // threads, /healthz would have queued behind the store timeout.
+        assert_eq!(
+            answered.load(Ordering::SeqCst),
+            0,
+            "/healthz was answered only after blocked requests"
+        );
         handles
             .into_iter()
             .map(|h| h.join().expect("client"))
@@ -513,6 +531,34 @@ fn a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout(ba
     assert_eq!((totals.events, totals.conversions), (12, 12));
     let log = server.stop();
     assert!(!log.contains("panicked"), "{log}");
+}
+
+/// A sale on a fresh connection; `sent` hears once the whole request is written, so the
+/// caller knows it is in the server's hands before the answer comes.
+fn post_signalling_once_sent(
+    addr: SocketAddr,
+    id: &str,
+    sent: &mpsc::Sender<()>,
+) -> Result<Answer, String> {
+    let body = common::sale(id, "2");
+    let request = format!(
+        "POST /webhooks/refersion HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+        .map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .map_err(|e| e.to_string())?;
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let _ = sent.send(());
+    let mut raw = Vec::new();
+    stream
+        .read_to_end(&mut raw)
+        .map_err(|e| format!("read: {e}"))?;
+    parse_answer(&raw)
 }
 
 /// Another client holding the store's write lock.
@@ -607,6 +653,9 @@ fn sqlite_disk_refusing_writes_gives_503_never_2xx_then_recovers_with_an_intact_
 
     set_file_size_limit(server.pid(), "0");
     let during = every_delivery_is_unavailable_in_time(server.addr);
+    // A duplicate is decided by a read, and the event it repeats is on record: it is
+    // answered 202 while the disk refuses writes (only its count waits for the disk).
+    assert_eq!(post_sale(server.addr, "before-0").unwrap().status, 202);
     thread::sleep(Duration::from_millis(300));
     set_file_size_limit(server.pid(), "unlimited");
 
@@ -719,6 +768,19 @@ fn sqlite_file_made_read_only_never_acknowledges_falsely_and_service_resumes_whe
     for round in 0..3 {
         wave(&format!("ro{round}"), &mut acked, &mut refused);
     }
+    // The fault must bite, or this test proves nothing: the pool tried to open
+    // connections during it (the waves outnumber the warm connections) and each was
+    // refused. Deliveries themselves may all succeed through connections opened before
+    // the chmod, which write through descriptors a chmod cannot revoke; the restart
+    // below shows the refusal as answers.
+    let bit = wait_until(Duration::from_secs(5), || {
+        server.log().contains("the database file is not writable")
+    });
+    assert!(
+        bit,
+        "no connection was refused during the fault: {}",
+        server.log()
+    );
     set_read_only(dir.path(), false);
 
     // Service resumes by itself, at once: no connection opened during the fault may be
@@ -916,6 +978,8 @@ fn postgres_outage_gives_503_and_not_ready_then_service_resumes_by_itself_exactl
 
     proxy.cut();
     let during = every_delivery_is_unavailable_in_time(server.addr);
+    // With the database gone even a known event cannot be looked up.
+    assert_unavailable(&post_sale(server.addr, "before-0").unwrap(), "before-0");
     let ready = get(server.addr, "/readyz").unwrap();
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert_eq!(ready.header("retry-after"), Some("5"));
@@ -1165,392 +1229,15 @@ fn concurrently<T: Send>(ids: &[String], work: impl Fn(&str) -> T + Sync) -> Vec
     })
 }
 
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    done()
-}
-
-// ---------------------------------------------------------------------------------------
-// The binary and a raw HTTP client that never panics on a cut connection
-// ---------------------------------------------------------------------------------------
-
-/// A store for the binary: a fresh SQLite file (not opened by the test until the end, so
-/// only the server touches it) or a fresh PostgreSQL database.
-struct Target {
-    url: String,
-    sqlite: Option<(tempfile::TempDir, PathBuf)>,
-    pg: Option<TestDb>,
-}
-
-impl Target {
-    fn new(backend: Backend, test: &str) -> Option<Target> {
-        Some(match backend {
-            Backend::Sqlite => {
-                let dir = tempfile::tempdir().unwrap();
-                let path = dir.path().join("hooklatch.db");
-                Target {
-                    url: format!("sqlite://{}", path.display()),
-                    sqlite: Some((dir, path)),
-                    pg: None,
-                }
-            }
-            Backend::Postgres => {
-                let db = TestDb::fresh(Backend::Postgres, test)?;
-                let DatabaseUrl::Postgres(url) = &db.url else {
-                    unreachable!()
-                };
-                Target {
-                    url: url.clone(),
-                    sqlite: None,
-                    pg: Some(db),
-                }
-            }
-        })
-    }
-
-    /// A store on the same data, for checking rows.
-    fn store(&self) -> Arc<dyn Store> {
-        match (&self.sqlite, &self.pg) {
-            (Some((_, path)), _) => {
-                store::open(&DatabaseUrl::Sqlite(path.clone()), &StoreOptions::default()).unwrap()
-            }
-            (None, Some(db)) => db.store.clone(),
-            _ => unreachable!(),
-        }
-    }
-}
-
-fn server_args(database_url: &str, extra: &[&str]) -> Vec<String> {
-    [
-        "serve",
-        "--listen",
-        "127.0.0.1:0",
-        "--database-url",
-        database_url,
-    ]
-    .iter()
-    .chain(extra)
-    .map(|s| (*s).to_owned())
-    .collect()
-}
-
-/// The real binary, serving on a port of its own choosing.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    log: Log,
-}
-
-enum Log {
-    Pipe(Arc<Mutex<String>>),
-    File(PathBuf),
-}
-
-impl Server {
-    fn start(database_url: &str, extra: &[&str]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hooklatch"));
-        command.args(server_args(database_url, extra));
-        Server::spawn(command)
-    }
-
-    fn spawn(mut command: Command) -> Server {
-        prepare(&mut command).stderr(Stdio::piped());
-        let mut child = command.spawn().expect("spawn hooklatch");
-        let (log, rx) = read_log(child.stderr.take().unwrap());
-        match rx.recv_timeout(STARTUP) {
-            Ok(addr) => Server {
-                child,
-                addr,
-                log: Log::Pipe(log),
-            },
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("hooklatch did not start: {}", log.lock().unwrap());
-            }
-        }
-    }
-
-    /// Logs to a file, so the log shares the fate of the files beside it.
-    fn spawn_logging_to(mut command: Command, log: &Path) -> Server {
-        let file = std::fs::File::create(log).unwrap();
-        prepare(&mut command).stderr(file);
-        let mut child = command.spawn().expect("spawn hooklatch");
-        let deadline = Instant::now() + STARTUP;
-        loop {
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if let Some(addr) = text.lines().find_map(listening_address) {
-                return Server {
-                    child,
-                    addr,
-                    log: Log::File(log.to_owned()),
-                };
-            }
-            if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("hooklatch did not start: {text}");
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn log(&self) -> String {
-        match &self.log {
-            Log::Pipe(log) => log.lock().unwrap().clone(),
-            Log::File(path) => std::fs::read_to_string(path).unwrap_or_default(),
-        }
-    }
-
-    fn signal(&self, name: &str) {
-        // The shell's builtin, so no separate `kill` program is needed.
-        let status = Command::new("sh")
-            .args(["-c", "kill -s \"$0\" \"$1\""])
-            .arg(name)
-            .arg(self.pid().to_string())
-            .status()
-            .expect("sh");
-        assert!(status.success(), "kill -{name}");
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn crash(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reap");
-    }
-
-    fn exit_status(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().unwrap()
-    }
-
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running {within:?} after the signal: {}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, expecting a clean exit; returns the log.
-    fn stop(mut self) -> String {
-        self.signal("TERM");
-        let status = self.wait_exit(Duration::from_secs(15));
-        assert!(status.success(), "{status:?}: {}", self.log());
-        self.log()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn prepare(command: &mut Command) -> &mut Command {
-    command
-        .env_remove("DATABASE_URL")
-        .env_remove("HOOKLATCH_CONFIG")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-}
-
-/// The address in `hooklatch listening on ADDR`.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let (_, rest) = line.split_once("hooklatch listening on ")?;
-    let addr: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
-        .collect();
-    addr.parse().ok()
-}
-
-/// A child process waited for with a bound; `Err` when it is still running (listening).
-struct Running {
-    child: Child,
-    address: Option<SocketAddr>,
-}
-
 /// During an outage: five new sales and one known one each get a 503 within the store
 /// timeout. Returns the new ids, for retrying once the store is back.
 fn every_delivery_is_unavailable_in_time(addr: SocketAddr) -> Vec<String> {
     let during: Vec<String> = (0..5).map(|i| format!("during-{i}")).collect();
-    for id in during.iter().chain(["before-0".to_owned()].iter()) {
+    for id in &during {
         let sent = Instant::now();
         let answer = post_sale(addr, id).unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_unavailable(&answer, id);
         assert!(sent.elapsed() < WITHIN_STORE_TIMEOUT, "{id}");
     }
     during
-}
-
-/// Collects a child's stderr on a thread, and sends the address once it says it listens.
-fn read_log(stderr: std::process::ChildStderr) -> (Arc<Mutex<String>>, mpsc::Receiver<SocketAddr>) {
-    let log = Arc::new(Mutex::new(String::new()));
-    let (tx, rx) = mpsc::channel();
-    thread::spawn({
-        let log = log.clone();
-        move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_address(&line) {
-                    let _ = tx.send(addr);
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        }
-    });
-    (log, rx)
-}
-
-trait WaitWithin {
-    fn wait_with_output_within(self, limit: Duration) -> Result<(ExitStatus, String), Running>;
-}
-
-impl WaitWithin for Child {
-    fn wait_with_output_within(mut self, limit: Duration) -> Result<(ExitStatus, String), Running> {
-        let (log, rx) = read_log(self.stderr.take().unwrap());
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.try_wait().unwrap() {
-                thread::sleep(Duration::from_millis(50));
-                let text = log.lock().unwrap().clone();
-                return Ok((status, text));
-            }
-            if let Ok(addr) = rx.try_recv() {
-                return Err(Running {
-                    child: self,
-                    address: Some(addr),
-                });
-            }
-            if Instant::now() > deadline {
-                return Err(Running {
-                    child: self,
-                    address: None,
-                });
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// A complete HTTP answer.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {:?}", self.status, self.body))
-    }
-}
-
-fn post_sale(addr: SocketAddr, id: &str) -> Result<Answer, String> {
-    post(addr, "/webhooks/refersion", &[], &common::sale(id, "3.25"))
-}
-
-fn post(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> Result<Answer, String> {
-    let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    exchange(addr, request.as_bytes())
-}
-
-fn get(addr: SocketAddr, path: &str) -> Result<Answer, String> {
-    exchange(
-        addr,
-        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-}
-
-/// One request on a fresh connection. `Err` when the connection fails or the answer is
-/// cut short: the client then cannot know what happened to its request.
-fn exchange(addr: SocketAddr, request: &[u8]) -> Result<Answer, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    stream
-        .write_all(request)
-        .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    stream
-        .read_to_end(&mut raw)
-        .map_err(|e| format!("read: {e}"))?;
-    parse_answer(&raw)
-}
-
-fn parse_answer(raw: &[u8]) -> Result<Answer, String> {
-    let text = String::from_utf8_lossy(raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no complete answer: {text:?}"))?;
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.strip_prefix("HTTP/1.1 "))
-        .and_then(|l| l.get(..3))
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line: {head:?}"))?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
-        .collect();
-    let answer = Answer {
-        status,
-        headers,
-        body: body.to_owned(),
-    };
-    if let Some(length) = answer.header("content-length")
-        && length.parse::<usize>().ok() != Some(answer.body.len())
-    {
-        return Err(format!("answer cut short: {text:?}"));
-    }
-    Ok(answer)
 }

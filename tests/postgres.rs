@@ -44,12 +44,41 @@ fn event(id: &str, fingerprint: &str, order_id: Option<&str>) -> NewEvent {
         event_type: Some(if order_id.is_some() { "sale" } else { "click" }.into()),
         payload: format!(r#"{{"event_id":"{id}","fp":"{fingerprint}"}}"#),
         fingerprint: fingerprint.into(),
-        conversion: order_id.map(|order_id| NewConversion {
-            order_id: order_id.into(),
-            commission_amount: Amount::parse("15.00").expect("amount"),
-            sale_amount: Amount::parse("75.00").expect("amount"),
-            currency: Some("USD".into()),
-            tracking_id: Some("YOyqC7".into()),
+        conversion: order_id.map(|order_id| {
+            NewConversion::sale(
+                order_id.into(),
+                Amount::parse("15.00").expect("amount"),
+                Amount::parse("75.00").expect("amount"),
+                Some("USD".into()),
+                Some("YOyqC7".into()),
+            )
+        }),
+    }
+}
+
+/// A Refersion conversion delivery of conversion `conversion` under `topic`, updated at
+/// `updated` (RFC 3339, as the HTTP layer converts Refersion's timestamps).
+fn conversion_event(topic: &str, conversion: &str, status: &str, updated: &str) -> NewEvent {
+    let event_id = format!("{topic}:{conversion}");
+    NewEvent {
+        source: Source::parse("refersion").expect("source"),
+        event_id: EventId::parse(&event_id, "id").expect("event id"),
+        event_type: Some(topic.into()),
+        payload: format!(r#"{{"id":"{conversion}","status":"{status}","updated":"{updated}"}}"#),
+        fingerprint: format!("{status}-{updated}"),
+        conversion: Some(NewConversion {
+            external_conversion_id: Some(conversion.into()),
+            status: Some(status.into()),
+            source_updated_at: Some(updated.into()),
+            affiliate_id: Some("123".into()),
+            affiliate_code: Some("a3y7".into()),
+            ..NewConversion::sale(
+                "1001".into(),
+                Amount::parse("5.90").expect("amount"),
+                Amount::parse("59.00").expect("amount"),
+                Some("USD".into()),
+                None,
+            )
         }),
     }
 }
@@ -162,18 +191,64 @@ fn every_webhook_is_one_round_trip_new_duplicate_or_conflict() {
         .expect("warm up");
     assert_eq!(proxy.take(), 2, "prepare, then the call");
 
+    let (at_8, at_9) = ("2026-01-06T08:00:00.000000Z", "2026-01-06T09:00:00.000000Z");
     let cases = [
-        ("new sale", event("e1", "a", Some("O1")), "Processed"),
-        ("new non-sale", event("e2", "a", None), "Processed"),
-        ("duplicate", event("e1", "a", Some("O1")), "Duplicate"),
-        ("conflict", event("e1", "b", Some("O2")), "Conflict"),
+        ("new sale", event("e1", "a", Some("O1")), "Processed", true),
+        ("new non-sale", event("e2", "a", None), "Processed", false),
+        (
+            "duplicate",
+            event("e1", "a", Some("O1")),
+            "Duplicate",
+            false,
+        ),
+        ("conflict", event("e1", "b", Some("O2")), "Conflict", false),
+        (
+            "conversion created",
+            conversion_event("NEW_CONVERSION", "77", "PENDING", at_8),
+            "Processed",
+            true,
+        ),
+        (
+            "conversion moved",
+            conversion_event("APPROVED_CONVERSION", "77", "APPROVED", at_9),
+            "Processed",
+            true,
+        ),
+        (
+            "stale delivery",
+            conversion_event("LATE_PENDING", "77", "PENDING", at_8),
+            "Processed",
+            false,
+        ),
+        (
+            "conversion duplicate",
+            conversion_event("NEW_CONVERSION", "77", "PENDING", at_8),
+            "Duplicate",
+            false,
+        ),
     ];
-    for (case, event, expected) in cases {
+    for (case, event, expected, applied) in cases {
         let outcome = store.process(&event).expect(case);
         assert!(
             format!("{outcome:?}").starts_with(expected),
             "{case}: {outcome:?}"
         );
+        assert_eq!(outcome.receipt().applied, applied, "{case}: {outcome:?}");
+        if event
+            .conversion
+            .as_ref()
+            .is_some_and(|c| c.status.is_some())
+        {
+            assert_eq!(
+                outcome.receipt().conversion_status.as_deref(),
+                Some(if case == "conversion created" {
+                    "PENDING"
+                } else {
+                    "APPROVED"
+                }),
+                "{case}"
+            );
+        }
         assert_eq!(proxy.take(), 1, "{case}: round trips for one process()");
     }
     drop(store);
@@ -256,6 +331,78 @@ fn two_instances_record_one_of_128_concurrent_deliveries() {
     drop(apps);
 }
 
+#[test]
+fn two_instances_racing_updates_of_one_conversion_lose_none() {
+    let Some(db) = fresh("lifecycle_race") else {
+        return;
+    };
+    let stores: [Arc<dyn Store>; 2] = [
+        Arc::new(PostgresStore::open(&url(&db), &options(8)).expect("instance a")),
+        Arc::new(PostgresStore::open(&url(&db), &options(8)).expect("instance b")),
+    ];
+    // 32 topics of one conversion, alternating instances, in no particular order of
+    // time: the one with the newest timestamp must be what stays, whatever the order.
+    let deliveries = 32;
+    let start = Arc::new(Barrier::new(deliveries));
+    let threads: Vec<_> = (0..deliveries)
+        .map(|i| {
+            let (store, start) = (stores[i % 2].clone(), start.clone());
+            // A permutation of 0..32, so late deliveries race early ones.
+            let minute = (i * 7) % deliveries;
+            let status = if minute == deliveries - 1 {
+                "DENIED"
+            } else if minute % 2 == 0 {
+                "PENDING"
+            } else {
+                "APPROVED"
+            };
+            let event = conversion_event(
+                &format!("TOPIC_{i}"),
+                "4242",
+                status,
+                &format!("2026-01-06T08:{minute:02}:00.000000Z"),
+            );
+            std::thread::spawn(move || {
+                start.wait();
+                store.process(&event)
+            })
+        })
+        .collect();
+    let mut conversion_ids = std::collections::HashSet::new();
+    for thread in threads {
+        let outcome = thread.join().expect("delivery thread").expect("process");
+        let Outcome::Processed(receipt) = outcome else {
+            panic!("every topic is a new event: {outcome:?}")
+        };
+        conversion_ids.insert(receipt.conversion_id.expect("linked"));
+    }
+    assert_eq!(
+        conversion_ids.len(),
+        1,
+        "one conversion: {conversion_ids:?}"
+    );
+    let source = Source::parse("refersion").expect("source");
+    let conversion = db
+        .store
+        .conversion(&source, &EventId::parse("TOPIC_0:4242", "id").expect("id"))
+        .expect("read")
+        .expect("the conversion");
+    assert_eq!(
+        conversion.status.as_deref(),
+        Some("DENIED"),
+        "the newest wins"
+    );
+    assert_eq!(
+        conversion.source_updated_at.as_deref(),
+        Some("2026-01-06T08:31:00.000000Z")
+    );
+    let totals = db.store.totals().expect("totals");
+    assert_eq!((totals.events, totals.conversions), (deliveries as i64, 1));
+    for store in stores {
+        drop(store);
+    }
+}
+
 /// One HTTP/1.1 POST on its own connection; returns the status code.
 async fn post_status(addr: SocketAddr, path: &str, body: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -291,9 +438,11 @@ fn four_instances_migrating_at_once_apply_each_migration_once() {
         .map(|_| {
             let (url, start) = (url.clone(), start.clone());
             std::thread::spawn(move || {
-                let store = PostgresStore::open(&url, &options(1))?;
+                // Every thread reaches the barrier, opened or not: one failed open must
+                // fail the test, not leave the other three waiting for ever.
+                let opened = PostgresStore::open(&url, &options(1));
                 start.wait();
-                store.migrate()
+                opened?.migrate()
             })
         })
         .collect();
@@ -326,6 +475,41 @@ fn four_instances_migrating_at_once_apply_each_migration_once() {
     let outcome = db
         .store
         .process(&event("after", "a", Some("O1")))
+        .expect("process");
+    assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+}
+
+#[test]
+fn migrating_replaces_the_older_shape_of_the_function() {
+    let Some(db) = fresh("function_upgrade") else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&url(&db), postgres::NoTls).expect("admin");
+    // The function as the previous release installed it: ten parameters, three results.
+    admin
+        .batch_execute(
+            "CREATE FUNCTION process_webhook_idempotently(
+                 text, text, text, text, text, text, numeric, numeric, text, text,
+                 OUT outcome text, OUT webhook_event_id bigint, OUT conversion_id bigint)
+             LANGUAGE sql AS $$ SELECT 'old'::text, 0::bigint, NULL::bigint $$",
+        )
+        .expect("install the old shape");
+    db.store.migrate().expect("migrate over the old shape");
+    db.store.migrate().expect("and again: nothing left to drop");
+    let arities: Vec<i16> = admin
+        .query(
+            "SELECT pronargs FROM pg_proc WHERE proname = 'process_webhook_idempotently'",
+            &[],
+        )
+        .expect("functions")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(arities, vec![15], "only the current shape remains");
+    drop(admin);
+    let outcome = db
+        .store
+        .process(&event("after-upgrade", "a", Some("O1")))
         .expect("process");
     assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
 }
@@ -392,34 +576,37 @@ fn the_pool_reconnects_after_the_server_ends_its_sessions() {
     let mut admin =
         postgres::Client::connect(&common::postgres_admin_url(), postgres::NoTls).expect("admin");
     let database = db_name(&db);
-    // The pool fills in the background; end every connection once all are up, so each
-    // one the store holds is dead.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let open: i64 = admin
+    let sessions = |admin: &mut postgres::Client| -> i64 {
+        admin
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'hooklatch_reconnect_test'",
                 &[&database],
             )
             .expect("count sessions")
-            .get(0);
-        if open == i64::from(pool_size) {
-            break;
+            .get(0)
+    };
+    let wait_for = |admin: &mut postgres::Client, want: i64, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let open = sessions(admin);
+            if open == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {open} sessions");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the pool never filled: {open} sessions"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    // The pool fills in the background; end every connection once all are up, so each
+    // one the store holds is dead.
+    wait_for(&mut admin, i64::from(pool_size), "the pool never filled");
     admin
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             &[&database],
         )
         .expect("terminate");
-    // pg_terminate_backend only signals; give the sessions time to end.
-    std::thread::sleep(Duration::from_millis(200));
+    // pg_terminate_backend only signals: wait until the server shows the sessions gone.
+    wait_for(&mut admin, 0, "sessions outlived pg_terminate_backend");
 
     // The first call meets a dead connection and says so; it also makes the other idle
     // connections prove themselves before use, so the next call succeeds on a new one.

@@ -164,6 +164,13 @@ impl Store for DownStore {
     fn totals(&self) -> Result<Totals, StoreError> {
         Err(down())
     }
+    // --- ops verbs ---
+    fn backup_to(
+        &self,
+        _: &std::path::Path,
+    ) -> Result<hooklatch::store::BackupReport, hooklatch::store::BackupError> {
+        Err(down().into())
+    }
     // --- admin verbs ---
     fn list_events(
         &self,
@@ -373,5 +380,18 @@ fn metrics_count_deliveries_and_refused_signatures_with_bounded_labels() {
         assert!(line(r#"hooklatch_deliveries_total{source="metricshop",outcome="processed"} 1"#).is_some(), "{text}");
         assert!(!text.contains("random-name-7781"), "unconfigured names are not labels");
         assert!(text.contains("hooklatch_request_duration_seconds_bucket"), "{text}");
+    });
+}
+
+/// The harness itself: a panic inside the server task must fail the test that stops the
+/// server, not vanish with the task.
+#[test]
+#[should_panic(expected = "serve panicked")]
+fn a_panic_in_the_server_task_fails_the_test_that_stops_it() {
+    let rt = runtime();
+    rt.block_on(async {
+        let task = tokio::spawn(async { panic!("serve panicked") });
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9));
+        TestServer::around(addr, task).stop().await;
     });
 }

@@ -9,39 +9,67 @@
 --
 -- Outcomes: 'processed' (event and conversion committed together, durably), 'duplicate'
 -- (same fingerprint: only delivery_count/last_seen_at move), 'conflict' (different
--- fingerprint: the delivery is kept in webhook_conflicts, the original is untouched).
+-- fingerprint: counted, and kept in webhook_conflicts while the event has fewer than 16
+-- kept (SPEC §5.3, store::KEPT_CONFLICTS); the original is untouched).
+--
+-- Conversions (SPEC §2): p_commission_amount is set when the event carries one. With
+-- p_external_conversion_id it is a Refersion conversion delivery: one upsert on
+-- (source, external_conversion_id) creates the conversion or moves it unless the
+-- delivery is stale. ON CONFLICT DO UPDATE locks the row and evaluates its WHERE against
+-- the newest committed version, so concurrent deliveries of one conversion, from any
+-- number of instances, apply one after the other and none is lost. Without it, it is a
+-- seed-style sale: one conversion per event id; a row already holding that key (only
+-- manual surgery leaves one without its event) is adopted, not a 503 for ever.
+--
+-- The signature changed when conversions gained a lifecycle; CREATE OR REPLACE cannot
+-- change parameters or results, so the older shape is dropped first. The file runs as
+-- one batch, so no caller sees the function missing.
 --
 -- Local variables carry a v_ prefix and columns are qualified where the OUT parameters
 -- share their names: PL/pgSQL rejects such references as ambiguous.
+DROP FUNCTION IF EXISTS process_webhook_idempotently(
+    text, text, text, text, text, text, numeric, numeric, text, text);
+
 CREATE OR REPLACE FUNCTION process_webhook_idempotently(
-    p_source            text,
-    p_external_event_id text,
-    p_event_type        text,
-    p_payload           text,
-    p_fingerprint       text,
-    p_order_id          text,
-    p_commission_amount numeric,
-    p_sale_amount       numeric,
-    p_currency          text,
-    p_tracking_id       text,
-    OUT outcome          text,
-    OUT webhook_event_id bigint,
-    OUT conversion_id    bigint
+    p_source                 text,
+    p_external_event_id      text,
+    p_event_type             text,
+    p_payload                text,
+    p_fingerprint            text,
+    p_order_id               text,
+    p_commission_amount      numeric,
+    p_sale_amount            numeric,
+    p_currency               text,
+    p_tracking_id            text,
+    p_status                 text,
+    p_external_conversion_id text,
+    p_affiliate_id           text,
+    p_affiliate_code         text,
+    p_source_updated_at      timestamptz,
+    OUT outcome           text,
+    OUT webhook_event_id  bigint,
+    OUT conversion_id     bigint,
+    OUT conversion_status text,
+    OUT applied           boolean
 )
 LANGUAGE plpgsql
 AS $$
 DECLARE
     v_event_id      bigint;
     v_conversion_id bigint;
+    v_status        text;
     v_fingerprint   text;
+    v_conflicts     bigint;
 BEGIN
+    applied := false;
     -- Two passes at most: a miss, then an INSERT that lost a race to a transaction that
     -- has since committed. In READ COMMITTED each statement takes a fresh snapshot, so
     -- the second lookup sees the winner's row.
     FOR attempt IN 1..2 LOOP
-        SELECT e.id, e.fingerprint, e.conversion_id
-          INTO v_event_id, v_fingerprint, v_conversion_id
+        SELECT e.id, e.fingerprint, e.conversion_id, c.status
+          INTO v_event_id, v_fingerprint, v_conversion_id, v_status
           FROM webhook_events e
+          LEFT JOIN conversions c ON c.id = e.conversion_id
          WHERE e.source = p_source
            AND e.external_event_id = p_external_event_id;
         EXIT WHEN FOUND;
@@ -55,14 +83,58 @@ BEGIN
         RETURNING e.id INTO v_event_id;
 
         IF FOUND THEN
-            IF p_order_id IS NOT NULL THEN
+            IF p_external_conversion_id IS NOT NULL THEN
+                INSERT INTO conversions AS c
+                       (source, external_event_id, external_conversion_id, order_id,
+                        commission_amount, sale_amount, currency, status, affiliate_id,
+                        affiliate_code, source_updated_at, created_at, updated_at)
+                VALUES (p_source, p_external_event_id, p_external_conversion_id, p_order_id,
+                        p_commission_amount, p_sale_amount, p_currency, p_status,
+                        p_affiliate_id, p_affiliate_code, p_source_updated_at, now(), now())
+                ON CONFLICT (source, external_conversion_id) DO UPDATE SET
+                    order_id          = coalesce(excluded.order_id, c.order_id),
+                    commission_amount = excluded.commission_amount,
+                    sale_amount       = excluded.sale_amount,
+                    currency          = coalesce(excluded.currency, c.currency),
+                    status            = excluded.status,
+                    affiliate_id      = coalesce(excluded.affiliate_id, c.affiliate_id),
+                    affiliate_code    = coalesce(excluded.affiliate_code, c.affiliate_code),
+                    source_updated_at = coalesce(excluded.source_updated_at, c.source_updated_at),
+                    updated_at        = excluded.updated_at
+                -- Not stale: strictly newer, or (equal or missing timestamps) not a move
+                -- back to PENDING. Same rule as sql/sqlite/apply_conversion.sql.
+                WHERE excluded.source_updated_at > c.source_updated_at
+                   OR ((excluded.source_updated_at IS NULL OR c.source_updated_at IS NULL
+                        OR excluded.source_updated_at = c.source_updated_at)
+                       AND NOT (excluded.status = 'PENDING'
+                                AND coalesce(c.status, 'PENDING') <> 'PENDING'))
+                RETURNING c.id, c.status INTO v_conversion_id, v_status;
+                applied := FOUND;
+                IF NOT applied THEN
+                    -- Stale: the row exists (the upsert waited for and locked it).
+                    SELECT c.id, c.status INTO v_conversion_id, v_status
+                      FROM conversions c
+                     WHERE c.source = p_source
+                       AND c.external_conversion_id = p_external_conversion_id;
+                END IF;
+            ELSIF p_commission_amount IS NOT NULL THEN
                 INSERT INTO conversions AS c
                        (source, external_event_id, order_id, commission_amount,
-                        sale_amount, currency, tracking_id, created_at, updated_at)
+                        sale_amount, currency, tracking_id, status, created_at, updated_at)
                 VALUES (p_source, p_external_event_id, p_order_id, p_commission_amount,
-                        p_sale_amount, p_currency, p_tracking_id, now(), now())
-                RETURNING c.id INTO v_conversion_id;
+                        p_sale_amount, p_currency, p_tracking_id, p_status, now(), now())
+                ON CONFLICT (source, external_event_id) DO NOTHING
+                RETURNING c.id, c.status INTO v_conversion_id, v_status;
+                applied := FOUND;
+                IF NOT applied THEN
+                    SELECT c.id, c.status INTO v_conversion_id, v_status
+                      FROM conversions c
+                     WHERE c.source = p_source
+                       AND c.external_event_id = p_external_event_id;
+                END IF;
+            END IF;
 
+            IF v_conversion_id IS NOT NULL THEN
                 UPDATE webhook_events e
                    SET conversion_id = v_conversion_id
                  WHERE e.id = v_event_id;
@@ -70,6 +142,7 @@ BEGIN
             outcome := 'processed';
             webhook_event_id := v_event_id;
             conversion_id := v_conversion_id;
+            conversion_status := v_status;
             RETURN;
         END IF;
     END LOOP;
@@ -92,16 +165,22 @@ BEGIN
          WHERE e.id = v_event_id;
         outcome := 'duplicate';
     ELSE
-        INSERT INTO webhook_conflicts (webhook_event_id, fingerprint, payload, received_at)
-        VALUES (v_event_id, p_fingerprint, p_payload, now());
+        -- The UPDATE locks the event row, so concurrent conflicts count one at a time and
+        -- exactly the first 16 are kept.
         UPDATE webhook_events e
            SET delivery_count = e.delivery_count + 1,
                conflict_count = e.conflict_count + 1,
                last_seen_at   = now()
-         WHERE e.id = v_event_id;
+         WHERE e.id = v_event_id
+        RETURNING e.conflict_count INTO v_conflicts;
+        IF v_conflicts <= 16 THEN
+            INSERT INTO webhook_conflicts (webhook_event_id, fingerprint, payload, received_at)
+            VALUES (v_event_id, p_fingerprint, p_payload, now());
+        END IF;
         outcome := 'conflict';
     END IF;
     webhook_event_id := v_event_id;
     conversion_id := v_conversion_id;
+    conversion_status := v_status;
 END;
 $$;

@@ -1,3 +1,4 @@
-SELECT id, fingerprint, conversion_id
-FROM webhook_events
-WHERE source = ?1 AND external_event_id = ?2
+SELECT e.id, e.fingerprint, e.conversion_id, c.status
+FROM webhook_events e
+LEFT JOIN conversions c ON c.id = e.conversion_id
+WHERE e.source = ?1 AND e.external_event_id = ?2

@@ -1,4 +1,8 @@
-SELECT id, source, external_event_id, order_id, commission_amount, sale_amount, currency,
-       tracking_id, created_at
+-- The conversion the event is linked to, else the one it created.
+SELECT id, source, external_event_id, external_conversion_id, order_id, commission_amount,
+       sale_amount, currency, tracking_id, status, affiliate_id, affiliate_code,
+       source_updated_at, created_at, updated_at
 FROM conversions
-WHERE source = ?1 AND external_event_id = ?2
+WHERE id = coalesce(
+    (SELECT e.conversion_id FROM webhook_events e WHERE e.source = ?1 AND e.external_event_id = ?2),
+    (SELECT x.id FROM conversions x WHERE x.source = ?1 AND x.external_event_id = ?2))

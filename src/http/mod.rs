@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::Semaphore;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -25,10 +24,8 @@ pub struct App {
     pub max_body_bytes: u64,
     pub on_conflict: OnConflict,
     pub body_timeout: Duration,
+    /// The one deadline of a request's store work (see `webhook::store`).
     pub store_timeout: Duration,
-    /// One permit per pooled connection: requests beyond that wait here (async, cheap)
-    /// for at most the store timeout instead of piling up on blocking threads.
-    pub store_permits: Semaphore,
     /// The admin side; `None` keeps every `/admin` path a 404.
     pub admin: Option<admin::Admin>,
     /// The last refused deliveries, for the admin side.
@@ -45,8 +42,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
-            store_timeout: config.store.statement_timeout + config.store.connect_timeout,
-            store_permits: Semaphore::new(config.store.pool_size.max(1) as usize),
+            store_timeout: config.store.statement_timeout,
             admin: None,
             rejections: admin::Rejections::default(),
         }
@@ -59,19 +55,20 @@ impl App {
         self
     }
 
-    /// Runs a store call on the blocking pool, waiting at most the store timeout for a
-    /// free connection slot, so no request piles up on blocking threads.
+    /// Runs a read on the blocking pool. The store bounds its own waits by the store
+    /// timeout; the timer here is only a backstop against a store that hangs outright.
     pub async fn store_call<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     {
-        let _permit = tokio::time::timeout(self.store_timeout, self.store_permits.acquire())
-            .await
-            .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
-            .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
         let store = self.store.clone();
-        run_blocking(move || work(store.as_ref())).await
+        tokio::time::timeout(
+            self.store_timeout * 2,
+            run_blocking(move || work(store.as_ref())),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout("the store did not answer".into()))?
     }
 }
 

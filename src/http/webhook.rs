@@ -112,12 +112,18 @@ where
     Ok((answer(&event, outcome, app.on_conflict), label))
 }
 
-/// Runs the store call on the blocking pool, waiting at most the store timeout for a
-/// free connection slot. The event comes back with the outcome, so the body it holds
-/// (up to the body limit) is never copied.
+/// Records the event under the request's one deadline: the store timeout, counted from
+/// here, bounds every wait inside (a queue, a pool, a lock) together, not each of them.
+/// The store enforces it, so that its answer is the truth: a 503 means nothing was
+/// recorded. The timer here is only a backstop against a store that hangs outright (a
+/// dead disk). The event comes back with the outcome, so the body it holds (up to the
+/// body limit) is never copied.
 async fn store(app: &App, event: NewEvent) -> Result<(Outcome, NewEvent), StoreError> {
-    app.store_call(move |store| store.process(&event).map(|outcome| (outcome, event)))
+    let deadline = Instant::now() + app.store_timeout;
+    let pending = app.store.clone().process_async(event, deadline);
+    tokio::time::timeout_at((deadline + app.store_timeout).into(), pending)
         .await
+        .map_err(|_| StoreError::Timeout("the store did not answer".into()))?
 }
 
 fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Response {
@@ -128,6 +134,13 @@ fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Respon
         "webhook_event_id": receipt.webhook_event_id,
         "conversion_id": receipt.conversion_id,
     });
+    if receipt.conversion_id.is_some() {
+        // Where the conversion stands now, so a sender can tell a stale delivery.
+        body["conversion_status"] = receipt.conversion_status.clone().into();
+        if matches!(outcome, Outcome::Processed(_)) {
+            body["applied"] = receipt.applied.into();
+        }
+    }
     let (status, replayed, conflict) = match outcome {
         Outcome::Processed(_) => {
             body["status"] = "processed".into();

@@ -99,11 +99,15 @@ impl Preset {
         // provider changes between retries of one event.
         let whole_body = |volatile: &[&str]| json::fingerprint_object(body, volatile);
         let (event_id, event_type, fingerprint) = match self {
-            Preset::Refersion => (
-                refersion::event_id(headers, body)?,
-                refersion::event_type(headers, body),
-                json::fingerprint(&refersion::defining_fields(body)),
-            ),
+            Preset::Refersion => {
+                let event_type = refersion::event_type(headers, body);
+                let fields = refersion::defining_fields(event_type.as_deref(), body);
+                (
+                    refersion::event_id(headers, body)?,
+                    event_type,
+                    json::fingerprint(&fields),
+                )
+            }
             Preset::Shopify => (
                 shopify::event_id(headers)?,
                 header(headers, "X-Shopify-Topic"),

@@ -5,11 +5,15 @@
 //! Callers on the async side go through [`run_blocking`], never call them directly: the
 //! sync `postgres` client panics on a tokio worker thread.
 
+mod backup;
 mod postgres;
 mod sqlite;
 
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -22,12 +26,13 @@ use crate::read::{
     Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 
+pub use self::backup::{BackupError, BackupReport};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
 
 /// A store failure. Every variant is answered 503 with `Retry-After`: the provider
 /// retries, and nothing was half-written because every write is one transaction.
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, Error)]
 pub enum StoreError {
     /// The store could not be reached, or refused the work (connection lost, read-only
     /// file, disk full).
@@ -77,6 +82,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// A delivery being recorded: the outcome, and the event handed back so its body is
+/// never copied.
+pub type Pending = Pin<Box<dyn Future<Output = Result<(Outcome, NewEvent), StoreError>> + Send>>;
+
 /// What every backend promises. The contract suite (`tests/contract`) checks each
 /// promise against every backend.
 pub trait Store: Send + Sync + 'static {
@@ -94,12 +103,31 @@ pub trait Store: Send + Sync + 'static {
     /// - Known id, same fingerprint: `Duplicate` with the original ids; counts the
     ///   delivery (`delivery_count`, `last_seen_at`) without waiting for an fsync.
     /// - Known id, different fingerprint: `Conflict` with the original ids; the original
-    ///   is untouched, the delivery is kept in `webhook_conflicts` and counted.
+    ///   is untouched, the delivery is counted, and kept in `webhook_conflicts` while
+    ///   fewer than [`KEPT_CONFLICTS`] are kept for the event.
+    ///
+    /// A conversion delivery (`external_conversion_id` set) creates its conversion or
+    /// moves it in the same transaction, unless it is stale (SPEC §2): then the event is
+    /// still `Processed`, linked to the conversion, with `applied` false. Deliveries of
+    /// one conversion serialise on its row, so none is lost.
     ///
     /// Concurrent calls for one id wait for the first transaction: if it commits they are
     /// duplicates, if it rolls back one of them becomes the first. The unique indexes
     /// decide, never an application lock, so this holds across processes.
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError>;
+
+    /// [`Store::process`] for async callers (the HTTP layer), with the same guarantees.
+    /// `deadline` is the request's one deadline: work still queued when it passes is
+    /// dropped, and the caller stops waiting then (`tokio::time::timeout_at`). The
+    /// default runs `process` on the blocking pool; a backend overrides it where it can
+    /// avoid that hop.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        let _ = deadline;
+        Box::pin(run_blocking(move || {
+            let outcome = self.process(&event)?;
+            Ok((outcome, event))
+        }))
+    }
 
     /// Succeeds when the store answers a trivial query.
     fn ping(&self) -> Result<(), StoreError>;
@@ -107,7 +135,8 @@ pub trait Store: Send + Sync + 'static {
     /// The stored event for `(source, event_id)`.
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
 
-    /// The conversion created by `(source, event_id)`, if it was a sale.
+    /// The conversion the event `(source, event_id)` is linked to, or else the one it
+    /// created (a conversion without its event would show a half-written step).
     fn conversion(
         &self,
         source: &Source,
@@ -119,6 +148,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Row counts of events, conversions and conflicts.
     fn totals(&self) -> Result<Totals, StoreError>;
+
+    // --- ops verbs ---
+
+    /// Writes a consistent copy of the live store to a new file at `path` while other
+    /// connections keep writing, checks the copy, and reports its size. Never overwrites
+    /// an existing file; leaves no file behind on failure. A backend whose data is not
+    /// one file answers `Unsupported`, naming the tool to use instead.
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
 
     // --- admin verbs ---
     // Reads for the admin API, the console and the commands. They read committed rows
@@ -254,12 +291,19 @@ fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migratio
 /// Rows a prune batch clears per transaction.
 pub(crate) const PRUNE_BATCH: i64 = 1000;
 
-/// The current time as stored: RFC 3339 UTC with microseconds, the same text on both
-/// backends so lexical order is time order.
+/// How every timestamp is stored as text: RFC 3339 UTC with microseconds, the same text
+/// on both backends so lexical order is time order.
+pub const STORED_TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
+    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+);
+
+/// At most this many conflicting deliveries of one event are kept with their payloads
+/// (SPEC §5.3); every one is counted. Both backends' SQL carries the same number.
+pub const KEPT_CONFLICTS: i64 = 16;
+
+/// The current time as stored ([`STORED_TIMESTAMP`]).
 pub fn now_text() -> String {
     let now = time::OffsetDateTime::now_utc();
-    now.format(&time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    ))
-    .unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(STORED_TIMESTAMP)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }

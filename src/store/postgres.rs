@@ -21,9 +21,10 @@
 //! ([`off_runtime`]), and `Drop` closes the pool on a plain thread.
 
 use std::error::Error as _;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -33,17 +34,19 @@ use postgres::{Client, Config, NoTls, Row, Statement};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 use rust_decimal::Decimal;
 
-use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files};
+use super::{
+    BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
+    migration_files,
+};
 use crate::model::{
-    Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
-    StoredEvent, Totals,
+    Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
+    StoredConversion, StoredEvent, Totals,
 };
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
     Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 
-#[path = "postgres_admin.rs"]
 mod admin;
 
 const MIGRATIONS: [MigrationFile; 5] = migration_files!("postgres");
@@ -135,6 +138,9 @@ pub struct PostgresStore {
     epoch: Arc<AtomicU64>,
     last_connect_error: Arc<LastConnectError>,
     connect_timeout: Duration,
+    /// One permit per pooled connection: requests beyond that wait here (async, cheap)
+    /// until their deadline instead of piling up on blocking threads.
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl PostgresStore {
@@ -174,6 +180,11 @@ impl PostgresStore {
             // Every connection is opened up front and kept: no request pays for a
             // connection setup once the pool is warm.
             .min_idle(Some(size))
+            // Kept for the life of the process, as the README promises: r2d2's default
+            // reaping (10 min idle, 30 min lifetime) would close and reopen them, and
+            // each reopened connection pays a connect and a prepare on its next webhook.
+            .idle_timeout(None)
+            .max_lifetime(None)
             .connection_timeout(options.connect_timeout)
             .test_on_check_out(false)
             .error_handler(Box::new(RecordErrors(last_connect_error.clone())))
@@ -189,6 +200,7 @@ impl PostgresStore {
             epoch,
             last_connect_error,
             connect_timeout: options.connect_timeout,
+            permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
         };
         // Waits for the first connection; dropping the store on failure closes the pool.
         off_runtime(|| store.conn().map(drop)).map_err(|e| {
@@ -199,13 +211,20 @@ impl PostgresStore {
 
     /// A connection known good in the current epoch.
     fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
+        self.conn_within(self.connect_timeout)
+    }
+
+    /// The same, waiting at most `wait` for the pool.
+    fn conn_within(&self, wait: Duration) -> Result<PooledConnection<Manager>, StoreError> {
         let pool = self
             .pool
             .as_ref()
             .ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
         // Each pass discards one dead connection, so the pool size bounds the passes.
         for _ in 0..=pool.max_size() {
-            let mut conn = pool.get().map_err(|_| self.no_connection(pool))?;
+            let mut conn = pool
+                .get_timeout(wait)
+                .map_err(|_| self.no_connection(pool))?;
             let epoch = self.epoch.load(Ordering::Acquire);
             if conn.epoch == epoch {
                 return Ok(conn);
@@ -248,9 +267,17 @@ impl PostgresStore {
         &self,
         work: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
+        self.with_conn_within(self.connect_timeout, work)
+    }
+
+    fn with_conn_within<T: Send>(
+        &self,
+        wait: Duration,
+        work: impl FnOnce(&mut PgConn) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
         // The connection is also returned (and maybe closed) inside, off the runtime.
         off_runtime(|| {
-            let mut conn = self.conn()?;
+            let mut conn = self.conn_within(wait)?;
             work(&mut conn).map_err(|e| {
                 if connection_lost(&e) || conn.client.is_closed() {
                     conn.broken = true;
@@ -335,6 +362,120 @@ impl Drop for PostgresStore {
     }
 }
 
+/// Where the statement running for a request can be cancelled from, while it runs.
+#[derive(Default)]
+struct CancelSlot(Mutex<Cancel>);
+
+#[derive(Default)]
+enum Cancel {
+    /// Not started: the statement may still start.
+    #[default]
+    Idle,
+    Running(postgres::CancelToken),
+    /// The deadline passed before the statement started: it must not start.
+    Cancelled,
+}
+
+impl CancelSlot {
+    /// Called at the deadline: stops the statement, or keeps it from starting.
+    fn cancel(&self) -> Option<postgres::CancelToken> {
+        match std::mem::replace(&mut *self.0.lock(), Cancel::Cancelled) {
+            Cancel::Running(token) => Some(token),
+            Cancel::Idle | Cancel::Cancelled => None,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// One call of `process_webhook_idempotently`, waiting at most `wait` for a
+    /// connection, cancellable through `cancel` while it runs.
+    fn call_process(
+        &self,
+        event: &NewEvent,
+        wait: Duration,
+        cancel: &CancelSlot,
+    ) -> Result<Outcome, StoreError> {
+        let conversion = event.conversion.as_ref();
+        let text =
+            |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
+        let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
+        let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
+        let (order_id, currency, tracking_id) = (
+            text(|c| &c.order_id),
+            text(|c| &c.currency),
+            text(|c| &c.tracking_id),
+        );
+        let (status, external_conversion_id) =
+            (text(|c| &c.status), text(|c| &c.external_conversion_id));
+        let (affiliate_id, affiliate_code, source_updated_at) = (
+            text(|c| &c.affiliate_id),
+            text(|c| &c.affiliate_code),
+            text(|c| &c.source_updated_at),
+        );
+        let params: [&(dyn ToSql + Sync); 15] = [
+            &event.source.as_str(),
+            &event.event_id.as_str(),
+            &event.event_type,
+            &event.payload,
+            &event.fingerprint,
+            &order_id,
+            &commission,
+            &sale,
+            &currency,
+            &tracking_id,
+            &status,
+            &external_conversion_id,
+            &affiliate_id,
+            &affiliate_code,
+            &source_updated_at,
+        ];
+        let row = self
+            .with_conn_within(wait, |conn| {
+                let statement = match &conn.process {
+                    Some(statement) => statement.clone(),
+                    None => {
+                        let statement = conn.client.prepare(sql::PROCESS)?;
+                        conn.process = Some(statement.clone());
+                        statement
+                    }
+                };
+                {
+                    let mut slot = cancel.0.lock();
+                    if matches!(*slot, Cancel::Cancelled) {
+                        return Ok(None);
+                    }
+                    *slot = Cancel::Running(conn.client.cancel_token());
+                }
+                let row = conn.client.query_one(&statement, &params).map(Some);
+                *cancel.0.lock() = Cancel::Idle;
+                if row.is_err() {
+                    // Prepare again next time, in case the function was replaced with another
+                    // shape underneath this statement; one extra round trip after a failure.
+                    conn.process = None;
+                }
+                row
+            })?
+            .ok_or_else(|| {
+                StoreError::Timeout("the deadline passed before the statement started".into())
+            })?;
+        let outcome: String = get(&row, 0)?;
+        let receipt = Receipt {
+            webhook_event_id: get(&row, 1)?,
+            conversion_id: get(&row, 2)?,
+            conversion_status: get(&row, 3)?,
+            applied: get::<Option<bool>>(&row, 4)?.unwrap_or(false),
+        };
+        match outcome.as_str() {
+            "processed" => Ok(Outcome::Processed(receipt)),
+            "duplicate" => Ok(Outcome::Duplicate(receipt)),
+            "conflict" => Ok(Outcome::Conflict(receipt)),
+            other => Err(StoreError::Internal(format!(
+                "process_webhook_idempotently returned the unknown outcome {other:?}"
+            ))),
+        }
+    }
+}
+
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -348,54 +489,46 @@ impl Store for PostgresStore {
     }
 
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
-        let conversion = event.conversion.as_ref();
-        let order_id = conversion.map(|c| c.order_id.as_str());
-        let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
-        let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
-        let currency = conversion.and_then(|c| c.currency.as_deref());
-        let tracking_id = conversion.and_then(|c| c.tracking_id.as_deref());
-        let params: [&(dyn ToSql + Sync); 10] = [
-            &event.source.as_str(),
-            &event.event_id.as_str(),
-            &event.event_type,
-            &event.payload,
-            &event.fingerprint,
-            &order_id,
-            &commission,
-            &sale,
-            &currency,
-            &tracking_id,
-        ];
-        let row = self.with_conn(|conn| {
-            let statement = match &conn.process {
-                Some(statement) => statement.clone(),
+        self.call_process(event, self.connect_timeout, &CancelSlot::default())
+    }
+
+    /// The request's one deadline bounds the wait for a permit and for a connection;
+    /// past it, the running statement is cancelled on the server, so the answer is
+    /// what the database did (a rollback gives a 503, a commit that won the race a 200),
+    /// never a 503 for an event that is recorded after all.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        Box::pin(async move {
+            let permit =
+                tokio::time::timeout_at(deadline.into(), self.permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
+                    .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+            let slot = Arc::new(CancelSlot::default());
+            let running = slot.clone();
+            let store = self.clone();
+            let mut work = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let outcome = store.call_process(&event, wait, &running)?;
+                Ok((outcome, event))
+            });
+            let finished = tokio::select! {
+                result = &mut work => Some(result),
+                () = tokio::time::sleep_until(deadline.into()) => None,
+            };
+            let result = match finished {
+                Some(result) => result,
                 None => {
-                    let statement = conn.client.prepare(sql::PROCESS)?;
-                    conn.process = Some(statement.clone());
-                    statement
+                    if let Some(token) = slot.cancel() {
+                        // Over its own connection; its answer does not matter, the
+                        // statement's own result below does.
+                        tokio::task::spawn_blocking(move || drop(token.cancel_query(NoTls)));
+                    }
+                    work.await
                 }
             };
-            let row = conn.client.query_one(&statement, &params);
-            if row.is_err() {
-                // Prepare again next time, in case the function was replaced with another
-                // shape underneath this statement; one extra round trip after a failure.
-                conn.process = None;
-            }
-            row
-        })?;
-        let outcome: String = get(&row, 0)?;
-        let receipt = Receipt {
-            webhook_event_id: get(&row, 1)?,
-            conversion_id: get(&row, 2)?,
-        };
-        match outcome.as_str() {
-            "processed" => Ok(Outcome::Processed(receipt)),
-            "duplicate" => Ok(Outcome::Duplicate(receipt)),
-            "conflict" => Ok(Outcome::Conflict(receipt)),
-            other => Err(StoreError::Internal(format!(
-                "process_webhook_idempotently returned the unknown outcome {other:?}"
-            ))),
-        }
+            result.map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+        })
     }
 
     fn ping(&self) -> Result<(), StoreError> {
@@ -441,12 +574,18 @@ impl Store for PostgresStore {
             id: get(&row, 0)?,
             source: get(&row, 1)?,
             external_event_id: get(&row, 2)?,
-            order_id: get(&row, 3)?,
-            commission_amount: Amount::from_decimal(get(&row, 4)?),
-            sale_amount: Amount::from_decimal(get(&row, 5)?),
-            currency: get(&row, 6)?,
-            tracking_id: get(&row, 7)?,
-            created_at: get(&row, 8)?,
+            external_conversion_id: get(&row, 3)?,
+            order_id: get(&row, 4)?,
+            commission_amount: Amount::from_decimal(get(&row, 5)?),
+            sale_amount: Amount::from_decimal(get(&row, 6)?),
+            currency: get(&row, 7)?,
+            tracking_id: get(&row, 8)?,
+            status: get(&row, 9)?,
+            affiliate_id: get(&row, 10)?,
+            affiliate_code: get(&row, 11)?,
+            source_updated_at: get(&row, 12)?,
+            created_at: get(&row, 13)?,
+            updated_at: get(&row, 14)?,
         }))
     }
 
@@ -476,6 +615,17 @@ impl Store for PostgresStore {
             conflicts: get(row, 2)?,
         })
     }
+
+    // --- ops verbs ---
+
+    /// A PostgreSQL database is not one file hooklatch could copy consistently; its own
+    /// tools do it (and point-in-time recovery, which no copy by hooklatch could offer).
+    fn backup_to(&self, _path: &Path) -> Result<BackupReport, BackupError> {
+        Err(BackupError::Unsupported(
+            "backup copies SQLite databases only; back up PostgreSQL with pg_dump, e.g. pg_dump --format=custom --file=hooklatch.dump \"$DATABASE_URL\"",
+        ))
+    }
+
     // --- admin verbs ---
     fn list_events(
         &self,

@@ -1,45 +1,62 @@
 //! SQLite backend: an embedded file in WAL mode, `synchronous=FULL` unless the operator
 //! opts out, pooled with r2d2.
 //!
-//! Writers are serialised inside the process by a gate held for the whole write
-//! transaction. SQLite allows one writer at a time anyway; queueing on the gate (bounded
-//! by the store timeout) instead of on SQLite's busy handler keeps concurrent clients
-//! from ever seeing `SQLITE_BUSY`, and keeps throughput steady where the busy handler's
-//! sleeps would not. Other processes on the same file still meet `busy_timeout`.
+//! Writes go through one writer thread per process ([`writer`]), which applies queued
+//! events in batches: one transaction, one fsync, every event in its own savepoint
+//! (group commit). Queueing on that thread's channel instead of on SQLite's busy handler
+//! keeps concurrent clients from ever seeing `SQLITE_BUSY`. Other processes on the same
+//! file (the command line while a server runs) still meet `busy_timeout`.
 //!
-//! A duplicate is decided by a read on any pooled connection. Its bookkeeping update is
-//! committed with `synchronous=NORMAL`: the event it counts is already durable, so that
-//! commit need not wait for an fsync (a crash may lose the count, never the event).
+//! A duplicate is decided by a read on a reader connection and never waits for the
+//! writer: its count is handed to the writer, which commits it with its next batch. No
+//! connection ever changes its `synchronous` level for that, and the writer checks the
+//! level before every commit.
+//!
+//! What decides "exactly once" is still the unique index: the writer looks the id up
+//! again inside its transaction before inserting, and the insert would fail on the
+//! index if anything else had claimed the id.
+
+mod writer;
+
+mod backup;
+
+mod admin;
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 use rust_decimal::Decimal;
 
-use super::{MigrationFile, Store, StoreError, StoreOptions, migration_files, now_text};
+use self::writer::{ReplyTo, Writer};
+use super::{
+    BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
+    migration_files, now_text,
+};
 use crate::model::{
-    Amount, EventId, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredConversion,
-    StoredEvent, Totals,
+    Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
+    StoredConversion, StoredEvent, Totals,
 };
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
     Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 
-#[path = "sqlite_admin.rs"]
-mod admin;
-
 const MIGRATIONS: [MigrationFile; 5] = migration_files!("sqlite");
 
 mod sql {
     pub const FIND_EVENT: &str = include_str!("../../sql/sqlite/find_event.sql");
     pub const INSERT_CONVERSION: &str = include_str!("../../sql/sqlite/insert_conversion.sql");
+    pub const FIND_SALE_CONVERSION: &str =
+        include_str!("../../sql/sqlite/find_sale_conversion.sql");
+    pub const APPLY_CONVERSION: &str = include_str!("../../sql/sqlite/apply_conversion.sql");
+    pub const FIND_CONVERSION: &str = include_str!("../../sql/sqlite/find_conversion.sql");
     pub const INSERT_EVENT: &str = include_str!("../../sql/sqlite/insert_event.sql");
     pub const COUNT_DUPLICATE: &str = include_str!("../../sql/sqlite/count_duplicate.sql");
+    pub const COUNT_DUPLICATES: &str = include_str!("../../sql/sqlite/count_duplicates.sql");
     pub const INSERT_CONFLICT: &str = include_str!("../../sql/sqlite/insert_conflict.sql");
     pub const COUNT_CONFLICT: &str = include_str!("../../sql/sqlite/count_conflict.sql");
     pub const GET_EVENT: &str = include_str!("../../sql/sqlite/get_event.sql");
@@ -52,12 +69,11 @@ mod sql {
 type Conn = PooledConnection<SqliteConnectionManager>;
 
 pub struct SqliteStore {
+    /// Reader connections; the writer thread borrows one per batch as well.
     pool: Pool<SqliteConnectionManager>,
-    /// Held for the whole of every write transaction (see the module header).
-    writer: Mutex<()>,
+    /// `None` only while being dropped.
+    writer: Option<Writer>,
     timeout: Duration,
-    /// The `synchronous` level every connection runs at outside duplicate bookkeeping.
-    synchronous: &'static str,
 }
 
 /// An event already on record, as the duplicate check needs it.
@@ -65,6 +81,15 @@ struct Existing {
     id: i64,
     fingerprint: String,
     conversion_id: Option<i64>,
+    conversion_status: Option<String>,
+}
+
+/// Where a delivery left its conversion.
+struct ConversionState {
+    id: i64,
+    status: Option<String>,
+    /// Created or moved by this delivery (false: stale, or a sale already on record).
+    applied: bool,
 }
 
 impl SqliteStore {
@@ -80,19 +105,21 @@ impl SqliteStore {
             SqliteConnectionManager::file(path),
             options,
             options.pool_size,
+            true,
         )
     }
 
     /// A private in-memory database (`sqlite::memory:`), for tests. One connection, kept
     /// for the life of the store, because each connection would see its own database.
     pub fn open_memory(options: &StoreOptions) -> Result<SqliteStore, StoreError> {
-        Self::build(SqliteConnectionManager::memory(), options, 1)
+        Self::build(SqliteConnectionManager::memory(), options, 1, false)
     }
 
     fn build(
         manager: SqliteConnectionManager,
         options: &StoreOptions,
         size: u32,
+        file: bool,
     ) -> Result<SqliteStore, StoreError> {
         let synchronous = if options.sqlite_full_sync {
             "FULL"
@@ -115,7 +142,17 @@ impl SqliteStore {
                     Some("the database file is not writable".into()),
                 ));
             }
-            c.pragma_update(None, "journal_mode", "WAL")?;
+            // The pragma answers the mode now in force: a file that cannot switch (a
+            // filesystem without shared memory, a read-only WAL) answers something else,
+            // and then every promise about concurrent readers would be false.
+            let mode: String =
+                c.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+            if file && !mode.eq_ignore_ascii_case("wal") {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                    Some(format!("journal_mode=WAL did not take effect (got {mode})")),
+                ));
+            }
             c.pragma_update(None, "synchronous", synchronous)?;
             c.pragma_update(None, "foreign_keys", "ON")?;
             Ok(())
@@ -131,11 +168,11 @@ impl SqliteStore {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot open the SQLite database: {e}"))
             })?;
+        let writer = Writer::start(pool.clone(), synchronous, options.statement_timeout)?;
         Ok(SqliteStore {
             pool,
-            writer: Mutex::new(()),
+            writer: Some(writer),
             timeout: options.statement_timeout,
-            synchronous,
         })
     }
 
@@ -145,62 +182,233 @@ impl SqliteStore {
             .map_err(|e| StoreError::Timeout(format!("no SQLite connection: {e}")))
     }
 
-    /// Runs `work` as the only writer of this process, or times out.
-    fn write<T>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
-    ) -> Result<T, StoreError> {
-        let _gate = self
-            .writer
-            .try_lock_for(self.timeout)
-            .ok_or_else(|| StoreError::Timeout("waited too long for the SQLite writer".into()))?;
-        let mut conn = self.conn()?;
-        work(&mut conn)
+    fn writer(&self) -> Result<&Writer, StoreError> {
+        self.writer
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the SQLite store is closed".into()))
     }
 
-    /// Counts a repeated delivery as one autocommit statement at `synchronous=NORMAL`
-    /// (see the module header). Holds the writer gate only for that statement, which
-    /// waits for no fsync.
-    fn count_duplicate(&self, id: i64) -> Result<(), StoreError> {
-        self.write(|conn| {
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(map_err)?;
-            let counted = conn
-                .prepare_cached(sql::COUNT_DUPLICATE)
-                .and_then(|mut stmt| stmt.execute(params![id, now_text()]));
-            // Restore durability for whoever uses this connection next, even on failure.
-            let restored = conn.pragma_update(None, "synchronous", self.synchronous);
-            counted.map_err(map_err)?;
-            restored.map_err(map_err)
-        })
+    /// Runs `work` on the writer's connection between two batches: for maintenance and
+    /// for tests that need to see or disturb what the writer sees.
+    pub fn with_writer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer()?.run(work)
+    }
+
+    /// New events waiting on the writer's queue, not yet in a batch.
+    pub fn queued_writes(&self) -> usize {
+        self.writer.as_ref().map_or(0, Writer::queued)
+    }
+
+    /// Commits pending duplicate counts, so what is read next includes them.
+    pub(super) fn settle(&self) -> Result<(), StoreError> {
+        self.writer()?.flush()
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // The writer first: it commits what is queued while the pool is still open.
+        drop(self.writer.take());
+    }
+}
+
+/// Decides a delivery by a read, without the writer: `Some` for a duplicate (counted),
+/// `None` when the writer must apply it (new, or a conflict to keep).
+fn read_duplicate(
+    conn: &Connection,
+    writer: &Writer,
+    event: &NewEvent,
+) -> Result<Option<Outcome>, StoreError> {
+    match find(conn, event)? {
+        Some(existing) if existing.fingerprint == event.fingerprint => {
+            writer.count_duplicate(existing.id, now_text());
+            Ok(Some(Outcome::Duplicate(existing.receipt())))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// One event inside the writer's transaction (in its own savepoint): a duplicate or
+/// conflict if the id is on record by now, else the event and its conversion.
+fn apply(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+    match find(conn, event)? {
+        Some(existing) => repeat(conn, existing, event),
+        None => insert_new(conn, event),
     }
 }
 
 /// Answers a repeated delivery inside the caller's write transaction: counts a
-/// duplicate, or keeps and counts a conflict.
+/// duplicate, or counts a conflict and keeps it while fewer than `KEPT_CONFLICTS` are.
 fn repeat(conn: &Connection, existing: Existing, event: &NewEvent) -> Result<Outcome, StoreError> {
-    let receipt = existing.receipt();
     let now = now_text();
     if existing.fingerprint == event.fingerprint {
         conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
             .map_err(map_err)?;
-        return Ok(Outcome::Duplicate(receipt));
+        return Ok(Outcome::Duplicate(existing.receipt()));
     }
+    let conflicts: i64 = conn
+        .query_row(sql::COUNT_CONFLICT, params![existing.id, now], |row| {
+            row.get(0)
+        })
+        .map_err(map_err)?;
     conn.execute(
         sql::INSERT_CONFLICT,
-        params![existing.id, event.fingerprint, event.payload, now],
+        params![
+            existing.id,
+            event.fingerprint,
+            event.payload,
+            now,
+            conflicts
+        ],
     )
     .map_err(map_err)?;
-    conn.execute(sql::COUNT_CONFLICT, params![existing.id, now])
+    Ok(Outcome::Conflict(existing.receipt()))
+}
+
+/// Records a new event and creates or moves its conversion, inside the writer's
+/// transaction (one writer per process serialises every delivery of one conversion).
+fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+    let now = now_text();
+    let conversion = match &event.conversion {
+        None => None,
+        Some(c) if c.external_conversion_id.is_some() => {
+            Some(apply_conversion(conn, event, c, &now)?)
+        }
+        Some(c) => Some(create_sale_conversion(conn, event, c, &now)?),
+    };
+    let conversion_id = conversion.as_ref().map(|c| c.id);
+    let webhook_event_id = conn
+        .prepare_cached(sql::INSERT_EVENT)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    event.source.as_str(),
+                    event.event_id.as_str(),
+                    event.event_type,
+                    event.payload,
+                    event.fingerprint,
+                    conversion_id,
+                    now,
+                ],
+                |row| row.get::<_, i64>(0),
+            )
+        })
         .map_err(map_err)?;
-    Ok(Outcome::Conflict(receipt))
+    Ok(Outcome::Processed(Receipt {
+        webhook_event_id,
+        conversion_id,
+        applied: conversion.as_ref().is_some_and(|c| c.applied),
+        conversion_status: conversion.and_then(|c| c.status),
+    }))
+}
+
+/// A seed-style sale: one conversion per sale event. A conversions row already keyed by
+/// this event id (only manual surgery leaves one without its event) is adopted as this
+/// event's conversion rather than failing the delivery for ever.
+fn create_sale_conversion(
+    conn: &Connection,
+    event: &NewEvent,
+    c: &NewConversion,
+    now: &str,
+) -> Result<ConversionState, StoreError> {
+    write_or_read(
+        conn,
+        (
+            sql::INSERT_CONVERSION,
+            params![
+                event.source.as_str(),
+                event.event_id.as_str(),
+                c.order_id,
+                c.commission_amount.to_string(),
+                c.sale_amount.to_string(),
+                c.currency,
+                c.tracking_id,
+                c.status,
+                now,
+            ],
+        ),
+        (
+            sql::FIND_SALE_CONVERSION,
+            params![event.source.as_str(), event.event_id.as_str()],
+        ),
+    )
+}
+
+/// A conversion delivery: creates the conversion keyed by `(source,
+/// external_conversion_id)`, or moves it unless the delivery is stale. The staleness rule
+/// lives in the statement's `WHERE`, evaluated against the row as it is now.
+fn apply_conversion(
+    conn: &Connection,
+    event: &NewEvent,
+    c: &NewConversion,
+    now: &str,
+) -> Result<ConversionState, StoreError> {
+    write_or_read(
+        conn,
+        (
+            sql::APPLY_CONVERSION,
+            params![
+                event.source.as_str(),
+                event.event_id.as_str(),
+                c.external_conversion_id,
+                c.order_id,
+                c.commission_amount.to_string(),
+                c.sale_amount.to_string(),
+                c.currency,
+                c.status,
+                c.affiliate_id,
+                c.affiliate_code,
+                c.source_updated_at,
+                now,
+            ],
+        ),
+        // Stale: the conversion exists and stays as it is.
+        (
+            sql::FIND_CONVERSION,
+            params![event.source.as_str(), c.external_conversion_id],
+        ),
+    )
+}
+
+/// Runs a write that returns `(id, status)` of the row it created or moved; when it wrote
+/// nothing, reads `(id, status)` of the row it left alone.
+fn write_or_read<W: rusqlite::Params, R: rusqlite::Params>(
+    conn: &Connection,
+    (write, write_params): (&str, W),
+    (read, read_params): (&str, R),
+) -> Result<ConversionState, StoreError> {
+    let row = |applied| {
+        move |row: &rusqlite::Row<'_>| {
+            Ok(ConversionState {
+                id: row.get(0)?,
+                status: row.get(1)?,
+                applied,
+            })
+        }
+    };
+    let written = conn
+        .prepare_cached(write)
+        .and_then(|mut stmt| stmt.query_row(write_params, row(true)).optional())
+        .map_err(map_err)?;
+    match written {
+        Some(state) => Ok(state),
+        None => conn
+            .prepare_cached(read)
+            .and_then(|mut stmt| stmt.query_row(read_params, row(false)))
+            .map_err(map_err),
+    }
 }
 
 impl Existing {
-    fn receipt(&self) -> Receipt {
+    fn receipt(self) -> Receipt {
         Receipt {
             webhook_event_id: self.id,
             conversion_id: self.conversion_id,
+            conversion_status: self.conversion_status,
+            applied: false,
         }
     }
 }
@@ -215,6 +423,7 @@ fn find(conn: &Connection, event: &NewEvent) -> Result<Option<Existing>, StoreEr
                         id: row.get(0)?,
                         fingerprint: row.get(1)?,
                         conversion_id: row.get(2)?,
+                        conversion_status: row.get(3)?,
                     })
                 },
             )
@@ -230,7 +439,8 @@ impl Store for SqliteStore {
 
     fn migrate(&self) -> Result<(), StoreError> {
         let migrations = super::refinery_migrations(&MIGRATIONS)?;
-        self.write(|conn| {
+        // On the writer, so no batch runs against a half-migrated schema.
+        self.with_writer(move |conn| {
             // Grouped: every pending migration and its history row in one transaction.
             // Ungrouped, refinery commits a migration and its history row separately, and
             // a crash between the two leaves a store that no start can migrate again.
@@ -243,70 +453,47 @@ impl Store for SqliteStore {
     }
 
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
-        // Hot path of a retry storm: a plain read, no transaction, then a counter bump
-        // that waits for no fsync. A conflict is rare and takes the durable path below.
-        let known = find(&*self.conn()?, event)?;
-        if let Some(existing) = known.filter(|e| e.fingerprint == event.fingerprint) {
-            self.count_duplicate(existing.id)?;
-            return Ok(Outcome::Duplicate(existing.receipt()));
+        let writer = self.writer()?;
+        if let Some(outcome) = read_duplicate(&*self.conn()?, writer, event)? {
+            return Ok(outcome);
         }
-        self.write(|conn| {
-            // IMMEDIATE takes the write lock now: a deferred transaction that reads and
-            // then writes fails at once (busy_timeout ignored) if another writer committed
-            // after its snapshot.
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(map_err)?;
-            if let Some(existing) = find(&tx, event)? {
-                let outcome = repeat(&tx, existing, event)?;
-                tx.commit().map_err(map_err)?;
-                return Ok(outcome);
-            }
-            let now = now_text();
-            let conversion_id = match &event.conversion {
-                None => None,
-                Some(c) => Some(
-                    tx.prepare_cached(sql::INSERT_CONVERSION)
-                        .and_then(|mut stmt| {
-                            stmt.query_row(
-                                params![
-                                    event.source.as_str(),
-                                    event.event_id.as_str(),
-                                    c.order_id,
-                                    c.commission_amount.to_string(),
-                                    c.sale_amount.to_string(),
-                                    c.currency,
-                                    c.tracking_id,
-                                    now,
-                                ],
-                                |row| row.get::<_, i64>(0),
-                            )
-                        })
-                        .map_err(map_err)?,
-                ),
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        writer.process(
+            event.clone(),
+            Instant::now() + self.timeout,
+            ReplyTo::Blocking(tx),
+        )?;
+        rx.recv()
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// No blocking-pool hop on the hot paths: the duplicate read runs right here when a
+    /// reader connection is idle (a point lookup on the unique index, shorter than a
+    /// thread handoff), and a new event goes straight onto the writer's queue.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        Box::pin(async move {
+            let writer = self.writer()?;
+            let duplicate = match self.pool.try_get() {
+                Some(conn) => read_duplicate(&conn, writer, &event)?,
+                None => {
+                    let store = self.clone();
+                    let (outcome, returned) = super::run_blocking(move || {
+                        let writer = store.writer()?;
+                        let outcome = read_duplicate(&*store.conn()?, writer, &event)?;
+                        Ok((outcome, event))
+                    })
+                    .await?;
+                    if let Some(outcome) = outcome {
+                        return Ok((outcome, returned));
+                    }
+                    return self.queue(returned, deadline).await;
+                }
             };
-            let webhook_event_id = tx
-                .prepare_cached(sql::INSERT_EVENT)
-                .and_then(|mut stmt| {
-                    stmt.query_row(
-                        params![
-                            event.source.as_str(),
-                            event.event_id.as_str(),
-                            event.event_type,
-                            event.payload,
-                            event.fingerprint,
-                            conversion_id,
-                            now,
-                        ],
-                        |row| row.get::<_, i64>(0),
-                    )
-                })
-                .map_err(map_err)?;
-            tx.commit().map_err(map_err)?;
-            Ok(Outcome::Processed(Receipt {
-                webhook_event_id,
-                conversion_id,
-            }))
+            match duplicate {
+                Some(outcome) => Ok((outcome, event)),
+                None => self.queue(event, deadline).await,
+            }
         })
     }
 
@@ -316,6 +503,7 @@ impl Store for SqliteStore {
     }
 
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.settle()?;
         let conn = self.conn()?;
         conn.query_row(
             sql::GET_EVENT,
@@ -354,12 +542,18 @@ impl Store for SqliteStore {
                     id: row.get(0)?,
                     source: row.get(1)?,
                     external_event_id: row.get(2)?,
-                    order_id: row.get(3)?,
-                    commission_amount: amount(row.get::<_, String>(4)?, 4)?,
-                    sale_amount: amount(row.get::<_, String>(5)?, 5)?,
-                    currency: row.get(6)?,
-                    tracking_id: row.get(7)?,
-                    created_at: row.get(8)?,
+                    external_conversion_id: row.get(3)?,
+                    order_id: row.get(4)?,
+                    commission_amount: amount(row.get::<_, String>(5)?, 5)?,
+                    sale_amount: amount(row.get::<_, String>(6)?, 6)?,
+                    currency: row.get(7)?,
+                    tracking_id: row.get(8)?,
+                    status: row.get(9)?,
+                    affiliate_id: row.get(10)?,
+                    affiliate_code: row.get(11)?,
+                    source_updated_at: row.get(12)?,
+                    created_at: row.get(13)?,
+                    updated_at: row.get(14)?,
                 })
             },
         )
@@ -395,6 +589,14 @@ impl Store for SqliteStore {
         })
         .map_err(map_err)
     }
+
+    // --- ops verbs ---
+
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
+        // A pooled connection reads like any request would; the server's writers go on.
+        backup::copy(&*self.conn()?, path, self.timeout)
+    }
+
     // --- admin verbs ---
     fn list_events(
         &self,
@@ -437,6 +639,21 @@ impl Store for SqliteStore {
 
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
         admin::prune_payloads(self, before, dry_run)
+    }
+}
+
+impl SqliteStore {
+    /// Hands a new (or conflicting) event to the writer and waits for its batch.
+    async fn queue(
+        &self,
+        event: NewEvent,
+        deadline: Instant,
+    ) -> Result<(Outcome, NewEvent), StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.writer()?
+            .process(event, deadline, ReplyTo::Async(tx))?;
+        rx.await
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
 }
 

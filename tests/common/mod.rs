@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod binary;
+
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -172,6 +174,10 @@ impl Store for Closed {
     fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
         Err(closed())
     }
+    // --- ops verbs ---
+    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        Err(closed().into())
+    }
     // --- admin verbs ---
     fn list_events(
         &self,
@@ -215,6 +221,132 @@ impl Store for Closed {
     }
 }
 
+/// The store under test, telling when a `process` call has reached it: a test waits for
+/// that signal, not for a while, before it checks that the call is blocked.
+pub struct Watched {
+    inner: Arc<dyn Store>,
+    entered: std::sync::mpsc::Sender<()>,
+}
+
+impl Watched {
+    pub fn new(inner: Arc<dyn Store>) -> (Arc<Watched>, std::sync::mpsc::Receiver<()>) {
+        let (entered, rx) = std::sync::mpsc::channel();
+        (Arc::new(Watched { inner, entered }), rx)
+    }
+}
+
+impl Store for Watched {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    fn migrate(&self) -> Result<(), store::StoreError> {
+        self.inner.migrate()
+    }
+    fn process(
+        &self,
+        event: &hooklatch::model::NewEvent,
+    ) -> Result<hooklatch::model::Outcome, store::StoreError> {
+        let _ = self.entered.send(());
+        self.inner.process(event)
+    }
+    fn ping(&self) -> Result<(), store::StoreError> {
+        self.inner.ping()
+    }
+    fn event(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::model::StoredEvent>, store::StoreError> {
+        self.inner.event(source, id)
+    }
+    fn conversion(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::model::StoredConversion>, store::StoreError> {
+        self.inner.conversion(source, id)
+    }
+    fn conflicts(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Vec<hooklatch::model::StoredConflict>, store::StoreError> {
+        self.inner.conflicts(source, id)
+    }
+    fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
+        self.inner.totals()
+    }
+    // --- ops verbs ---
+    fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        self.inner.backup_to(path)
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        filter: &read::EventFilter,
+        after: Option<&read::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<read::EventItem>, store::StoreError> {
+        self.inner.list_events(filter, after, limit)
+    }
+    fn list_conversions(
+        &self,
+        filter: &read::ConversionFilter,
+        after: Option<&read::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<read::ConversionItem>, store::StoreError> {
+        self.inner.list_conversions(filter, after, limit)
+    }
+    fn conversion_by_id(&self, id: i64) -> Result<Option<read::ConversionItem>, store::StoreError> {
+        self.inner.conversion_by_id(id)
+    }
+    fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, store::StoreError> {
+        self.inner.conversion_summary()
+    }
+    fn source_stats(&self) -> Result<Vec<read::SourceStats>, store::StoreError> {
+        self.inner.source_stats()
+    }
+    fn export_events(
+        &self,
+        filter: &read::ExportFilter,
+        after: Option<&read::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<read::ExportItem>, store::StoreError> {
+        self.inner.export_events(filter, after, limit)
+    }
+    fn prune_payloads(
+        &self,
+        before: &read::Timestamp,
+        dry_run: bool,
+    ) -> Result<read::Pruned, store::StoreError> {
+        self.inner.prune_payloads(before, dry_run)
+    }
+}
+
+/// PostgreSQL: polls until a session on `url`'s database waits for a lock (another
+/// transaction holds the row it needs), or `limit` passes. Blocking; answers whether it
+/// saw one.
+pub fn some_session_waits_for_a_lock(url: &str, limit: Duration) -> bool {
+    let mut client = admin_client(url).expect("connect to watch pg_stat_activity");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .expect("pg_stat_activity")
+            .get(0);
+        if waiting > 0 {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 fn closed() -> store::StoreError {
     store::StoreError::Unavailable("closed".into())
 }
@@ -223,7 +355,7 @@ pub fn postgres_admin_url() -> String {
     std::env::var("HOOKLATCH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
-fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
@@ -413,6 +545,17 @@ pub fn sale(event_id: &str, commission: &str) -> String {
     )
 }
 
+/// A Refersion conversion delivery (providers.md §1.2) of conversion `id`; `updated` is
+/// Refersion's `YYYY-MM-DD HH:MM:SS`, left out when `None`.
+pub fn conversion_body(id: u64, status: &str, total: &str, updated: Option<&str>) -> String {
+    let updated = updated
+        .map(|u| format!(r#","updated":"{u}""#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"id":{id},"created":"2026-01-05 10:00:00"{updated},"status":"{status}","denied_reason_code":null,"is_recurring":false,"total_items":"1","total":"{total}","commission_total":"5.90","currency":"USD","order_id":"1001","affiliate":{{"id":123,"code":"a3y7"}}}}"#
+    )
+}
+
 /// The seed example from the README.
 pub const SEED: &str = r#"{"event_type":"sale","event_id":"ref_evt_123456","order_id":"ORDER_TEST_001","commission_amount":15.00,"sale_amount":75.00,"tracking_id":"YOyqC7"}"#;
 
@@ -449,12 +592,27 @@ impl TestServer {
         }
     }
 
-    /// Signals shutdown and waits for the server to finish.
+    /// A server around a task started elsewhere, for testing this harness itself.
+    pub fn around(addr: std::net::SocketAddr, task: tokio::task::JoinHandle<()>) -> TestServer {
+        TestServer {
+            addr,
+            stop: None,
+            task,
+        }
+    }
+
+    /// Signals shutdown and waits for the server to finish. A panic in `serve` fails the
+    /// test here, with the original message, rather than vanishing with the task.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let _ = (&mut self.task).await;
+        if let Err(e) = (&mut self.task).await {
+            match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                Err(e) => panic!("the server task did not finish: {e}"),
+            }
+        }
     }
 }
 
@@ -550,15 +708,16 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 
 /// Deletes every event, conversion and conflict, through the backend's own client.
 pub fn wipe(url: &DatabaseUrl) {
-    execute_batch(
+    execute_sql(
         url,
         "DELETE FROM webhook_conflicts; DELETE FROM webhook_events; DELETE FROM conversions;",
     );
 }
 
-/// Runs SQL both backends understand through the backend's own client, as another
-/// process (an operator, another lane's worker) would.
-pub fn execute_batch(url: &DatabaseUrl, sql: &str) {
+/// Runs SQL that both dialects accept on the test's database, through the backend's own
+/// client, as an operator (or another lane's worker) would change rows behind hooklatch's
+/// back.
+pub fn execute_sql(url: &DatabaseUrl, sql: &str) {
     match url {
         DatabaseUrl::Sqlite(path) => {
             rusqlite::Connection::open(path)

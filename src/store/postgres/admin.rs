@@ -16,23 +16,24 @@ use crate::read::{
 use crate::store::{PRUNE_BATCH, StoreError};
 
 mod sql {
-    pub const LIST_EVENTS: &str = include_str!("../../sql/postgres/list_events.sql");
+    pub const LIST_EVENTS: &str = include_str!("../../../sql/postgres/list_events.sql");
     pub const LIST_EVENTS_BY_SOURCE: &str =
-        include_str!("../../sql/postgres/list_events_by_source.sql");
+        include_str!("../../../sql/postgres/list_events_by_source.sql");
     pub const LIST_EVENTS_BY_EVENT_ID: &str =
-        include_str!("../../sql/postgres/list_events_by_event_id.sql");
-    pub const LIST_CONVERSIONS: &str = include_str!("../../sql/postgres/list_conversions.sql");
+        include_str!("../../../sql/postgres/list_events_by_event_id.sql");
+    pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/postgres/list_conversions.sql");
     pub const GET_CONVERSION_BY_ID: &str =
-        include_str!("../../sql/postgres/get_conversion_by_id.sql");
-    pub const CONVERSION_SUMMARY: &str = include_str!("../../sql/postgres/conversion_summary.sql");
-    pub const SOURCE_STATS: &str = include_str!("../../sql/postgres/source_stats.sql");
-    pub const EXPORT_EVENTS: &str = include_str!("../../sql/postgres/export_events.sql");
-    pub const PRUNE_EVENTS: &str = include_str!("../../sql/postgres/prune_events.sql");
-    pub const PRUNE_CONFLICTS: &str = include_str!("../../sql/postgres/prune_conflicts.sql");
+        include_str!("../../../sql/postgres/get_conversion_by_id.sql");
+    pub const CONVERSION_SUMMARY: &str =
+        include_str!("../../../sql/postgres/conversion_summary.sql");
+    pub const SOURCE_STATS: &str = include_str!("../../../sql/postgres/source_stats.sql");
+    pub const EXPORT_EVENTS: &str = include_str!("../../../sql/postgres/export_events.sql");
+    pub const PRUNE_EVENTS: &str = include_str!("../../../sql/postgres/prune_events.sql");
+    pub const PRUNE_CONFLICTS: &str = include_str!("../../../sql/postgres/prune_conflicts.sql");
     pub const COUNT_PRUNABLE_EVENTS: &str =
-        include_str!("../../sql/postgres/count_prunable_events.sql");
+        include_str!("../../../sql/postgres/count_prunable_events.sql");
     pub const COUNT_PRUNABLE_CONFLICTS: &str =
-        include_str!("../../sql/postgres/count_prunable_conflicts.sql");
+        include_str!("../../../sql/postgres/count_prunable_conflicts.sql");
 }
 
 type Param<'a> = (&'a (dyn ToSql + Sync), Type);

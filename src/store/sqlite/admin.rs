@@ -1,6 +1,7 @@
 //! SQLite side of the admin read verbs (lists, summary, stats, export) and pruning. Reads
-//! run on any pooled connection, in WAL mode beside the writer; pruning goes through the
-//! writer gate one short batch at a time, so deliveries interleave with a long prune.
+//! run on a reader connection, in WAL mode beside the writer, after the duplicate counts
+//! the writer holds are committed (so counts read are current); pruning runs on the
+//! writer thread one short batch at a time, so deliveries interleave with a long prune.
 
 use std::collections::BTreeMap;
 
@@ -17,23 +18,23 @@ use crate::read::{
 use crate::store::{PRUNE_BATCH, StoreError};
 
 mod sql {
-    pub const LIST_EVENTS: &str = include_str!("../../sql/sqlite/list_events.sql");
+    pub const LIST_EVENTS: &str = include_str!("../../../sql/sqlite/list_events.sql");
     pub const LIST_EVENTS_BY_SOURCE: &str =
-        include_str!("../../sql/sqlite/list_events_by_source.sql");
+        include_str!("../../../sql/sqlite/list_events_by_source.sql");
     pub const LIST_EVENTS_BY_EVENT_ID: &str =
-        include_str!("../../sql/sqlite/list_events_by_event_id.sql");
-    pub const LIST_CONVERSIONS: &str = include_str!("../../sql/sqlite/list_conversions.sql");
+        include_str!("../../../sql/sqlite/list_events_by_event_id.sql");
+    pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/sqlite/list_conversions.sql");
     pub const GET_CONVERSION_BY_ID: &str =
-        include_str!("../../sql/sqlite/get_conversion_by_id.sql");
-    pub const CONVERSION_SUMMARY: &str = include_str!("../../sql/sqlite/conversion_summary.sql");
-    pub const SOURCE_STATS: &str = include_str!("../../sql/sqlite/source_stats.sql");
-    pub const EXPORT_EVENTS: &str = include_str!("../../sql/sqlite/export_events.sql");
-    pub const PRUNE_EVENTS: &str = include_str!("../../sql/sqlite/prune_events.sql");
-    pub const PRUNE_CONFLICTS: &str = include_str!("../../sql/sqlite/prune_conflicts.sql");
+        include_str!("../../../sql/sqlite/get_conversion_by_id.sql");
+    pub const CONVERSION_SUMMARY: &str = include_str!("../../../sql/sqlite/conversion_summary.sql");
+    pub const SOURCE_STATS: &str = include_str!("../../../sql/sqlite/source_stats.sql");
+    pub const EXPORT_EVENTS: &str = include_str!("../../../sql/sqlite/export_events.sql");
+    pub const PRUNE_EVENTS: &str = include_str!("../../../sql/sqlite/prune_events.sql");
+    pub const PRUNE_CONFLICTS: &str = include_str!("../../../sql/sqlite/prune_conflicts.sql");
     pub const COUNT_PRUNABLE_EVENTS: &str =
-        include_str!("../../sql/sqlite/count_prunable_events.sql");
+        include_str!("../../../sql/sqlite/count_prunable_events.sql");
     pub const COUNT_PRUNABLE_CONFLICTS: &str =
-        include_str!("../../sql/sqlite/count_prunable_conflicts.sql");
+        include_str!("../../../sql/sqlite/count_prunable_conflicts.sql");
 }
 
 pub(super) fn list_events(
@@ -47,6 +48,7 @@ pub(super) fn list_events(
         EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
         EventListPlan::ByTime => sql::LIST_EVENTS,
     };
+    store.settle()?;
     let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(statement).map_err(map_err)?;
@@ -193,6 +195,7 @@ fn decimal(text: String) -> Result<Decimal, StoreError> {
 }
 
 pub(super) fn source_stats(store: &SqliteStore) -> Result<Vec<SourceStats>, StoreError> {
+    store.settle()?;
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(sql::SOURCE_STATS).map_err(map_err)?;
     let rows = stmt
@@ -218,6 +221,7 @@ pub(super) fn export_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ExportItem>, StoreError> {
+    store.settle()?;
     let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(sql::EXPORT_EVENTS).map_err(map_err)?;
@@ -253,6 +257,8 @@ pub(super) fn prune_payloads(
     before: &Timestamp,
     dry_run: bool,
 ) -> Result<Pruned, StoreError> {
+    // Pending duplicate counts move last_seen_at; commit them before judging age.
+    store.settle()?;
     if dry_run {
         let conn = store.conn()?;
         let count = |statement: &str| -> Result<u64, StoreError> {
@@ -269,9 +275,10 @@ pub(super) fn prune_payloads(
     }
     let mut pruned = Pruned::default();
     loop {
-        // The gate is taken per batch, so deliveries wait for one batch at most.
-        let cleared = store.write(|conn| {
-            conn.execute(sql::PRUNE_EVENTS, params![before.as_str(), PRUNE_BATCH])
+        // One batch per writer job, so queued deliveries wait for one batch at most.
+        let cutoff = before.as_str().to_owned();
+        let cleared = store.with_writer(move |conn| {
+            conn.execute(sql::PRUNE_EVENTS, params![cutoff, PRUNE_BATCH])
                 .map_err(map_err)
         })?;
         pruned.events += cleared as u64;
@@ -279,8 +286,9 @@ pub(super) fn prune_payloads(
             break;
         }
     }
-    pruned.conflicts = store.write(|conn| {
-        conn.execute(sql::PRUNE_CONFLICTS, params![before.as_str()])
+    let cutoff = before.as_str().to_owned();
+    pruned.conflicts = store.with_writer(move |conn| {
+        conn.execute(sql::PRUNE_CONFLICTS, params![cutoff])
             .map_err(map_err)
     })? as u64;
     Ok(pruned)

@@ -1,0 +1,459 @@
+//! The one SQLite writer of this process: a dedicated thread that applies new events in
+//! batches, one transaction and one fsync per batch (group commit).
+//!
+//! Why a thread and not a lock: SQLite admits one writer at a time, and each commit at
+//! `synchronous=FULL` costs an fsync. Requests that queue on a mutex each pay their own
+//! fsync and their own thread handoff; requests that queue on this thread's channel are
+//! drained together, so 64 concurrent new events share one commit.
+//!
+//! Each event of a batch runs in its own `SAVEPOINT`: one that fails (a bad row, a full
+//! disk on its page) is rolled back alone and answered with its error, and its batch-mates
+//! still commit. Replies go out only after the `COMMIT` returned, so a 2xx still means
+//! durable at the configured level. Before every commit the thread checks the
+//! connection's `synchronous` level and puts it back if anything changed it: durability
+//! never depends on some other code path having restored a pragma.
+//!
+//! Duplicates never come here to wait. They are decided by a read on a reader connection,
+//! and their bookkeeping (`delivery_count`, `last_seen_at`) is added to [`Counts`], which
+//! this thread folds into its next transaction, or commits on its own within
+//! [`COUNT_FLUSH_DELAY`]. A crash may lose those last counts, never an event.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use r2d2::Pool;
+use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::{map_err, sql};
+use crate::model::{NewEvent, Outcome};
+use crate::store::StoreError;
+
+/// Most events in one transaction. Past a few dozen the fsync is already shared; the
+/// bound keeps one batch's replies from waiting on a very long transaction.
+const MAX_BATCH: usize = 256;
+
+/// Queue length. A full queue means the disk cannot keep up: the request gets a 503
+/// at once (the provider retries) instead of piling up memory.
+const QUEUE: usize = 4096;
+
+/// How long duplicate counts may wait for a batch to ride along with before they are
+/// committed on their own.
+pub const COUNT_FLUSH_DELAY: Duration = Duration::from_millis(20);
+
+/// What a finished process job answers.
+pub type Processed = Result<(Outcome, NewEvent), StoreError>;
+
+/// Where a reply goes: an async request awaits a oneshot; a blocking caller (the CLI,
+/// tests) waits on a std channel, which is safe on any thread.
+pub enum ReplyTo<T> {
+    Async(tokio::sync::oneshot::Sender<T>),
+    Blocking(SyncSender<T>),
+}
+
+impl<T> ReplyTo<T> {
+    fn send(self, value: T) {
+        // A caller that gave up (its deadline passed) dropped its receiver; nothing to do.
+        match self {
+            ReplyTo::Async(tx) => drop(tx.send(value)),
+            ReplyTo::Blocking(tx) => drop(tx.send(value)),
+        }
+    }
+}
+
+type Work = Box<dyn FnOnce(&mut Connection) + Send>;
+
+// Most jobs are events: boxing them would add an allocation per event to save the few
+// bytes of the rare control jobs.
+#[allow(clippy::large_enum_variant)]
+enum Job {
+    Process {
+        event: NewEvent,
+        deadline: Instant,
+        reply: ReplyTo<Processed>,
+    },
+    /// Anything that must run as this process's writer (migrations, maintenance).
+    Run(Work),
+    /// Commit pending duplicate counts now, then answer.
+    Flush(ReplyTo<Result<(), StoreError>>),
+    /// Duplicate counts are waiting.
+    Wake,
+}
+
+/// Duplicate deliveries not yet committed: per event row, how many, and the last time.
+#[derive(Default)]
+pub struct Counts(Mutex<HashMap<i64, (i64, String)>>);
+
+impl Counts {
+    /// Returns true when this is the first pending count (the writer must be woken).
+    fn add(&self, id: i64, at: String) -> bool {
+        let mut pending = self.0.lock();
+        let was_empty = pending.is_empty();
+        let entry = pending.entry(id).or_insert((0, String::new()));
+        entry.0 += 1;
+        entry.1 = at;
+        was_empty
+    }
+
+    fn take(&self) -> HashMap<i64, (i64, String)> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    /// Puts counts back after a failed commit, so a passing fault does not lose them.
+    fn restore(&self, counts: HashMap<i64, (i64, String)>) {
+        let mut pending = self.0.lock();
+        for (id, (n, at)) in counts {
+            let entry = pending.entry(id).or_insert((0, String::new()));
+            entry.0 += n;
+            if at > entry.1 {
+                entry.1 = at;
+            }
+        }
+    }
+}
+
+/// The handle the store keeps. Dropping it lets the thread drain its queue and stop.
+pub struct Writer {
+    jobs: Option<SyncSender<Job>>,
+    /// Events queued and not yet taken into a batch (for tests and metrics).
+    queued: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Writer {
+    pub fn start(
+        pool: Pool<SqliteConnectionManager>,
+        synchronous: &'static str,
+        timeout: Duration,
+    ) -> Result<Writer, StoreError> {
+        let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
+        let counts = Arc::new(Counts::default());
+        let queued = Arc::new(AtomicUsize::new(0));
+        let thread = Thread {
+            pool,
+            queue,
+            queued: queued.clone(),
+            counts: counts.clone(),
+            synchronous,
+            timeout,
+            counts_due: None,
+        };
+        let thread = std::thread::Builder::new()
+            .name("hooklatch-sqlite-writer".into())
+            .spawn(move || thread.run())
+            .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Writer {
+            jobs: Some(jobs),
+            queued,
+            counts,
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&self, job: Job) -> Result<(), StoreError> {
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
+        jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => {
+                StoreError::Timeout("the SQLite writer's queue is full".into())
+            }
+            TrySendError::Disconnected(_) => {
+                StoreError::Unavailable("the SQLite writer has stopped".into())
+            }
+        })
+    }
+
+    /// Queues a new (or conflicting) event; the reply comes after its batch committed.
+    pub fn process(
+        &self,
+        event: NewEvent,
+        deadline: Instant,
+        reply: ReplyTo<Processed>,
+    ) -> Result<(), StoreError> {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        self.send(Job::Process {
+            event,
+            deadline,
+            reply,
+        })
+        .inspect_err(|_| {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+        })
+    }
+
+    /// Events on the queue, not yet in a batch.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Counts a duplicate delivery of event row `id`, committed with a later batch.
+    pub fn count_duplicate(&self, id: i64, at: String) {
+        if self.counts.add(id, at) {
+            // A full queue means a batch is coming anyway, and it takes the counts along.
+            let _ = self.send(Job::Wake);
+        }
+    }
+
+    /// Commits pending duplicate counts, so a read after it sees every counted delivery.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(Job::Flush(ReplyTo::Blocking(tx)))?;
+        rx.recv()
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+    }
+
+    /// Runs `work` on the writer's connection, between batches, and waits for it.
+    pub fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(Job::Run(Box::new(move |conn| {
+            let _ = tx.send(work(conn));
+        })))?;
+        rx.recv()
+            .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Closing the channel ends the thread's loop after the queued jobs.
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What the writer thread owns.
+struct Thread {
+    pool: Pool<SqliteConnectionManager>,
+    queue: Receiver<Job>,
+    queued: Arc<AtomicUsize>,
+    counts: Arc<Counts>,
+    synchronous: &'static str,
+    timeout: Duration,
+    /// When pending duplicate counts must be committed, if any are waiting.
+    counts_due: Option<Instant>,
+}
+
+impl Thread {
+    fn run(mut self) {
+        loop {
+            let first = match self.counts_due {
+                None => match self.queue.recv() {
+                    Ok(job) => job,
+                    Err(_) => break,
+                },
+                Some(due) => {
+                    match self
+                        .queue
+                        .recv_timeout(due.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            self.commit_counts_alone();
+                            continue;
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            };
+            self.batch(first);
+        }
+        // The store is closing: counts still pending are committed, not dropped.
+        self.commit_counts_alone();
+    }
+
+    /// Drains what is queued behind `first` and applies it.
+    fn batch(&mut self, first: Job) {
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next {
+            match job {
+                Job::Process {
+                    event,
+                    deadline,
+                    reply,
+                } => {
+                    self.queued.fetch_sub(1, Ordering::Relaxed);
+                    events.push((event, deadline, reply));
+                }
+                Job::Flush(reply) => flushes.push(reply),
+                Job::Wake => {
+                    self.counts_due
+                        .get_or_insert_with(|| Instant::now() + COUNT_FLUSH_DELAY);
+                }
+                // Run jobs take the connection for themselves: commit what came before.
+                Job::Run(work) => {
+                    self.commit(std::mem::take(&mut events), std::mem::take(&mut flushes));
+                    match self.connection(self.timeout) {
+                        Ok(mut conn) => work(&mut conn),
+                        // Dropping `work` drops its reply sender: the caller sees the
+                        // writer as unavailable.
+                        Err(e) => tracing::warn!(error = %e, "SQLite writer has no connection"),
+                    }
+                }
+            }
+            next = if events.len() < MAX_BATCH {
+                self.queue.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !events.is_empty() || !flushes.is_empty() {
+            self.commit(events, flushes);
+        }
+    }
+
+    fn connection(
+        &self,
+        wait: Duration,
+    ) -> Result<r2d2::PooledConnection<SqliteConnectionManager>, StoreError> {
+        self.pool
+            .get_timeout(wait)
+            .map_err(|e| StoreError::Timeout(format!("no SQLite connection: {e}")))
+    }
+
+    fn commit_counts_alone(&mut self) {
+        self.commit(Vec::new(), Vec::new());
+    }
+
+    /// One transaction: every event in its own savepoint, then the pending counts, then
+    /// one COMMIT; replies after it.
+    fn commit(
+        &mut self,
+        events: Vec<(NewEvent, Instant, ReplyTo<Processed>)>,
+        flushes: Vec<ReplyTo<Result<(), StoreError>>>,
+    ) {
+        self.counts_due = None;
+        let counts = self.counts.take();
+        if events.is_empty() && counts.is_empty() {
+            for reply in flushes {
+                reply.send(Ok(()));
+            }
+            return;
+        }
+        let now = Instant::now();
+        let (live, expired): (Vec<_>, Vec<_>) = events
+            .into_iter()
+            .partition(|(_, deadline, _)| *deadline > now);
+        // Their callers have already answered 503; applying them now could only surprise.
+        for (_, _, reply) in expired {
+            reply.send(Err(StoreError::Timeout(
+                "waited too long for the SQLite writer".into(),
+            )));
+        }
+        // The batch waits (for a connection, for another process's write lock) no longer
+        // than its most urgent member may: then every member gets its 503 in time, and
+        // nothing is committed after its caller was told it was not.
+        let wait = live
+            .iter()
+            .map(|(_, deadline, _)| deadline.saturating_duration_since(now))
+            .min()
+            .unwrap_or(self.timeout);
+        let events: Vec<(NewEvent, ReplyTo<Processed>)> =
+            live.into_iter().map(|(e, _, r)| (e, r)).collect();
+
+        let result = self.connection(wait).and_then(|mut conn| {
+            conn.busy_timeout(wait).map_err(map_err)?;
+            self.transaction(&mut conn, events_ref(&events), &counts)
+        });
+        match result {
+            Ok(outcomes) => {
+                for ((event, reply), outcome) in events.into_iter().zip(outcomes) {
+                    reply.send(outcome.map(|o| (o, event)));
+                }
+                for reply in flushes {
+                    reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.counts.restore(counts);
+                for (_, reply) in events {
+                    reply.send(Err(e.clone()));
+                }
+                for reply in flushes {
+                    reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    fn transaction(
+        &self,
+        conn: &mut Connection,
+        events: Vec<&NewEvent>,
+        counts: &HashMap<i64, (i64, String)>,
+    ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
+        self.check_durability(conn)?;
+        // IMMEDIATE takes the write lock now, waiting busy_timeout for another process.
+        let mut tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(map_err)?;
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let mut savepoint = tx.savepoint().map_err(map_err)?;
+            let outcome = super::apply(&savepoint, event);
+            if outcome.is_ok() {
+                savepoint.commit().map_err(map_err)?;
+            } else {
+                savepoint
+                    .rollback()
+                    .and_then(|()| savepoint.commit())
+                    .map_err(map_err)?;
+            }
+            outcomes.push(outcome);
+        }
+        if !counts.is_empty() {
+            let mut stmt = tx.prepare_cached(sql::COUNT_DUPLICATES).map_err(map_err)?;
+            for (id, (n, at)) in counts {
+                stmt.execute(params![id, n, at]).map_err(map_err)?;
+            }
+        }
+        tx.commit().map_err(map_err)?;
+        Ok(outcomes)
+    }
+
+    /// The level every durable commit runs at, checked before each one: a connection left
+    /// at another level by any code path is put back, never trusted.
+    fn check_durability(&self, conn: &Connection) -> Result<(), StoreError> {
+        let level: i64 = conn
+            .pragma_query_value(None, "synchronous", |row| row.get(0))
+            .map_err(map_err)?;
+        if level != synchronous_code(self.synchronous) {
+            tracing::warn!(
+                level,
+                expected = self.synchronous,
+                "SQLite connection found at another synchronous level; restoring it"
+            );
+            conn.pragma_update(None, "synchronous", self.synchronous)
+                .map_err(map_err)?;
+        }
+        Ok(())
+    }
+}
+
+fn events_ref(events: &[(NewEvent, ReplyTo<Processed>)]) -> Vec<&NewEvent> {
+    events.iter().map(|(e, _)| e).collect()
+}
+
+/// `PRAGMA synchronous` answers a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
+pub fn synchronous_code(level: &str) -> i64 {
+    match level {
+        "OFF" => 0,
+        "NORMAL" => 1,
+        "EXTRA" => 3,
+        _ => 2,
+    }
+}
