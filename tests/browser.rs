@@ -107,6 +107,34 @@ async fn text_of(client: &Client, css: &str) -> String {
         .unwrap()
 }
 
+async fn click(client: &Client, id: &str) {
+    let element = client.find(Locator::Id(id)).await;
+    element
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn type_into(client: &Client, id: &str, text: &str) {
+    let element = client.find(Locator::Id(id)).await;
+    element
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .send_keys(text)
+        .await
+        .unwrap();
+}
+
+/// Waits for the page a click led to.
+async fn wait_for(client: &Client, id: &str) {
+    let found = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Id(id))
+        .await;
+    found.unwrap_or_else(|e| panic!("#{id}: {e}"));
+}
+
 async fn path_of(client: &Client) -> String {
     let url = client.current_url().await.unwrap();
     match url.query() {
@@ -236,45 +264,17 @@ async fn walk_the_console(client: &Client, base: &str) {
     assert_eq!(path_of(client).await, "/admin/login");
 
     // Refused, then accepted; the token never appears in a URL.
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys("not-the-admin-token")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(client, "token", "not-the-admin-token").await;
+    click(client, "sign-in").await;
     assert!(
         text_of(client, "#login-error")
             .await
             .contains("not the admin token")
     );
     assert!(client.get_all_cookies().await.unwrap().is_empty());
-    client
-        .find(Locator::Id("token"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_TOKEN)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("sources"))
-        .await
-        .unwrap();
+    type_into(client, "token", ADMIN_TOKEN).await;
+    click(client, "sign-in").await;
+    wait_for(client, "sources").await;
     assert_eq!(path_of(client).await, "/admin/");
     assert!(
         !client
@@ -309,13 +309,7 @@ async fn walk_the_console(client: &Client, base: &str) {
 
     // The event list through its form: a filter and paging.
     client.goto(&format!("{base}/admin/events")).await.unwrap();
-    client
-        .find(Locator::Id("source"))
-        .await
-        .unwrap()
-        .send_keys("stripe")
-        .await
-        .unwrap();
+    type_into(client, "source", "stripe").await;
     client
         .find(Locator::Id("limit"))
         .await
@@ -323,34 +317,14 @@ async fn walk_the_console(client: &Client, base: &str) {
         .select_by_value("10")
         .await
         .unwrap();
-    client
-        .find(Locator::Id("apply-filters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("events"))
-        .await
-        .unwrap();
+    click(client, "apply-filters").await;
+    wait_for(client, "events").await;
     let first_page = event_ids(client).await;
     assert_eq!(first_page.len(), 10);
     assert_eq!(first_page[0], "evt_13", "newest first");
     assert!(first_page.iter().all(|id| id.starts_with("evt_")));
-    client
-        .find(Locator::Id("next-page"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("first-page"))
-        .await
-        .unwrap();
+    click(client, "next-page").await;
+    wait_for(client, "first-page").await;
     let second_page = event_ids(client).await;
     assert_eq!(second_page, ["evt_03", "evt_02", "evt_01", "evt_00"]);
     assert!(
@@ -384,11 +358,7 @@ async fn walk_the_console(client: &Client, base: &str) {
         .click()
         .await
         .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("payload"))
-        .await
-        .unwrap();
+    wait_for(client, "payload").await;
     let payload = text_of(client, "#payload").await;
     assert!(payload.contains("\"commission_amount\": 0.10"), "{payload}");
     assert!(payload.lines().count() > 3, "pretty-printed: {payload}");
@@ -429,18 +399,8 @@ async fn walk_the_console(client: &Client, base: &str) {
     );
 
     // Signing out ends the session.
-    client
-        .find(Locator::Id("sign-out"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Id("token"))
-        .await
-        .unwrap();
+    click(client, "sign-out").await;
+    wait_for(client, "token").await;
     assert_eq!(path_of(client).await, "/admin/login");
     client.goto(&format!("{base}/admin/events")).await.unwrap();
     assert_eq!(path_of(client).await, "/admin/login");

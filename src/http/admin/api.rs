@@ -9,7 +9,8 @@ use super::query::{self, PageQuery};
 use super::{decode_segment, detail};
 use crate::http::App;
 use crate::http::error::{ApiError, json_response};
-use crate::read::{ConversionFilter, EventFilter, page};
+use crate::read::{ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, page};
+use crate::store::{Store, StoreError};
 
 /// Answers one API request; `path` is what follows `/admin/api/`, still percent-encoded.
 pub async fn handle(
@@ -77,12 +78,14 @@ async fn events(app: &App, q: PageQuery<EventFilter>) -> Result<Value, ApiError>
 pub async fn list_events(
     app: &App,
     q: PageQuery<EventFilter>,
-) -> Result<(Vec<crate::read::EventItem>, Option<String>), ApiError> {
-    let limit = q.limit;
-    let rows = app
-        .store_call(move |store| store.list_events(&q.filter, q.cursor.as_ref(), limit + 1))
-        .await?;
-    Ok(page(rows, limit, |e| e.cursor()))
+) -> Result<(Vec<EventItem>, Option<String>), ApiError> {
+    one_page(
+        app,
+        q,
+        |store, filter, cursor, limit| store.list_events(filter, cursor, limit),
+        EventItem::cursor,
+    )
+    .await
 }
 
 async fn conversions(app: &App, q: PageQuery<ConversionFilter>) -> Result<Value, ApiError> {
@@ -94,10 +97,34 @@ async fn conversions(app: &App, q: PageQuery<ConversionFilter>) -> Result<Value,
 pub async fn list_conversions(
     app: &App,
     q: PageQuery<ConversionFilter>,
-) -> Result<(Vec<crate::read::ConversionItem>, Option<String>), ApiError> {
+) -> Result<(Vec<ConversionItem>, Option<String>), ApiError> {
+    one_page(
+        app,
+        q,
+        |store, filter, cursor, limit| store.list_conversions(filter, cursor, limit),
+        ConversionItem::cursor,
+    )
+    .await
+}
+
+/// A store verb that lists `T`s matching an `F` after a cursor.
+type ListVerb<F, T> = fn(&dyn Store, &F, Option<&Cursor>, u32) -> Result<Vec<T>, StoreError>;
+
+/// Asks the store for one row more than the page, which tells whether a next page exists
+/// without counting.
+async fn one_page<F, T>(
+    app: &App,
+    q: PageQuery<F>,
+    fetch: ListVerb<F, T>,
+    key: fn(&T) -> Cursor,
+) -> Result<(Vec<T>, Option<String>), ApiError>
+where
+    F: Send + 'static,
+    T: Send + 'static,
+{
     let limit = q.limit;
     let rows = app
-        .store_call(move |store| store.list_conversions(&q.filter, q.cursor.as_ref(), limit + 1))
+        .store_call(move |store| fetch(store, &q.filter, q.cursor.as_ref(), limit + 1))
         .await?;
-    Ok(page(rows, limit, |c| c.cursor()))
+    Ok(page(rows, limit, key))
 }
