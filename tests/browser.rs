@@ -135,6 +135,19 @@ async fn wait_for(client: &Client, id: &str) {
     found.unwrap_or_else(|e| panic!("#{id}: {e}"));
 }
 
+/// Polls the address until it contains `needle` (a form's GET has no element of its own
+/// to wait for).
+async fn wait_for_path(client: &Client, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !path_of(client).await.contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "the address never contained {needle}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 async fn path_of(client: &Client) -> String {
     let url = client.current_url().await.unwrap();
     match url.query() {
@@ -318,6 +331,8 @@ async fn walk_the_console(client: &Client, base: &str) {
         .await
         .unwrap();
     click(client, "apply-filters").await;
+    // The unfiltered list also has #events: wait for the filtered page's address.
+    wait_for_path(client, "source=stripe").await;
     wait_for(client, "events").await;
     let first_page = event_ids(client).await;
     assert_eq!(first_page.len(), 10);
