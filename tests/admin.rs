@@ -487,6 +487,18 @@ async fn the_api_answers_401_to_anything_without_the_token(db: &TestDb) {
     );
     let ok = admin_get(&app, "/admin/api/events", Some(ADMIN_TOKEN)).await;
     assert_eq!(ok.status, StatusCode::OK);
+    let lower = request(
+        &app,
+        warp::test::request()
+            .path("/admin/api/stats")
+            .header("authorization", format!("bearer {ADMIN_TOKEN}")),
+    )
+    .await;
+    assert_eq!(
+        lower.status,
+        StatusCode::OK,
+        "the scheme is case-insensitive"
+    );
     let unknown = admin_get(&app, "/admin/api/nothing", Some(ADMIN_TOKEN)).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let delete = request(
@@ -875,6 +887,16 @@ fn console_sign_in_session_cookie_csrf_and_sign_out() {
         for flag in ["HttpOnly", "SameSite=Strict", "Path=/admin", "Max-Age="] {
             assert!(set_cookie.contains(flag), "{set_cookie}");
         }
+        assert!(!set_cookie.contains("Secure"), "plain HTTP on loopback");
+        let proxied = [("x-forwarded-proto", "https")];
+        let (_, behind_tls, _) =
+            console(&app, "POST", "/admin/login", None, Some(&form), &proxied).await;
+        assert!(
+            behind_tls["set-cookie"]
+                .to_str()
+                .unwrap()
+                .contains("; Secure")
+        );
         let cookie = set_cookie.split(';').next().unwrap().to_owned();
 
         let (status, _, html) = console(&app, "GET", "/admin/", Some(&cookie), None, &[]).await;

@@ -57,8 +57,10 @@ impl Admin {
         headers
             .get(warp::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|token| self.accepts(token.trim()))
+            .and_then(|v| v.split_once(' '))
+            // The scheme is case-insensitive (RFC 7235); the token is not.
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .is_some_and(|(_, token)| self.accepts(token.trim()))
     }
 
     /// Opens a session; returns its id (the cookie value). `None` only if the OS

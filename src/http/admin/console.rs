@@ -55,7 +55,7 @@ pub async fn handle(app: &App, admin: &Admin, req: Request<'_>) -> Result<Respon
         }),
         (&Method::POST, ["login"]) => {
             same_origin(req.headers)?;
-            login(admin, &req.body)
+            login(admin, &req.body, behind_tls(req.headers))
         }
         (&Method::POST, ["logout"]) => {
             same_origin(req.headers)?;
@@ -101,7 +101,15 @@ struct View<'a> {
     csrf: &'a str,
 }
 
-fn login(admin: &Admin, body: &[u8]) -> Result<Response, ApiError> {
+/// A TLS proxy in front says so; then the cookie is never sent over plain HTTP.
+fn behind_tls(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+}
+
+fn login(admin: &Admin, body: &[u8], secure: bool) -> Result<Response, ApiError> {
     let token = form_field(body, "token").unwrap_or_default();
     if !admin.accepts(&token) {
         return Ok(page(
@@ -118,8 +126,9 @@ fn login(admin: &Admin, body: &[u8]) -> Result<Response, ApiError> {
     set_cookie(
         &mut response,
         &format!(
-            "{COOKIE}={id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}",
-            SESSION_TTL.as_secs()
+            "{COOKIE}={id}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            SESSION_TTL.as_secs(),
+            if secure { "; Secure" } else { "" }
         ),
     );
     Ok(response)
