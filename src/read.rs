@@ -252,6 +252,8 @@ pub struct EventFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventListPlan {
     ByEventId,
+    /// From the outbox: pending and failed forwards are few among many events.
+    ByForward,
     BySource,
     ByTime,
 }
@@ -260,6 +262,11 @@ impl EventFilter {
     pub fn plan(&self) -> EventListPlan {
         if self.event_id.is_some() {
             EventListPlan::ByEventId
+        } else if matches!(
+            self.forward,
+            Some(ForwardState::Pending | ForwardState::Failed)
+        ) {
+            EventListPlan::ByForward
         } else if self.source.is_some() {
             EventListPlan::BySource
         } else {

@@ -11,6 +11,8 @@ CREATE INDEX idx_webhook_events_event_id ON webhook_events (external_event_id);
 CREATE INDEX idx_webhook_events_prunable ON webhook_events (last_seen_at)
     WHERE payload IS NOT NULL;
 CREATE INDEX idx_conversions_created ON conversions (created_at, id);
+-- `forward=pending|failed`: few entries among many delivered ones, found by state.
+CREATE INDEX idx_forward_outbox_state ON forward_outbox (state);
 
 -- Pruning clears conflict payloads too, so the column becomes nullable; SQLite can only
 -- do that by rebuilding the table. Nothing references webhook_conflicts.

@@ -21,6 +21,8 @@ mod sql {
         include_str!("../../../sql/postgres/list_events_by_source.sql");
     pub const LIST_EVENTS_BY_EVENT_ID: &str =
         include_str!("../../../sql/postgres/list_events_by_event_id.sql");
+    pub const LIST_EVENTS_BY_FORWARD: &str =
+        include_str!("../../../sql/postgres/list_events_by_forward.sql");
     pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/postgres/list_conversions.sql");
     pub const GET_CONVERSION_BY_ID: &str =
         include_str!("../../../sql/postgres/get_conversion_by_id.sql");
@@ -70,6 +72,7 @@ pub(super) fn list_events(
 ) -> Result<Vec<EventItem>, StoreError> {
     let statement = match filter.plan() {
         EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
+        EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
         EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
         EventListPlan::ByTime => sql::LIST_EVENTS,
     };
