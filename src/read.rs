@@ -71,9 +71,17 @@ impl Timestamp {
         ))
     }
 
-    /// Now minus `age`, for pruning.
+    /// Now minus `age`, for pruning; an age past the year 1 is the year 1 (the operator
+    /// may type any number of days).
     pub fn ago(age: std::time::Duration) -> Timestamp {
-        Timestamp::from_time(OffsetDateTime::now_utc() - age)
+        let then = time::Duration::try_from(age)
+            .ok()
+            .and_then(|age| OffsetDateTime::now_utc().checked_sub(age))
+            .filter(|then| then.year() >= 1);
+        match then {
+            Some(then) => Timestamp::from_time(then),
+            None => Timestamp(KeyRange::EARLIEST.into()),
+        }
     }
 
     pub fn as_str(&self) -> &str {
@@ -497,6 +505,19 @@ mod tests {
         let up = KeyRange::ascending(None, None, None);
         assert_eq!(up.key_id, i64::MIN);
         assert_eq!(up.bound.as_str(), "9999-12-31T23:59:59.999999Z");
+    }
+
+    #[test]
+    fn an_absurd_age_is_the_beginning_of_time_not_a_panic() {
+        let forever = std::time::Duration::from_secs(u64::MAX / 2);
+        assert_eq!(
+            Timestamp::ago(forever).as_str(),
+            "0001-01-01T00:00:00.000000Z"
+        );
+        assert!(
+            Timestamp::ago(std::time::Duration::from_secs(60))
+                < Timestamp::ago(std::time::Duration::ZERO)
+        );
     }
 
     #[test]
