@@ -48,13 +48,19 @@ pub struct Timestamp(String);
 impl Timestamp {
     /// Any RFC 3339 time, in any offset.
     pub fn parse(text: &str, parameter: &str) -> Result<Timestamp, InvalidFilter> {
-        let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
+        let invalid = || {
             InvalidFilter::new(
                 parameter,
                 "must be an RFC 3339 time such as 2026-11-30T08:00:00Z",
             )
-        })?;
-        Ok(Timestamp::from_time(time))
+        };
+        let time = OffsetDateTime::parse(text, &Rfc3339).map_err(|_| invalid())?;
+        // 9999-12-31T23:59:59-01:00 is past the last UTC year the calendar holds.
+        let utc = time
+            .checked_to_offset(time::UtcOffset::UTC)
+            .filter(|t| t.year() >= 1)
+            .ok_or_else(invalid)?;
+        Ok(Timestamp::from_time(utc))
     }
 
     pub fn from_time(time: OffsetDateTime) -> Timestamp {
@@ -472,6 +478,12 @@ mod tests {
         );
         let err = Timestamp::parse("yesterday", "until").unwrap_err();
         assert_eq!(err.parameter, "until");
+        for edge in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+01:00"] {
+            assert_eq!(
+                Timestamp::parse(edge, "since").unwrap_err().parameter,
+                "since"
+            );
+        }
     }
 
     #[test]
