@@ -38,6 +38,11 @@ pub enum SignatureError {
     NoMatch,
     #[error("the signed timestamp is outside the allowed tolerance")]
     OutsideTolerance,
+    /// Off loopback, a source without a secret refuses deliveries unless allowed.
+    #[error(
+        "this source has no secret configured and the server does not accept unsigned deliveries off loopback"
+    )]
+    NoSecretConfigured,
 }
 
 impl SignatureError {
@@ -48,6 +53,7 @@ impl SignatureError {
             SignatureError::BadFormat(_) => "bad_format",
             SignatureError::NoMatch => "no_match",
             SignatureError::OutsideTolerance => "outside_tolerance",
+            SignatureError::NoSecretConfigured => "no_secret_configured",
         }
     }
 }

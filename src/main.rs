@@ -2,28 +2,26 @@
 //! migrating, and finally dropping the pool) happens on the main thread, outside the
 //! async runtime, where the sync PostgreSQL client is allowed to block.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use hooklatch::config::{Cli, Command, Config};
+use hooklatch::config::{Cli, Command, Config, LoadError, LogFormat};
 use hooklatch::{App, cli, store};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // A failed log write must not become a failed request: with internal errors on,
-        // tracing reports it with eprintln!, which panics when stderr cannot be written
-        // (a full disk under the log file), so every request that logged lost its answer.
-        .log_internal_errors(false)
-        .init();
-    match run(cli) {
+    let (cli, config) = match Cli::load(std::env::args_os(), std::env::vars_os()) {
+        Ok(loaded) => loaded,
+        Err(LoadError::Display(help)) => help.exit(),
+        Err(LoadError::Invalid(error)) => {
+            eprintln!("hooklatch: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_logs(config.log_format);
+    match run(cli.command.unwrap_or(Command::Serve), config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("hooklatch: {message}");
@@ -32,67 +30,61 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
-    let config = Config::load(&cli.flags, std::env::vars()).map_err(|e| e.to_string())?;
-    // Reads the store as it is: no migration, which could change what is copied.
-    if let Some(Command::Backup { path }) = &cli.command {
-        println!("{}", hooklatch::cli::backup::run(&config, path)?);
-        return Ok(());
+/// Logs go to stderr, one line per event: text (coloured only on a terminal, so a file
+/// or journald never gets escape codes) or one flat JSON object per line.
+fn init_logs(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            // refinery logs each migration's name on lines of their own; its summary
+            // at info adds nothing to "store ready".
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,refinery_core=warn")),
+        )
+        .with_writer(std::io::stderr)
+        // A failed log write must not become a failed request: with internal errors on,
+        // tracing reports it with eprintln!, which panics when stderr cannot be written
+        // (a full disk under the log file), so every request that logged lost its answer.
+        .log_internal_errors(false);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
     }
-    let store = store::open(&config.database_url, &config.store)
-        .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
-    store
-        .migrate()
-        .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
-    tracing::info!(store = %config.database_url, "store ready");
-    match &cli.command {
-        // Backup returned above.
-        None | Some(Command::Serve | Command::Backup { .. }) => {}
-        Some(Command::Migrate) => return Ok(()),
-        Some(Command::Events(command)) => {
-            return cli::events::run(store.as_ref(), command, &mut std::io::stdout().lock());
-        }
-        Some(Command::Export(args)) => {
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            let written = cli::export::run(store.as_ref(), args, &mut out)?;
-            tracing::info!(events = written, "export finished");
-            return Ok(());
-        }
-        Some(Command::Import(args)) => return import(store.as_ref(), &config, args),
-        Some(Command::Prune(args)) => {
-            println!("{}", cli::prune::run(store.as_ref(), args)?);
-            return Ok(());
-        }
-    }
-    for source in config.sources.unsigned() {
-        tracing::warn!(
-            source,
-            "source accepts unsigned deliveries: set HOOKLATCH_SECRET_{} or [sources.{source}] secrets",
-            source.to_ascii_uppercase().replace('-', "_")
-        );
-    }
-    tracing::warn!("any source name without a configured secret accepts unsigned deliveries");
+}
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let app = Arc::new(App::new(store.clone(), &config));
-    let result = runtime.block_on(async {
-        let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-        let address = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%address, "hooklatch listening on {address}");
-        hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
-        Ok(())
-    });
-    // Requests still running past the grace period are abandoned with the runtime;
-    // every store write is one transaction, so none is left half-done.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    drop(store);
-    result
+fn run(command: Command, config: Config) -> Result<(), String> {
+    match command {
+        // Reads the store as it is: no migration, which could change what is copied.
+        Command::Backup { path } => {
+            println!("{}", hooklatch::cli::backup::run(&config, &path)?);
+            Ok(())
+        }
+        Command::Migrate => open_migrated(&config).map(drop),
+        Command::Serve => serve(open_migrated(&config)?, config),
+        Command::Events(command) => {
+            let store = open_migrated(&config)?;
+            cli::events::run(store.as_ref(), &command, &mut std::io::stdout().lock())
+        }
+        Command::Export(args) => {
+            let store = open_migrated(&config)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = cli::export::run(store.as_ref(), &args, &mut out)?;
+            tracing::info!(events = written, "export finished");
+            Ok(())
+        }
+        Command::Import(args) => import(open_migrated(&config)?.as_ref(), &config, &args),
+        Command::Prune(args) => {
+            println!(
+                "{}",
+                cli::prune::run(open_migrated(&config)?.as_ref(), &args)?
+            );
+            Ok(())
+        }
+    }
 }
 
 /// `hooklatch import FILE|-`: prints the counts, and fails only when the input could not
@@ -118,6 +110,81 @@ fn import(
             println!("{counts}");
             Err(error.to_string())
         }
+    }
+}
+
+/// The store, migrated to this binary's schema.
+fn open_migrated(config: &Config) -> Result<Arc<dyn store::Store>, String> {
+    let store = store::open(&config.database_url, &config.store)
+        .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
+    store
+        .migrate()
+        .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
+    tracing::info!(store = %config.database_url, "store ready");
+    Ok(store)
+}
+
+fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
+    warn_about_settings(&config);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let app = Arc::new(App::new(store.clone(), &config));
+    let result = runtime.block_on(async {
+        let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let address = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%address, "hooklatch listening on {address}");
+        if let Some(retention) = config.payload_retention {
+            tokio::spawn(cli::prune::retention_task(store.clone(), retention));
+        }
+        hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
+        Ok(())
+    });
+    // Requests still running past the grace period are abandoned with the runtime;
+    // every store write is one transaction, so none is left half-done.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    drop(store);
+    result
+}
+
+/// What an operator should know before the first delivery: which sources take unsigned
+/// deliveries (SPEC §7) and whether forwards go unsigned.
+fn warn_about_settings(config: &Config) {
+    let sources = &config.sources;
+    for (source, accepted) in sources.without_secret() {
+        let variable = format!(
+            "HOOKLATCH_SECRET_{}",
+            source.to_ascii_uppercase().replace('-', "_")
+        );
+        if accepted {
+            tracing::warn!(
+                source,
+                "source accepts unsigned deliveries: set {variable} or [sources.{source}] secrets"
+            );
+        } else {
+            tracing::info!(
+                source,
+                "source refuses deliveries until it has a secret: set {variable} or [sources.{source}] secrets"
+            );
+        }
+    }
+    if !sources.exposed() {
+        tracing::warn!(
+            "any source name without a configured secret accepts unsigned deliveries (listening on loopback)"
+        );
+    } else if config.allow_unsigned {
+        tracing::warn!(
+            "HOOKLATCH_ALLOW_UNSIGNED: any source name without a configured secret accepts unsigned deliveries"
+        );
+    }
+    if sources.any_forwarding() && config.forward.secret.is_none() {
+        tracing::warn!(
+            "forwarded requests are not signed: set HOOKLATCH_FORWARD_SECRET or forward_secret"
+        );
     }
 }
 

@@ -705,10 +705,7 @@ async fn api_rejections_keep_refusals_without_bodies_or_secrets(db: &TestDb) {
     let mut config = db.config();
     config.sources.insert(
         "shop",
-        SourceSettings {
-            preset: Preset::Shopify,
-            secrets: vec!["very-secret-signing-key".into()],
-        },
+        SourceSettings::new(Preset::Shopify, vec!["very-secret-signing-key".into()]),
     );
     let app = db.admin_app_with(&config);
     let secret_body = r#"{"id":"top-secret-body-value"}"#;

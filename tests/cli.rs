@@ -7,6 +7,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{Backend, TestDb, conversion_body, post, sale};
 use hooklatch::App;
@@ -344,7 +345,11 @@ fn prune_command_clears_payloads_and_a_retry_is_still_a_duplicate() {
         "{dry}"
     );
     let bad = hooklatch(&db, &["prune", "--payloads-older-than", "soon"], None);
-    assert_eq!(bad.status.code(), Some(2), "clap refuses the value");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("soon"),
+        "{bad:?}"
+    );
 
     // Everything is older than "now", so prune through the store with a zero age.
     let pruned = db
@@ -364,4 +369,54 @@ fn prune_command_clears_payloads_and_a_retry_is_still_a_duplicate() {
         .block_on(async { post(&app, "/webhooks/refersion", &[], &sale("r2", "0.20")).await });
     assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
     assert_eq!(retry.body["status"], "accepted");
+}
+
+#[test]
+fn serve_turns_the_admin_side_on_with_its_token_and_prunes_by_payload_retention() {
+    use common::binary::{Server, exchange, get, server_args, wait_until};
+    let db = TestDb::fresh(Backend::Sqlite, "serve_admin_retention").unwrap();
+    let app = db.app();
+    runtime().block_on(async {
+        post(&app, "/webhooks/acme", &[], r#"{"id":"old","type":"t"}"#).await;
+        post(&app, "/webhooks/acme", &[], r#"{"id":"new","type":"t"}"#).await;
+    });
+    common::execute_sql(
+        &db.url,
+        "UPDATE webhook_events SET last_seen_at = '2020-01-01T00:00:00.000000Z' WHERE external_event_id = 'old'",
+    );
+    let url = url_text(&db.url);
+    let token = "serve-admin-token-0123456789";
+
+    let mut off = Command::new(env!("CARGO_BIN_EXE_hooklatch"));
+    off.args(server_args(&url, &[]))
+        .env_remove("HOOKLATCH_ADMIN_TOKEN")
+        .env_remove("HOOKLATCH_PAYLOAD_RETENTION");
+    let server = Server::spawn(off);
+    assert_eq!(get(server.addr, "/admin/api/stats").unwrap().status, 404);
+    server.stop();
+
+    let mut on = Command::new(env!("CARGO_BIN_EXE_hooklatch"));
+    on.args(server_args(&url, &[]))
+        .env("HOOKLATCH_ADMIN_TOKEN", token)
+        .env("HOOKLATCH_PAYLOAD_RETENTION", "30d");
+    let server = Server::spawn(on);
+    let authorized = |path: &str| {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n",
+            server.addr
+        );
+        exchange(server.addr, request.as_bytes()).unwrap()
+    };
+    let stats = authorized("/admin/api/stats");
+    assert_eq!(stats.status, 200, "{}", stats.body);
+    assert_eq!(stats.json()["sources"][0]["events"], 2);
+    assert_eq!(get(server.addr, "/admin/api/stats").unwrap().status, 401);
+
+    // The retention pass runs at start: the old payload goes, the new one stays.
+    let pruned = wait_until(Duration::from_secs(20), || {
+        authorized("/admin/api/events/acme/old").json()["payload"].is_null()
+    });
+    assert!(pruned, "{}", server.log());
+    assert!(!authorized("/admin/api/events/acme/new").json()["payload"].is_null());
+    server.stop();
 }

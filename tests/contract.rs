@@ -893,10 +893,7 @@ async fn signed_sources_verify_before_storing(db: &TestDb) {
     let secret = "rfsn_secret";
     config.sources.insert(
         "refersion",
-        SourceSettings {
-            preset: Preset::Refersion,
-            secrets: vec!["old".into(), secret.into()],
-        },
+        SourceSettings::new(Preset::Refersion, vec!["old".into(), secret.into()]),
     );
     let app = db.app_with(&config);
     let signature = common::base64_hmac(secret, body.as_bytes());
@@ -1127,10 +1124,7 @@ async fn every_preset_accepts_signed_and_refuses_forged_deliveries(db: &TestDb) 
     for (name, preset, _, secret, _) in &cases {
         config.sources.insert(
             name,
-            SourceSettings {
-                preset: preset.clone(),
-                secrets: vec![secret.to_string()],
-            },
+            SourceSettings::new(preset.clone(), vec![secret.to_string()]),
         );
     }
     let app = db.app_with(&config);

@@ -10,7 +10,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb, TestServer, http_post, parse_reply, raw_exchange};
+use common::{
+    Backend, TestDb, TestServer, assert_one_line_failure, http_post, parse_reply, raw_exchange,
+};
 use hooklatch::App;
 use hooklatch::config::Config;
 use hooklatch::model::{
@@ -246,21 +248,6 @@ fn hooklatch() -> Command {
     command
 }
 
-fn assert_one_line_failure(output: std::process::Output, expect: &str) {
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.starts_with("hooklatch:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "{stderr}");
-    assert!(errors[0].contains(expect), "{stderr}");
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-}
-
 #[test]
 fn a_bad_database_url_is_one_line_and_exit_1() {
     let output = hooklatch()
@@ -358,7 +345,7 @@ fn metrics_count_deliveries_and_refused_signatures_with_bounded_labels() {
     let rt = runtime();
     rt.block_on(async {
         let mut config = db.config();
-        config.sources.insert("metricshop", SourceSettings { preset: Preset::Shopify, secrets: vec!["k".into()] });
+        config.sources.insert("metricshop", SourceSettings::new(Preset::Shopify, vec!["k".into()]));
         let app = db.app_with(&config);
         let unsigned = common::post(&app, "/webhooks/metricshop", &[("X-Shopify-Webhook-Id", "1")], "{}").await;
         assert_eq!(unsigned.status, 401);

@@ -14,32 +14,11 @@ use crate::store::{Store, StoreError, run_blocking};
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct PruneArgs {
     /// Clear payloads of events last seen longer ago than this: 90d, 12h or 30m.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = crate::config::parse_age)]
     pub payloads_older_than: Duration,
     /// Only count what would be cleared.
     #[arg(long)]
     pub dry_run: bool,
-}
-
-/// `90d`, `12h`, `30m` (a positive whole number and one unit).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration such as 90d, 12h or 30m");
-    let split = text.len().checked_sub(1).ok_or_else(bad)?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let unit_secs = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        _ => return Err(bad()),
-    };
-    if number == 0 {
-        return Err(format!("{text:?}: the duration must be positive"));
-    }
-    number
-        .checked_mul(unit_secs)
-        .map(Duration::from_secs)
-        .ok_or_else(bad)
 }
 
 /// Clears (or counts) payloads older than `age` and says what it did.
@@ -85,30 +64,6 @@ pub async fn retention_task(store: Arc<dyn Store>, retention: Duration) {
             Err(e) => {
                 tracing::warn!(error = %e, "payload retention: prune failed; retrying next hour")
             }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("90d"), Ok(Duration::from_secs(90 * 86_400)));
-        assert_eq!(parse_duration("12h"), Ok(Duration::from_secs(12 * 3_600)));
-        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1_800)));
-        for bad in [
-            "",
-            "d",
-            "0d",
-            "-1d",
-            "1w",
-            "1.5h",
-            "h12",
-            "99999999999999999d",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }
 }

@@ -36,20 +36,22 @@ impl App {
     pub fn new(store: Arc<dyn Store>, config: &Config) -> App {
         // Installs the process-wide recorder on first use, so counters are never lost.
         let _ = crate::metrics::handle();
+        let mut sources = config.sources.clone();
+        sources.serving_on(config.listen, config.allow_unsigned);
         App {
             store,
-            sources: config.sources.clone(),
+            sources,
             max_body_bytes: config.max_body_bytes,
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
             store_timeout: config.store.statement_timeout,
-            admin: None,
+            admin: config.admin_token.as_deref().map(admin::Admin::new),
             rejections: admin::Rejections::default(),
         }
     }
 
-    /// Turns the admin side on with this token (at least [`admin::MIN_TOKEN_LEN`]
-    /// characters; configuration refuses shorter ones at startup).
+    /// Turns the admin side on with this token, as `admin_token` does (configuration
+    /// refuses one shorter than [`admin::MIN_TOKEN_LEN`] at startup).
     pub fn with_admin_token(mut self, token: &str) -> App {
         self.admin = Some(admin::Admin::new(token));
         self

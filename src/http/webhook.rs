@@ -17,7 +17,7 @@ use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
 use crate::json;
 use crate::metrics;
-use crate::model::{NewEvent, Outcome, Source};
+use crate::model::{EventId, NewEvent, Outcome, Source};
 use crate::store::{StoreError, now_text};
 
 pub async fn receive<S, B>(source: String, headers: HeaderMap, body: S, app: Arc<App>) -> Response
@@ -27,25 +27,39 @@ where
 {
     let started = Instant::now();
     let result = handle(&source, &headers, body, &app).await;
+    let elapsed = started.elapsed();
+    // Milliseconds with a fraction: loopback deliveries take well under one.
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let label = match Source::parse(&source) {
         Some(source) => metrics::source_label(&app.sources, &source),
         None => "other".to_owned(),
     };
+    // One line per delivery, never with a body, a header value or a secret.
     match result {
-        Ok((response, outcome)) => {
-            metrics::delivery(&label, outcome, started.elapsed());
+        Ok((response, outcome, event_id)) => {
+            metrics::delivery(&label, outcome, elapsed);
+            tracing::info!(source = %source, event_id = %event_id, outcome, latency_ms, "delivery recorded");
             response
         }
         Err(error) => {
-            metrics::delivery(&label, error.code(), started.elapsed());
-            match &error {
-                ApiError::InvalidSignature(e) => metrics::signature_failure(&label, e.reason()),
-                ApiError::Store(e) => metrics::store_error(e.kind()),
-                _ => {}
-            }
+            metrics::delivery(&label, error.code(), elapsed);
+            let reason = match &error {
+                ApiError::InvalidSignature(e) => {
+                    metrics::signature_failure(&label, e.reason());
+                    Some(e.reason())
+                }
+                ApiError::Store(e) => {
+                    metrics::store_error(e.kind());
+                    Some(e.kind())
+                }
+                _ => None,
+            };
+            let status = error.status().as_u16();
             if error.status().is_client_error() {
-                tracing::info!(source = %source, status = error.status().as_u16(), error = %error, "delivery refused");
+                tracing::info!(source = %source, outcome = error.code(), reason, status, latency_ms, error = %error, "delivery refused");
                 record_refusal(&app, &source, &error);
+            } else {
+                tracing::warn!(source = %source, outcome = error.code(), reason, status, latency_ms, "delivery failed");
             }
             error.into_response()
         }
@@ -75,13 +89,13 @@ fn record_refusal(app: &App, source: &str, error: &ApiError) {
     });
 }
 
-/// The answer and the outcome label it is counted under.
+/// The answer, the outcome label it is counted under, and the event id.
 async fn handle<S, B>(
     source: &str,
     headers: &HeaderMap,
     body: S,
     app: &App,
-) -> Result<(Response, &'static str), ApiError>
+) -> Result<(Response, &'static str, EventId), ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
     B: Buf,
@@ -96,20 +110,24 @@ where
         })??;
 
     let settings = app.sources.settings(&source);
+    let unsigned = app.sources.unsigned_policy(&settings);
     settings
         .preset
-        .verify(&settings.secrets, headers, &raw, unix_now())?;
+        .verify(&settings.secrets, unsigned, headers, &raw, unix_now())?;
 
     let parsed = json::parse_object(&raw)?;
     let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
     let (outcome, event) = store(app, event).await?;
-    tracing::info!(source = %event.source, event_id = %event.event_id, outcome = ?outcome, "delivery recorded");
     let label = match outcome {
         Outcome::Processed(_) => "processed",
         Outcome::Duplicate(_) => "duplicate",
         Outcome::Conflict(_) => "conflict",
     };
-    Ok((answer(&event, outcome, app.on_conflict), label))
+    Ok((
+        answer(&event, outcome, app.on_conflict),
+        label,
+        event.event_id.clone(),
+    ))
 }
 
 /// Records the event under the request's one deadline: the store timeout, counted from

@@ -35,7 +35,19 @@ pub enum Preset {
     Generic(GenericScheme),
 }
 
+/// Whether a source without a secret takes unsigned deliveries (SPEC §7): accepted on a
+/// loopback listener or when the operator allows it, refused otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsigned {
+    Accepted,
+    Refused,
+}
+
 impl Preset {
+    /// The names of the built-in presets; a source so named uses that preset.
+    pub const BUILT_IN: [&'static str; 5] =
+        ["refersion", "shopify", "stripe", "github", "standard"];
+
     /// The preset a source uses when configuration does not name one.
     pub fn for_source(source: &str) -> Preset {
         Preset::named(source).unwrap_or(Preset::Standard)
@@ -66,15 +78,20 @@ impl Preset {
 
     /// Checks the delivery's signature against every configured secret (any one may
     /// match, so secrets can be rotated). `now` is Unix seconds, for timestamped schemes.
+    /// With no secret, `unsigned` decides; nothing else is checked then.
     pub fn verify(
         &self,
         secrets: &[String],
+        unsigned: Unsigned,
         headers: &HeaderMap,
         body: &[u8],
         now: i64,
     ) -> Result<(), SignatureError> {
         if secrets.is_empty() {
-            return Ok(());
+            return match unsigned {
+                Unsigned::Accepted => Ok(()),
+                Unsigned::Refused => Err(SignatureError::NoSecretConfigured),
+            };
         }
         match self {
             Preset::Refersion => refersion::verify(secrets, headers, body),

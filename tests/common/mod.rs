@@ -784,3 +784,21 @@ impl HeldInsert {
         self.done.join().unwrap();
     }
 }
+
+/// A startup failure of the binary: exit 1, exactly one `hooklatch:` line holding
+/// `expect`, no panic or backtrace. Returns all of stderr.
+pub fn assert_one_line_failure(output: std::process::Output, expect: &str) -> String {
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("hooklatch:"))
+        .collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(errors[0].contains(expect), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    stderr
+}

@@ -1,15 +1,16 @@
 //! Who may use the admin side: a bearer token for the API, a session cookie for the
-//! console (signed in once with the same token). Tokens are compared in constant time,
-//! as SHA-256 digests so that not even their length leaks through timing.
+//! console (signed in once with the same token). Tokens are compared in constant time:
+//! as HMAC tags (hmac's `verify_slice` compares in constant time), so that not even their
+//! length leaks through timing.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
 use parking_lot::Mutex;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use sha2::Sha256;
 use warp::http::HeaderMap;
 
 /// The shortest admin token accepted (SPEC §5.1).
@@ -23,7 +24,7 @@ const MAX_SESSIONS: usize = 1000;
 
 /// The admin side, when it is on.
 pub struct Admin {
-    digest: [u8; 32],
+    tag: Vec<u8>,
     sessions: Mutex<HashMap<String, Session>>,
 }
 
@@ -42,14 +43,14 @@ impl std::fmt::Debug for Admin {
 impl Admin {
     pub fn new(token: &str) -> Admin {
         Admin {
-            digest: digest(token),
+            tag: tag(token),
             sessions: Mutex::new(HashMap::new()),
         }
     }
 
     /// Constant-time comparison with the configured token.
     pub fn accepts(&self, candidate: &str) -> bool {
-        bool::from(digest(candidate).ct_eq(&self.digest))
+        same_tag(candidate, &self.tag)
     }
 
     /// `Authorization: Bearer <token>` carries the admin token.
@@ -106,8 +107,26 @@ impl Admin {
     }
 }
 
-fn digest(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
+/// The key only makes the tags fixed-length; the comparison needs no secret key.
+const TAG_KEY: &[u8] = b"hooklatch admin comparison";
+
+/// HMAC accepts a key of any length, so this is always `Some`; were it not, every
+/// comparison would fail (refuse), never pass.
+fn mac(text: &str) -> Option<Hmac<Sha256>> {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(TAG_KEY).ok()?;
+    mac.update(text.as_bytes());
+    Some(mac)
+}
+
+fn tag(text: &str) -> Vec<u8> {
+    mac(text)
+        .map(|mac| mac.finalize().into_bytes().to_vec())
+        .unwrap_or_default()
+}
+
+/// `text`'s tag equals `tag`, compared in constant time.
+fn same_tag(text: &str, tag: &[u8]) -> bool {
+    mac(text).is_some_and(|mac| mac.verify_slice(tag).is_ok())
 }
 
 /// 256 bits from the OS, URL-safe.
@@ -119,5 +138,5 @@ fn random_token() -> Option<String> {
 
 /// Constant-time equality of two short strings (CSRF tokens).
 pub fn same_secret(a: &str, b: &str) -> bool {
-    bool::from(digest(a).ct_eq(&digest(b)))
+    same_tag(a, &tag(b))
 }

@@ -1,0 +1,465 @@
+//! Per-source settings: `[sources.<name>]` tables of the TOML file and the
+//! `HOOKLATCH_SECRET_<SOURCE>` / `HOOKLATCH_FORWARD_TO_<SOURCE>` variables, validated at
+//! startup, and the gate that decides whether a source without a secret may take
+//! unsigned deliveries.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ConfigError, file_error, redact};
+use crate::model::Source;
+use crate::sources::{Encoding, GenericScheme, IdLocation, Preset, standard_secret_key};
+
+/// Reads the file's `[sources.<name>]` tables and the per-source variables, and checks
+/// every secret and forwarding URL.
+pub(super) fn load(
+    file_sources: toml::Table,
+    config_path: Option<&Path>,
+    env: &HashMap<String, String>,
+) -> Result<Sources, ConfigError> {
+    let mut sources = Sources::default();
+    for (name, value) in file_sources {
+        let path = config_path.unwrap_or_else(|| std::path::Path::new("?"));
+        let source: FileSource = value.try_into().map_err(|e: toml::de::Error| {
+            file_error(path, &format!("[sources.{name}]: {}", e.message()))
+        })?;
+        let settings = source_settings(&name, source)?;
+        sources.configured.insert(name, settings);
+    }
+    read_env_sources(&mut sources, env)?;
+    validate_secrets(&sources)?;
+    let forwarding: Vec<(String, String)> = sources
+        .configured
+        .iter()
+        .filter_map(|(name, s)| {
+            Some((
+                format!("[sources.{name}] forward_to"),
+                s.forward_to.clone()?,
+            ))
+        })
+        .chain(
+            sources
+                .env_forward_to
+                .iter()
+                .map(|(suffix, url)| (format!("{FORWARD_TO_PREFIX}{suffix}"), url.clone())),
+        )
+        .collect();
+    for (place, url) in forwarding {
+        check_forward_url(&place, &url)?;
+    }
+    Ok(sources)
+}
+
+/// `[sources.<name>]` in the TOML file. Unknown keys are an error, so a typo never
+/// silently drops a secret.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSource {
+    preset: Option<String>,
+    /// `Some(vec![])` (written out) is an error, never "unsigned".
+    secrets: Option<Vec<String>>,
+    #[serde(default)]
+    allow_unsigned: bool,
+    forward_to: Option<String>,
+    // `generic` only:
+    signature_header: Option<String>,
+    encoding: Option<Encoding>,
+    prefix: Option<String>,
+    id_header: Option<String>,
+    id_pointer: Option<String>,
+}
+
+/// One `[sources.<name>]` key as the README documents it. A test checks that this list
+/// names exactly the keys [`FileSource`] accepts.
+pub struct SourceKey {
+    pub key: &'static str,
+    pub env: Option<&'static str>,
+    pub default: &'static str,
+    pub about: &'static str,
+}
+
+pub const SOURCE_KEYS: &[SourceKey] = &[
+    SourceKey {
+        key: "preset",
+        env: None,
+        default: "the source's name if it is a preset, else `standard`",
+        about: "Provider conventions: `refersion`, `shopify`, `stripe`, `github`, `standard` or `generic`",
+    },
+    SourceKey {
+        key: "secrets",
+        env: Some("HOOKLATCH_SECRET_<SOURCE>"),
+        default: "none",
+        about: "Signing secrets, any one may match (comma-separated in the environment); an empty one stops startup",
+    },
+    SourceKey {
+        key: "allow_unsigned",
+        env: None,
+        default: "`false`",
+        about: "Accept unsigned deliveries on this source even off loopback",
+    },
+    SourceKey {
+        key: "forward_to",
+        env: Some("HOOKLATCH_FORWARD_TO_<SOURCE>"),
+        default: "none",
+        about: "Forward each new event to this `http://` or `https://` URL",
+    },
+    SourceKey {
+        key: "signature_header",
+        env: None,
+        default: "none (required)",
+        about: "`generic`: header holding the HMAC-SHA256 of the body",
+    },
+    SourceKey {
+        key: "encoding",
+        env: None,
+        default: "`hex`",
+        about: "`generic`: `hex` or `base64`",
+    },
+    SourceKey {
+        key: "prefix",
+        env: None,
+        default: "none",
+        about: "`generic`: stripped from the signature before decoding",
+    },
+    SourceKey {
+        key: "id_header",
+        env: None,
+        default: "the `standard` chain",
+        about: "`generic`: header holding the event id",
+    },
+    SourceKey {
+        key: "id_pointer",
+        env: None,
+        default: "the `standard` chain",
+        about: "`generic`: JSON pointer to the event id in the body, e.g. `/id`",
+    },
+];
+
+/// The variable prefixes of per-source settings; the source name follows, upper-cased
+/// with `-` as `_`. `FORWARD_TO_` cannot collide with the top-level `FORWARD_*` settings
+/// (`HOOKLATCH_FORWARD_TIMEOUT` vs `HOOKLATCH_FORWARD_TO_TIMEOUT` for a source named
+/// `timeout`): no top-level name starts with either prefix, which a test checks.
+pub const SECRET_PREFIX: &str = "HOOKLATCH_SECRET_";
+pub const FORWARD_TO_PREFIX: &str = "HOOKLATCH_FORWARD_TO_";
+
+/// How one source is checked and read. Its `Debug` never shows a secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SourceSettings {
+    pub preset: Preset,
+    /// Empty: no secret; see [`Sources::unsigned_policy`].
+    pub secrets: Vec<String>,
+    /// The operator accepts unsigned deliveries on this source even off loopback (its
+    /// own `allow_unsigned`, or `HOOKLATCH_ALLOW_UNSIGNED`).
+    pub allow_unsigned: bool,
+    /// Where new events are forwarded.
+    pub forward_to: Option<String>,
+}
+
+impl SourceSettings {
+    /// Settings with a preset and secrets, nothing else (tests, embedding).
+    pub fn new(preset: Preset, secrets: Vec<String>) -> SourceSettings {
+        SourceSettings {
+            preset,
+            secrets,
+            allow_unsigned: false,
+            forward_to: None,
+        }
+    }
+}
+
+impl fmt::Debug for SourceSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceSettings")
+            .field("preset", &self.preset)
+            .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
+            .field("allow_unsigned", &self.allow_unsigned)
+            .field("forward_to", &self.forward_to.as_deref().map(redact))
+            .finish()
+    }
+}
+
+/// Per-source settings from the TOML file and `HOOKLATCH_SECRET_<SOURCE>` /
+/// `HOOKLATCH_FORWARD_TO_<SOURCE>` variables. Its `Debug` never shows a secret.
+#[derive(Clone, Default)]
+pub struct Sources {
+    configured: HashMap<String, SourceSettings>,
+    /// Environment values by their variable suffix (`MY_SHOP`), looked up per request
+    /// because any source name may receive deliveries.
+    env_secrets: HashMap<String, Vec<String>>,
+    env_forward_to: HashMap<String, String>,
+    /// `HOOKLATCH_ALLOW_UNSIGNED`.
+    allow_unsigned_all: bool,
+    /// Listening off loopback: a source without a secret refuses deliveries unless
+    /// allowed.
+    exposed: bool,
+}
+
+impl fmt::Debug for Sources {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sources")
+            .field("configured", &self.configured)
+            .field("env_secrets", &self.env_secrets.keys().collect::<Vec<_>>())
+            .field(
+                "env_forward_to",
+                &self.env_forward_to.keys().collect::<Vec<_>>(),
+            )
+            .field("allow_unsigned_all", &self.allow_unsigned_all)
+            .field("exposed", &self.exposed)
+            .finish()
+    }
+}
+
+impl Sources {
+    /// The settings for `source`: configured, else its preset by name, with environment
+    /// values taking precedence over the file.
+    pub fn settings(&self, source: &Source) -> SourceSettings {
+        let mut settings = self
+            .configured
+            .get(source.as_str())
+            .cloned()
+            .unwrap_or_else(|| {
+                SourceSettings::new(Preset::for_source(source.as_str()), Vec::new())
+            });
+        let suffix = env_suffix(source.as_str());
+        if let Some(secrets) = self.env_secrets.get(&suffix) {
+            settings.secrets = secrets.clone();
+        }
+        if let Some(url) = self.env_forward_to.get(&suffix) {
+            settings.forward_to = Some(url.clone());
+        }
+        settings.allow_unsigned |= self.allow_unsigned_all;
+        settings
+    }
+
+    /// Where `source` forwards its new events, if anywhere (file or environment).
+    pub fn forward_to(&self, source: &Source) -> Option<&str> {
+        self.env_forward_to
+            .get(&env_suffix(source.as_str()))
+            .or_else(|| self.configured.get(source.as_str())?.forward_to.as_ref())
+            .map(String::as_str)
+    }
+
+    /// Whether a delivery to a source with these settings may be unsigned: yes when it has
+    /// no secret and the server listens on loopback or the operator allowed it.
+    pub fn unsigned_policy(&self, settings: &SourceSettings) -> crate::sources::Unsigned {
+        if self.exposed && !settings.allow_unsigned {
+            crate::sources::Unsigned::Refused
+        } else {
+            crate::sources::Unsigned::Accepted
+        }
+    }
+
+    /// Applies where the server listens and `HOOKLATCH_ALLOW_UNSIGNED`. `App::new` calls
+    /// it, so settings built by hand get the same gate as loaded ones.
+    pub fn serving_on(&mut self, listen: SocketAddr, allow_unsigned_all: bool) {
+        self.exposed = !listen.ip().to_canonical().is_loopback();
+        self.allow_unsigned_all = allow_unsigned_all;
+    }
+
+    /// Listening off loopback.
+    pub fn exposed(&self) -> bool {
+        self.exposed
+    }
+
+    /// Adds or replaces one source's settings (tests, embedding).
+    pub fn insert(&mut self, name: &str, settings: SourceSettings) {
+        self.configured.insert(name.to_owned(), settings);
+    }
+
+    /// A source the operator configured, or a preset's name.
+    pub fn is_known(&self, source: &Source) -> bool {
+        let suffix = env_suffix(source.as_str());
+        self.configured.contains_key(source.as_str())
+            || Preset::named(source.as_str()).is_some()
+            || self.env_secrets.contains_key(&suffix)
+            || self.env_forward_to.contains_key(&suffix)
+    }
+
+    /// Sources without a secret among those configured and the presets' names, with
+    /// whether each accepts unsigned deliveries (for the startup warnings).
+    pub fn without_secret(&self) -> Vec<(String, bool)> {
+        let mut names: Vec<String> = self
+            .configured
+            .keys()
+            .cloned()
+            .chain(Preset::BUILT_IN.iter().map(|name| (*name).to_owned()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|name| {
+                let settings = self.settings(&Source::parse(&name)?);
+                let accepted =
+                    self.unsigned_policy(&settings) == crate::sources::Unsigned::Accepted;
+                settings.secrets.is_empty().then_some((name, accepted))
+            })
+            .collect()
+    }
+
+    /// Whether any source forwards (for the missing `forward_secret` warning).
+    pub fn any_forwarding(&self) -> bool {
+        !self.env_forward_to.is_empty() || self.configured.values().any(|s| s.forward_to.is_some())
+    }
+}
+
+fn env_suffix(source: &str) -> String {
+    source.to_ascii_uppercase().replace('-', "_")
+}
+
+/// `HOOKLATCH_SECRET_<SOURCE>` and `HOOKLATCH_FORWARD_TO_<SOURCE>`.
+fn read_env_sources(
+    sources: &mut Sources,
+    env: &HashMap<String, String>,
+) -> Result<(), ConfigError> {
+    for (key, value) in env {
+        let (suffix, is_secret) = if let Some(suffix) = key.strip_prefix(SECRET_PREFIX) {
+            (suffix, true)
+        } else if let Some(suffix) = key.strip_prefix(FORWARD_TO_PREFIX) {
+            (suffix, false)
+        } else {
+            continue;
+        };
+        let valid_suffix = !suffix.is_empty()
+            && suffix.len() <= 64
+            && suffix
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+        if !valid_suffix {
+            return Err(ConfigError(format!(
+                "{key}: the part after the prefix must be a source name upper-cased, with - as _ (A-Z, 0-9, _)"
+            )));
+        }
+        if is_secret {
+            let secrets: Vec<String> = value.split(',').map(|s| s.trim().to_owned()).collect();
+            if secrets.iter().any(String::is_empty) {
+                return Err(ConfigError(format!(
+                    "{key} holds an empty secret; remove the variable for an unsigned source, or set the secret"
+                )));
+            }
+            sources.env_secrets.insert(suffix.to_owned(), secrets);
+        } else {
+            sources
+                .env_forward_to
+                .insert(suffix.to_owned(), value.trim().to_owned());
+        }
+    }
+    Ok(())
+}
+
+fn check_forward_url(place: &str, url: &str) -> Result<(), ConfigError> {
+    let uri: Option<warp::http::Uri> = url.parse().ok();
+    let ok = uri.is_some_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{place} must be an http:// or https:// URL; got {:?}",
+            redact(url)
+        )))
+    }
+}
+
+fn source_settings(name: &str, source: FileSource) -> Result<SourceSettings, ConfigError> {
+    if Source::parse(name).is_none() {
+        return Err(ConfigError(format!(
+            "[sources.{name}]: a source name is 1-64 characters of a-z, 0-9, _ and -"
+        )));
+    }
+    let preset_name = source
+        .preset
+        .clone()
+        .unwrap_or_else(|| Preset::for_source(name).name().to_owned());
+    let preset = match preset_name.as_str() {
+        "generic" => {
+            let signature_header = source.signature_header.ok_or_else(|| {
+                ConfigError(format!("[sources.{name}]: the generic preset needs signature_header"))
+            })?;
+            let id = match (source.id_header, source.id_pointer) {
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError(format!("[sources.{name}]: set id_header or id_pointer, not both")));
+                }
+                (Some(header), None) => Some(IdLocation::Header(header)),
+                (None, Some(pointer)) if pointer.starts_with('/') => Some(IdLocation::Pointer(pointer)),
+                (None, Some(pointer)) => {
+                    return Err(ConfigError(format!("[sources.{name}]: id_pointer {pointer:?} must start with /")));
+                }
+                (None, None) => None,
+            };
+            Preset::Generic(GenericScheme {
+                signature_header,
+                encoding: source.encoding.unwrap_or(Encoding::Hex),
+                prefix: source.prefix,
+                id,
+            })
+        }
+        other => Preset::named(other).ok_or_else(|| {
+            ConfigError(format!(
+                "[sources.{name}]: unknown preset {other:?}; use refersion, shopify, stripe, github, standard or generic"
+            ))
+        })?,
+    };
+    let secrets = match source.secrets {
+        None => Vec::new(),
+        Some(secrets) if secrets.is_empty() => {
+            return Err(ConfigError(format!(
+                "[sources.{name}]: secrets = [] is empty; remove the key for an unsigned source, or list a secret"
+            )));
+        }
+        Some(secrets) if secrets.iter().any(|s| s.trim().is_empty()) => {
+            return Err(ConfigError(format!(
+                "[sources.{name}]: secrets holds an empty secret"
+            )));
+        }
+        Some(secrets) => secrets,
+    };
+    Ok(SourceSettings {
+        preset,
+        secrets,
+        allow_unsigned: source.allow_unsigned,
+        forward_to: source.forward_to,
+    })
+}
+
+/// A Standard Webhooks secret that does not decode would reject every delivery; say so
+/// at startup instead, wherever it was set.
+fn validate_secrets(sources: &Sources) -> Result<(), ConfigError> {
+    let from_file = sources
+        .configured
+        .iter()
+        .filter(|(name, _)| !sources.env_secrets.contains_key(&env_suffix(name)))
+        .map(|(name, settings)| {
+            (
+                format!("[sources.{name}]"),
+                settings.preset.clone(),
+                &settings.secrets,
+            )
+        });
+    let from_env = sources.env_secrets.iter().map(|(suffix, secrets)| {
+        // The preset of the source this variable names: configured, else by its name.
+        let preset = sources
+            .configured
+            .iter()
+            .find(|(name, _)| env_suffix(name) == *suffix)
+            .map(|(_, settings)| settings.preset.clone())
+            .unwrap_or_else(|| Preset::for_source(&suffix.to_ascii_lowercase()));
+        (format!("{SECRET_PREFIX}{suffix}"), preset, secrets)
+    });
+    for (place, preset, secrets) in from_file.chain(from_env) {
+        let undecodable = secrets.iter().find(|s| standard_secret_key(s).is_none());
+        if let (Preset::Standard, Some(bad)) = (&preset, undecodable) {
+            let shown: String = bad.chars().take(6).collect();
+            return Err(ConfigError(format!(
+                "{place}: Standard Webhooks secrets are whsec_ followed by base64; {shown}… is not"
+            )));
+        }
+    }
+    Ok(())
+}
