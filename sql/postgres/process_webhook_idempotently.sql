@@ -8,7 +8,9 @@
 -- No exception handling (a subtransaction per call would cost more than the lookup).
 --
 -- Outcomes: 'processed' (event and conversion committed together, durably), 'duplicate'
--- (same fingerprint: only delivery_count/last_seen_at move), 'conflict' (different
+-- (same fingerprint: a read, nothing written here; the caller counts the delivery in
+-- batches with count_duplicate_deliveries, so a retry storm rewrites no row per retry
+-- and waits for no lock), 'conflict' (different
 -- fingerprint: counted, and kept in webhook_conflicts while the event has fewer than 16
 -- kept (SPEC §5.3, store::KEPT_CONFLICTS); the original is untouched).
 --
@@ -24,6 +26,10 @@
 -- The signature changed when conversions gained a lifecycle; CREATE OR REPLACE cannot
 -- change parameters or results, so the older shape is dropped first. The file runs as
 -- one batch, so no caller sees the function missing.
+--
+-- Rows are updated by their key (source, external_event_id), never by the surrogate id,
+-- and FOUND is not relied on after a SELECT INTO: both keep the function portable to
+-- distributed PostgreSQL engines (see the README's "Scaling").
 --
 -- Local variables carry a v_ prefix and columns are qualified where the OUT parameters
 -- share their names: PL/pgSQL rejects such references as ambiguous.
@@ -66,13 +72,57 @@ BEGIN
     -- has since committed. In READ COMMITTED each statement takes a fresh snapshot, so
     -- the second lookup sees the winner's row.
     FOR attempt IN 1..2 LOOP
+        v_event_id := NULL;
         SELECT e.id, e.fingerprint, e.conversion_id, c.status
           INTO v_event_id, v_fingerprint, v_conversion_id, v_status
           FROM webhook_events e
           LEFT JOIN conversions c ON c.id = e.conversion_id
          WHERE e.source = p_source
            AND e.external_event_id = p_external_event_id;
-        EXIT WHEN FOUND;
+        EXIT WHEN v_event_id IS NOT NULL;
+
+        -- A seed-style sale claims its id through the conversion's own unique key
+        -- (source, external_event_id), so the event row is inserted once, already
+        -- pointing at its conversion: two inserts, no update. A concurrent first
+        -- delivery of the same id makes this insert wait for it, exactly as the event
+        -- insert would; then the lookup above finds the winner.
+        IF p_commission_amount IS NOT NULL AND p_external_conversion_id IS NULL THEN
+            v_conversion_id := NULL;
+            INSERT INTO conversions AS c
+                   (source, external_event_id, order_id, commission_amount,
+                    sale_amount, currency, tracking_id, status, created_at, updated_at)
+            VALUES (p_source, p_external_event_id, p_order_id, p_commission_amount,
+                    p_sale_amount, p_currency, p_tracking_id, p_status, now(), now())
+            ON CONFLICT (source, external_event_id) DO NOTHING
+            RETURNING c.id, c.status INTO v_conversion_id, v_status;
+            IF v_conversion_id IS NOT NULL THEN
+                INSERT INTO webhook_events AS e
+                       (source, external_event_id, event_type, payload, fingerprint,
+                        conversion_id, first_seen_at, last_seen_at)
+                VALUES (p_source, p_external_event_id, p_event_type, p_payload,
+                        p_fingerprint, v_conversion_id, now(), now())
+                ON CONFLICT (source, external_event_id) DO NOTHING
+                RETURNING e.id INTO v_event_id;
+                IF v_event_id IS NULL THEN
+                    -- A delivery of this id that carries no sale won the race for the
+                    -- event key: take back this transaction's own conversion row, and
+                    -- answer as a repeat of that event on the next pass.
+                    DELETE FROM conversions c WHERE c.id = v_conversion_id;
+                    CONTINUE;
+                END IF;
+                outcome := 'processed';
+                applied := true;
+                webhook_event_id := v_event_id;
+                conversion_id := v_conversion_id;
+                conversion_status := v_status;
+                RETURN;
+            END IF;
+            -- The key is taken: by a committed event (next pass finds it), or by a stray
+            -- conversions row without its event, adopted by the general path below.
+            CONTINUE WHEN EXISTS (
+                SELECT 1 FROM webhook_events e
+                 WHERE e.source = p_source AND e.external_event_id = p_external_event_id);
+        END IF;
 
         INSERT INTO webhook_events AS e
                (source, external_event_id, event_type, payload, fingerprint,
@@ -82,7 +132,7 @@ BEGIN
         ON CONFLICT (source, external_event_id) DO NOTHING
         RETURNING e.id INTO v_event_id;
 
-        IF FOUND THEN
+        IF v_event_id IS NOT NULL THEN
             IF p_external_conversion_id IS NOT NULL THEN
                 INSERT INTO conversions AS c
                        (source, external_event_id, external_conversion_id, order_id,
@@ -109,7 +159,7 @@ BEGIN
                        AND NOT (excluded.status = 'PENDING'
                                 AND coalesce(c.status, 'PENDING') <> 'PENDING'))
                 RETURNING c.id, c.status INTO v_conversion_id, v_status;
-                applied := FOUND;
+                applied := v_conversion_id IS NOT NULL;
                 IF NOT applied THEN
                     -- Stale: the row exists (the upsert waited for and locked it).
                     SELECT c.id, c.status INTO v_conversion_id, v_status
@@ -125,7 +175,7 @@ BEGIN
                         p_sale_amount, p_currency, p_tracking_id, p_status, now(), now())
                 ON CONFLICT (source, external_event_id) DO NOTHING
                 RETURNING c.id, c.status INTO v_conversion_id, v_status;
-                applied := FOUND;
+                applied := v_conversion_id IS NOT NULL;
                 IF NOT applied THEN
                     SELECT c.id, c.status INTO v_conversion_id, v_status
                       FROM conversions c
@@ -137,7 +187,8 @@ BEGIN
             IF v_conversion_id IS NOT NULL THEN
                 UPDATE webhook_events e
                    SET conversion_id = v_conversion_id
-                 WHERE e.id = v_event_id;
+                 WHERE e.source = p_source
+                   AND e.external_event_id = p_external_event_id;
             END IF;
             outcome := 'processed';
             webhook_event_id := v_event_id;
@@ -156,13 +207,7 @@ BEGIN
     END IF;
 
     IF v_fingerprint = p_fingerprint THEN
-        -- The event itself is already durable; counting a retry need not wait for a WAL
-        -- flush (a crash may lose the count, never the event). Local to this transaction.
-        PERFORM set_config('synchronous_commit', 'off', true);
-        UPDATE webhook_events e
-           SET delivery_count = e.delivery_count + 1,
-               last_seen_at   = now()
-         WHERE e.id = v_event_id;
+        -- Nothing to write: the caller counts it (see the header).
         outcome := 'duplicate';
     ELSE
         -- The UPDATE locks the event row, so concurrent conflicts count one at a time and
@@ -171,7 +216,8 @@ BEGIN
            SET delivery_count = e.delivery_count + 1,
                conflict_count = e.conflict_count + 1,
                last_seen_at   = now()
-         WHERE e.id = v_event_id
+         WHERE e.source = p_source
+           AND e.external_event_id = p_external_event_id
         RETURNING e.conflict_count INTO v_conflicts;
         IF v_conflicts <= 16 THEN
             INSERT INTO webhook_conflicts (webhook_event_id, fingerprint, payload, received_at)
@@ -182,5 +228,29 @@ BEGIN
     webhook_event_id := v_event_id;
     conversion_id := v_conversion_id;
     conversion_status := v_status;
+END;
+$$;
+
+-- Duplicate deliveries counted in batches: one statement per batch per instance instead
+-- of one row rewrite per retry. Ids are locked in ascending order, so two instances
+-- flushing at once never deadlock. The events counted are already durable, so the
+-- counts need not wait for a WAL flush: a crash may lose the last counts, never an event.
+CREATE OR REPLACE FUNCTION count_duplicate_deliveries(
+    p_ids   bigint[],
+    p_counts bigint[],
+    p_seen  timestamptz[]
+)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    -- LockRows runs above the sort: the rows are locked in id order.
+    PERFORM 1 FROM webhook_events e WHERE e.id = ANY (p_ids) ORDER BY e.id FOR UPDATE;
+    UPDATE webhook_events e
+       SET delivery_count = e.delivery_count + u.n,
+           last_seen_at   = greatest(e.last_seen_at, u.seen)
+      FROM unnest(p_ids, p_counts, p_seen) AS u(id, n, seen)
+     WHERE e.id = u.id;
 END;
 $$;

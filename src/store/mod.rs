@@ -6,6 +6,7 @@
 //! sync `postgres` client panics on a tokio worker thread.
 
 mod backup;
+pub(crate) mod counts;
 mod postgres;
 mod sqlite;
 

@@ -20,6 +20,8 @@
 //! driver call also steps off a runtime thread if it finds itself on one
 //! ([`off_runtime`]), and `Drop` closes the pool on a plain thread.
 
+mod flusher;
+
 use std::error::Error as _;
 use std::path::Path;
 use std::sync::Arc;
@@ -59,6 +61,7 @@ mod sql {
     pub const PROCESS_FUNCTION: &str =
         include_str!("../../sql/postgres/process_webhook_idempotently.sql");
     pub const PROCESS: &str = include_str!("../../sql/postgres/process.sql");
+    pub const COUNT_DELIVERIES: &str = include_str!("../../sql/postgres/count_deliveries.sql");
     pub const GET_EVENT: &str = include_str!("../../sql/postgres/get_event.sql");
     pub const GET_CONVERSION: &str = include_str!("../../sql/postgres/get_conversion.sql");
     pub const LIST_CONFLICTS: &str = include_str!("../../sql/postgres/list_conflicts.sql");
@@ -141,6 +144,8 @@ pub struct PostgresStore {
     /// One permit per pooled connection: requests beyond that wait here (async, cheap)
     /// until their deadline instead of piling up on blocking threads.
     permits: Arc<tokio::sync::Semaphore>,
+    /// Duplicate counts on their way to the database; `None` only while being dropped.
+    flusher: Option<flusher::Flusher>,
 }
 
 impl PostgresStore {
@@ -195,12 +200,17 @@ impl PostgresStore {
                 epoch: epoch.clone(),
             });
         let store = PostgresStore {
-            pool: Some(pool),
+            pool: Some(pool.clone()),
             migration_config,
             epoch,
             last_connect_error,
             connect_timeout: options.connect_timeout,
             permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
+            flusher: Some(
+                flusher::Flusher::start(pool.clone(), options.connect_timeout).map_err(|e| {
+                    StoreError::Internal(format!("cannot start the counts thread: {e}"))
+                })?,
+            ),
         };
         // Waits for the first connection; dropping the store on failure closes the pool.
         off_runtime(|| store.conn().map(drop)).map_err(|e| {
@@ -346,6 +356,8 @@ impl PostgresStore {
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
+        // Its last counts are committed while the pool is still open.
+        drop(self.flusher.take());
         let Some(pool) = self.pool.take() else { return };
         // Closing a sync client blocks on its private runtime, which panics on a tokio
         // worker thread; a plain thread is always allowed to.
@@ -358,6 +370,17 @@ impl Drop for PostgresStore {
             }
             // Leaking the connections (the server closes them) beats a panic.
             Err(e) => tracing::warn!(error = %e, "cannot close the PostgreSQL pool"),
+        }
+    }
+}
+
+impl PostgresStore {
+    /// Commits this instance's pending duplicate counts, so what is read next includes
+    /// them (other instances' counts arrive within their own flush delay).
+    fn settle(&self) -> Result<(), StoreError> {
+        match &self.flusher {
+            Some(flusher) => self.with_conn(|conn| flusher.flush_on(conn)),
+            None => Ok(()),
         }
     }
 }
@@ -467,7 +490,12 @@ impl PostgresStore {
         };
         match outcome.as_str() {
             "processed" => Ok(Outcome::Processed(receipt)),
-            "duplicate" => Ok(Outcome::Duplicate(receipt)),
+            "duplicate" => {
+                if let Some(flusher) = &self.flusher {
+                    flusher.count(receipt.webhook_event_id, super::now_text());
+                }
+                Ok(Outcome::Duplicate(receipt))
+            }
             "conflict" => Ok(Outcome::Conflict(receipt)),
             other => Err(StoreError::Internal(format!(
                 "process_webhook_idempotently returned the unknown outcome {other:?}"
@@ -536,6 +564,7 @@ impl Store for PostgresStore {
     }
 
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.settle()?;
         let Some(row) = self
             .query_by_event(sql::GET_EVENT, source, id)?
             .into_iter()

@@ -16,7 +16,7 @@
 //! Duplicates never come here to wait. They are decided by a read on a reader connection,
 //! and their bookkeeping (`delivery_count`, `last_seen_at`) is added to [`Counts`], which
 //! this thread folds into its next transaction, or commits on its own within
-//! [`COUNT_FLUSH_DELAY`]. A crash may lose those last counts, never an event.
+//! [`FLUSH_DELAY`]. A crash may lose those last counts, never an event.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +25,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, TransactionBehavior, params};
@@ -33,6 +32,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::{map_err, sql};
 use crate::model::{NewEvent, Outcome};
 use crate::store::StoreError;
+use crate::store::counts::{Counts, FLUSH_DELAY};
 
 /// Most events in one transaction. Past a few dozen the fsync is already shared; the
 /// bound keeps one batch's replies from waiting on a very long transaction.
@@ -41,10 +41,6 @@ const MAX_BATCH: usize = 256;
 /// Queue length. A full queue means the disk cannot keep up: the request gets a 503
 /// at once (the provider retries) instead of piling up memory.
 const QUEUE: usize = 4096;
-
-/// How long duplicate counts may wait for a batch to ride along with before they are
-/// committed on their own.
-pub const COUNT_FLUSH_DELAY: Duration = Duration::from_millis(20);
 
 /// What a finished process job answers.
 pub type Processed = Result<(Outcome, NewEvent), StoreError>;
@@ -83,38 +79,6 @@ enum Job {
     Flush(ReplyTo<Result<(), StoreError>>),
     /// Duplicate counts are waiting.
     Wake,
-}
-
-/// Duplicate deliveries not yet committed: per event row, how many, and the last time.
-#[derive(Default)]
-pub struct Counts(Mutex<HashMap<i64, (i64, String)>>);
-
-impl Counts {
-    /// Returns true when this is the first pending count (the writer must be woken).
-    fn add(&self, id: i64, at: String) -> bool {
-        let mut pending = self.0.lock();
-        let was_empty = pending.is_empty();
-        let entry = pending.entry(id).or_insert((0, String::new()));
-        entry.0 += 1;
-        entry.1 = at;
-        was_empty
-    }
-
-    fn take(&self) -> HashMap<i64, (i64, String)> {
-        std::mem::take(&mut *self.0.lock())
-    }
-
-    /// Puts counts back after a failed commit, so a passing fault does not lose them.
-    fn restore(&self, counts: HashMap<i64, (i64, String)>) {
-        let mut pending = self.0.lock();
-        for (id, (n, at)) in counts {
-            let entry = pending.entry(id).or_insert((0, String::new()));
-            entry.0 += n;
-            if at > entry.1 {
-                entry.1 = at;
-            }
-        }
-    }
 }
 
 /// The handle the store keeps. Dropping it lets the thread drain its queue and stop.
@@ -292,7 +256,7 @@ impl Thread {
                 Job::Flush(reply) => flushes.push(reply),
                 Job::Wake => {
                     self.counts_due
-                        .get_or_insert_with(|| Instant::now() + COUNT_FLUSH_DELAY);
+                        .get_or_insert_with(|| Instant::now() + FLUSH_DELAY);
                 }
                 // Run jobs take the connection for themselves: commit what came before.
                 Job::Run(work) => {
