@@ -1,4 +1,5 @@
 //! PostgreSQL side of the admin read verbs (lists, summary, stats, export) and pruning.
+//! Reads that show counts first commit this instance's pending duplicate counts.
 //! Every statement goes out with typed parameters as an unnamed statement, so the
 //! planner sees the actual values (a NULL filter folds away) and no prepare round trip
 //! is spent; timestamps come back as the same RFC 3339 text SQLite stores.
@@ -70,6 +71,7 @@ pub(super) fn list_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<EventItem>, StoreError> {
+    store.settle()?;
     let statement = match filter.plan() {
         EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
         EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
@@ -205,6 +207,7 @@ pub(super) fn conversion_summary(store: &PostgresStore) -> Result<Vec<SummaryGro
 }
 
 pub(super) fn source_stats(store: &PostgresStore) -> Result<Vec<SourceStats>, StoreError> {
+    store.settle()?;
     store
         .rows(sql::SOURCE_STATS, &[])?
         .iter()
@@ -229,6 +232,7 @@ pub(super) fn export_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ExportItem>, StoreError> {
+    store.settle()?;
     let source = filter.source.as_ref().map(|s| s.as_str());
     let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
     let (bound, key_at, key_id) = range.params();
@@ -266,6 +270,7 @@ pub(super) fn prune_payloads(
     before: &Timestamp,
     dry_run: bool,
 ) -> Result<Pruned, StoreError> {
+    store.settle()?;
     let before = before.as_str();
     if dry_run {
         let count = |statement: &str| -> Result<u64, StoreError> {
