@@ -70,6 +70,23 @@ pub enum Command {
     Import(crate::cli::import::ImportArgs),
     /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
     Prune(crate::cli::prune::PruneArgs),
+    /// Forwarding to your app: queue events again.
+    #[command(subcommand)]
+    Forward(ForwardCommand),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ForwardCommand {
+    /// Queue forwards again now, with a fresh retry schedule: every failed one
+    /// (--failed), every one of a source (--source S), or the failed ones of a source.
+    Retry {
+        /// Only this source's events.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events whose forwarding gave up (state failed).
+        #[arg(long)]
+        failed: bool,
+    },
 }
 
 /// Every setting, declared once. The TOML key is the field name; the README's settings

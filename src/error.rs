@@ -57,3 +57,19 @@ impl SignatureError {
         }
     }
 }
+
+/// An error and its causes on one line, each cause once: drivers and clients put the
+/// useful part ("connection refused", the server's message) in a cause, and messages may
+/// carry DETAIL/HINT lines that must not split a log line.
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        cause = c.source();
+    }
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use hooklatch::config::{Cli, Command, Config, LoadError, LogFormat};
+use hooklatch::forward::Forwarder;
 use hooklatch::{App, cli, store};
 
 fn main() -> ExitCode {
@@ -84,6 +85,14 @@ fn run(command: Command, config: Config) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Forward(command) => {
+            let store = open_migrated(&config)?;
+            println!(
+                "{}",
+                hooklatch::cli::forward::run(store.as_ref(), &command)?
+            );
+            Ok(())
+        }
     }
 }
 
@@ -132,6 +141,17 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let app = Arc::new(App::new(store.clone(), &config));
     let result = runtime.block_on(async {
+        let forwarder = if config.sources.any_forwarding() {
+            let forwarder = Forwarder::new(
+                store.clone(),
+                config.forward.clone(),
+                config.sources.clone(),
+                app.forward_wake.clone(),
+            )?;
+            Some(forwarder.spawn())
+        } else {
+            None
+        };
         let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -142,6 +162,9 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
             tokio::spawn(cli::prune::retention_task(store.clone(), retention));
         }
         hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
+        if let Some(forwarder) = forwarder {
+            forwarder.stop().await;
+        }
         Ok(())
     });
     // Requests still running past the grace period are abandoned with the runtime;

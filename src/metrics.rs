@@ -1,6 +1,6 @@
 //! Prometheus metrics: deliveries by source and outcome, signature failures by source and
-//! reason, store errors, and a latency histogram. One process-wide recorder, installed on
-//! first use.
+//! reason, store errors, a latency histogram, and forwarding (attempts by result, the
+//! outbox backlog). One process-wide recorder, installed on first use.
 //!
 //! The `source` label takes only names the operator configured or the presets; any other
 //! source is `other`, so a client spraying random source names cannot grow the label set.
@@ -17,6 +17,10 @@ pub const DELIVERIES: &str = "hooklatch_deliveries_total";
 pub const SIGNATURE_FAILURES: &str = "hooklatch_signature_failures_total";
 pub const STORE_ERRORS: &str = "hooklatch_store_errors_total";
 pub const LATENCY: &str = "hooklatch_request_duration_seconds";
+pub const FORWARD_ATTEMPTS: &str = "hooklatch_forward_attempts_total";
+pub const FORWARD_PENDING: &str = "hooklatch_forward_pending";
+pub const FORWARD_FAILED: &str = "hooklatch_forward_failed";
+pub const FORWARD_OLDEST_PENDING: &str = "hooklatch_forward_oldest_pending_seconds";
 
 /// Latency buckets in seconds: the targets are around a millisecond.
 const BUCKETS: [f64; 12] = [
@@ -95,4 +99,20 @@ pub fn signature_failure(source: &str, reason: &'static str) {
 
 pub fn store_error(kind: &'static str) {
     metrics::counter!(STORE_ERRORS, "kind" => kind).increment(1);
+}
+
+/// One forward attempt by result: `delivered`, `failed_attempt` or `gave_up`. Only
+/// sources with `forward_to` have entries, so the label set stays the configured one.
+pub fn forward_attempt(source: &str, result: &'static str) {
+    metrics::counter!(FORWARD_ATTEMPTS, "source" => source.to_owned(), "result" => result)
+        .increment(1);
+}
+
+/// The outbox as the store last reported it (on PostgreSQL: all instances together).
+/// The oldest pending age is 0 when nothing is pending, so "older than 10 minutes"
+/// is a plain threshold alert.
+pub fn forward_backlog(backlog: &crate::forward::outbox::ForwardBacklog) {
+    metrics::gauge!(FORWARD_PENDING).set(backlog.pending as f64);
+    metrics::gauge!(FORWARD_FAILED).set(backlog.failed as f64);
+    metrics::gauge!(FORWARD_OLDEST_PENDING).set(backlog.oldest_pending_secs.unwrap_or(0.0));
 }

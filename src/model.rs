@@ -231,6 +231,9 @@ pub struct NewEvent {
     /// Lowercase hex SHA-256 of the canonical form of the fields that define the event.
     pub fingerprint: String,
     pub conversion: Option<NewConversion>,
+    /// The source forwards to the merchant's app: a processed event also gets an outbox
+    /// entry, in the same transaction (set by the HTTP layer from the source's settings).
+    pub forward: bool,
 }
 
 impl NewEvent {

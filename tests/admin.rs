@@ -29,6 +29,7 @@ contract!(
     api_conversions_summary_and_stats,
     api_rejections_keep_refusals_without_bodies_or_secrets,
     payload_retention_pass_prunes_what_is_older_than_the_retention,
+    the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf,
 );
 
 fn source(name: &str) -> Source {
@@ -1015,4 +1016,120 @@ fn console_pages_render_events_detail_conversions_and_rejections() {
         let (status, _, _) = get("/admin/forwarding").await;
         assert_eq!(status, StatusCode::OK);
     });
+}
+
+async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db: &TestDb) {
+    use hooklatch::config::SourceSettings;
+    use hooklatch::sources::Preset;
+    let mut config = db.config();
+    config.sources.insert(
+        "shop",
+        SourceSettings {
+            // Nothing listens there, and no worker runs here: entries stay as set.
+            forward_to: Some("http://127.0.0.1:9/hook".into()),
+            ..SourceSettings::new(Preset::Standard, Vec::new())
+        },
+    );
+    let app = db.admin_app_with(&config);
+    deliver(&app, "shop", "f1", "t", "x").await;
+    deliver(&app, "acme", "n1", "t", "x").await;
+    execute_sql(
+        &db.url,
+        "UPDATE forward_outbox SET state = 'failed', attempts = 20, last_status = 500",
+    );
+    let failed = EventFilter {
+        forward: Some(ForwardState::Failed),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&db.store.list_events(&failed, None, 50).unwrap()),
+        ["f1"]
+    );
+
+    let post_api = |path: &'static str, token: Option<&'static str>| {
+        let app = app.clone();
+        async move {
+            let mut req = warp::test::request().method("POST").path(path);
+            if let Some(token) = token {
+                req = req.header("authorization", format!("Bearer {token}"));
+            }
+            request(&app, req).await
+        }
+    };
+    let refused = post_api("/admin/api/events/shop/f1/forward", None).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let not_forwarding = post_api("/admin/api/events/acme/n1/forward", Some(ADMIN_TOKEN)).await;
+    assert_eq!(not_forwarding.status, StatusCode::CONFLICT);
+    let get = admin_get(&app, "/admin/api/events/shop/f1/forward", Some(ADMIN_TOKEN)).await;
+    assert_eq!(get.status, StatusCode::METHOD_NOT_ALLOWED);
+    let queued = post_api("/admin/api/events/shop/f1/forward", Some(ADMIN_TOKEN)).await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{queued:?}");
+    assert_eq!(queued.body["status"], "queued");
+    let pending = EventFilter {
+        forward: Some(ForwardState::Pending),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(&db.store.list_events(&pending, None, 50).unwrap()),
+        ["f1"]
+    );
+
+    // The console's button does the same, with the session's CSRF token.
+    execute_sql(&db.url, "UPDATE forward_outbox SET state = 'failed'");
+    let form = format!("token={ADMIN_TOKEN}");
+    let (_, headers, _) = console(&app, "POST", "/admin/login", None, Some(&form), &[]).await;
+    let cookie = headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (status, _, html) =
+        console(&app, "GET", "/admin/forwarding", Some(&cookie), None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(r#"action="/admin/events/shop/f1/forward""#),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let (status, _, _) = console(
+        &app,
+        "POST",
+        "/admin/events/shop/f1/forward",
+        Some(&cookie),
+        Some("csrf=nope"),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        ids(&db.store.list_events(&failed, None, 50).unwrap()),
+        ["f1"]
+    );
+    let (status, headers, _) = console(
+        &app,
+        "POST",
+        "/admin/events/shop/f1/forward",
+        Some(&cookie),
+        Some(&format!("csrf={csrf}")),
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/admin/events/shop/f1");
+    assert_eq!(
+        ids(&db.store.list_events(&pending, None, 50).unwrap()),
+        ["f1"]
+    );
+    let (_, _, page) = console(
+        &app,
+        "GET",
+        "/admin/events/shop/f1",
+        Some(&cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert!(page.contains("Forward again"));
 }

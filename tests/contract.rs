@@ -698,6 +698,7 @@ fn new_event(event_id: &str, fingerprint: &str, conversion: bool) -> NewEvent {
                 None,
             )
         }),
+        forward: false,
     }
 }
 

@@ -46,6 +46,8 @@ on_both_backends!(
     sigterm_refuses_new_connections_finishes_requests_in_flight_and_exits_0,
     sigint_refuses_new_connections_finishes_requests_in_flight_and_exits_0,
     a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout,
+    sigkill_with_the_app_down_then_a_restart_delivers_every_acknowledged_forward,
+    sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start,
 );
 
 /// Generous ceiling for anything that should take about one store timeout here.
@@ -188,6 +190,150 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
         "crash/{backend:?}: {} kills, {acked} acks, {in_doubt} cut off ({committed_unacked} of them committed)",
         KILL_AFTER_MS.len() + 1
     );
+}
+
+/// Forwarding settings for the binary: `shop` forwards to `app`, retries every few
+/// milliseconds and never gives up within the test.
+fn forwarding_to(app: SocketAddr, database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hooklatch"));
+    command
+        // A small pool: the PostgreSQL server's connections are shared by parallel tests.
+        .args(server_args(database_url, &["--pool-size", "4"]))
+        .env("HOOKLATCH_FORWARD_TO_SHOP", format!("http://{app}/hooks"))
+        .env("HOOKLATCH_FORWARD_TIMEOUT", "2")
+        .env("HOOKLATCH_FORWARD_RETRY_INITIAL", "0.02")
+        .env("HOOKLATCH_FORWARD_RETRY_MAX", "0.1")
+        .env("HOOKLATCH_FORWARD_MAX_ATTEMPTS", "100000");
+    command
+}
+
+/// Events acknowledged while the app is down sit in the outbox; a SIGKILL (in the middle
+/// of failing attempts) loses none of them, and the next start, with the app up,
+/// delivers each at least once with the webhook-id of its event.
+fn sigkill_with_the_app_down_then_a_restart_delivers_every_acknowledged_forward(backend: Backend) {
+    let Some(target) = Target::new(backend, "forward_crash") else {
+        return;
+    };
+    // A port nothing listens on: the app is down.
+    let app_addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = Server::spawn(forwarding_to(app_addr, &target.url));
+    let mut acked = Vec::new();
+    for n in 0..20 {
+        let id = format!("fwd-{n}");
+        let answer = post(
+            server.addr,
+            "/webhooks/shop",
+            &[],
+            &format!(r#"{{"id":"{id}","n":{n}}}"#),
+        )
+        .unwrap_or_else(|e| panic!("{id}: {e}"));
+        assert_eq!(answer.status, 200, "{id}: {}", answer.body);
+        acked.push((id, answer.json()["webhook_event_id"].as_i64().unwrap()));
+    }
+    let store = target.store();
+    let shop = Source::parse("shop").unwrap();
+    let state = |id: &str| {
+        store
+            .forward_state(&shop, &EventId::parse(id, "id").unwrap())
+            .unwrap()
+    };
+    assert!(
+        wait_until(WITHIN_STORE_TIMEOUT, || state("fwd-19")
+            .is_some_and(|s| s.attempts >= 2)),
+        "the worker never tried the app: {}",
+        server.log()
+    );
+    server.crash();
+    for (id, _) in &acked {
+        let entry = state(id).unwrap_or_else(|| panic!("{id} left the outbox"));
+        assert_eq!(entry.state, "pending", "{id}");
+    }
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(common::forward_app::TestApp::start_on(app_addr));
+    let server = Server::spawn(forwarding_to(app_addr, &target.url));
+    for (id, _) in &acked {
+        assert!(
+            wait_until(Duration::from_secs(60), || state(id)
+                .is_some_and(|s| s.state == "delivered")),
+            "{id} was not delivered after the restart: {:?}\n{}",
+            state(id),
+            server.log()
+        );
+    }
+    for (id, webhook_event_id) in &acked {
+        let received = app.for_id(&format!("hl_{webhook_event_id}"));
+        assert!(!received.is_empty(), "{id} never reached the app");
+        assert!(
+            received
+                .iter()
+                .all(|r| r.header("x-hooklatch-event-id") == id.as_str())
+        );
+    }
+    let log = server.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    drop(app);
+    drop(runtime);
+}
+
+/// SIGTERM while the app holds a forward: a clean exit that neither waits for the app
+/// nor counts the abandoned attempt, and releases its lease so the next start sends it
+/// at once (the timeout, and so the lease, is far longer than this test may wait).
+fn sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start(backend: Backend) {
+    use common::forward_app::{Answer, TestApp};
+    let Some(target) = Target::new(backend, "forward_sigterm") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(TestApp::start());
+    app.script(&[Answer::Hang]);
+    let patient = |command: &mut Command| {
+        command.env("HOOKLATCH_FORWARD_TIMEOUT", "600");
+    };
+    let mut command = forwarding_to(app.addr, &target.url);
+    patient(&mut command);
+    let server = Server::spawn(command);
+    let answer = post(server.addr, "/webhooks/shop", &[], r#"{"id":"held"}"#).unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(
+        wait_until(WITHIN_STORE_TIMEOUT, || app.hanging() == 1),
+        "the forward never reached the app: {}",
+        server.log()
+    );
+    let log = server.stop();
+    assert!(log.contains("unfinished forwards stay pending"), "{log}");
+    let store = target.store();
+    let (shop, held) = (
+        Source::parse("shop").unwrap(),
+        EventId::parse("held", "id").unwrap(),
+    );
+    let entry = store.forward_state(&shop, &held).unwrap().unwrap();
+    assert_eq!((entry.state.as_str(), entry.attempts), ("pending", 0));
+
+    let mut command = forwarding_to(app.addr, &target.url);
+    patient(&mut command);
+    let server = Server::spawn(command);
+    assert!(
+        wait_until(Duration::from_secs(60), || store
+            .forward_state(&shop, &held)
+            .unwrap()
+            .is_some_and(|s| s.state == "delivered")),
+        "not sent again after the restart: {}",
+        server.log()
+    );
+    let webhook_id = format!("hl_{}", answer.json()["webhook_event_id"]);
+    assert_eq!(
+        app.for_id(&webhook_id).len(),
+        2,
+        "the abandoned attempt and the delivery"
+    );
+    server.stop();
+    app.release();
+    drop(app);
+    drop(runtime);
 }
 
 /// Kills the binary during its first start on fresh SQLite files, at delays swept over

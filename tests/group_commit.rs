@@ -19,6 +19,7 @@ fn event(id: &str) -> NewEvent {
         payload: format!(r#"{{"id":"{id}"}}"#),
         fingerprint: format!("fp-{id}"),
         conversion: None,
+        forward: false,
     }
 }
 

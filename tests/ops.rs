@@ -160,7 +160,9 @@ fn a_backup_taken_under_a_stream_of_deliveries_is_intact_and_holds_every_acknowl
         .filter(|(_, at)| *at < began)
         .map(|(id, _)| id)
         .collect();
-    assert!(before.len() >= 300, "{} acknowledged before", before.len());
+    // 300 rows were committed before the backup began; each of the 4 clients may have had
+    // one of them committed but its answer still on the way.
+    assert!(before.len() >= 296, "{} acknowledged before", before.len());
     for id in &before {
         assert!(
             in_copy.contains(*id),

@@ -53,6 +53,7 @@ fn event(id: &str, fingerprint: &str, order_id: Option<&str>) -> NewEvent {
                 Some("YOyqC7".into()),
             )
         }),
+        forward: false,
     }
 }
 
@@ -80,6 +81,7 @@ fn conversion_event(topic: &str, conversion: &str, status: &str, updated: &str) 
                 None,
             )
         }),
+        forward: false,
     }
 }
 
@@ -496,7 +498,18 @@ fn migrating_replaces_the_older_shape_of_the_function() {
              LANGUAGE sql AS $$ SELECT 'old'::text, 0::bigint, NULL::bigint $$",
         )
         .expect("install the old shape");
-    db.store.migrate().expect("migrate over the old shape");
+    // And the shape before forwarding: fifteen parameters, five results.
+    admin
+        .batch_execute(
+            "CREATE FUNCTION process_webhook_idempotently(
+                 text, text, text, text, text, text, numeric, numeric, text, text,
+                 text, text, text, text, timestamptz,
+                 OUT outcome text, OUT webhook_event_id bigint, OUT conversion_id bigint,
+                 OUT conversion_status text, OUT applied boolean)
+             LANGUAGE sql AS $$ SELECT 'old'::text, 0::bigint, NULL::bigint, NULL::text, NULL::boolean $$",
+        )
+        .expect("install the shape before forwarding");
+    db.store.migrate().expect("migrate over the old shapes");
     db.store.migrate().expect("and again: nothing left to drop");
     let arities: Vec<i16> = admin
         .query(
@@ -507,7 +520,7 @@ fn migrating_replaces_the_older_shape_of_the_function() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(arities, vec![15], "only the current shape remains");
+    assert_eq!(arities, vec![16], "only the current shape remains");
     drop(admin);
     let outcome = db
         .store

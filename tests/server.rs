@@ -15,11 +15,12 @@ use common::{
 };
 use hooklatch::App;
 use hooklatch::config::Config;
+use hooklatch::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use hooklatch::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
 use hooklatch::read;
-use hooklatch::store::{Store, StoreError};
+use hooklatch::store::{Outbox, Store, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -208,6 +209,35 @@ impl Store for DownStore {
         Err(down())
     }
     fn prune_payloads(&self, _: &read::Timestamp, _: bool) -> Result<read::Pruned, StoreError> {
+        Err(down())
+    }
+}
+
+impl Outbox for DownStore {
+    fn claim_forwards(
+        &self,
+        _: &str,
+        _: Duration,
+        _: usize,
+    ) -> Result<Vec<ForwardJob>, StoreError> {
+        Err(down())
+    }
+    fn record_forward(&self, _: i64, _: &str, _: &AttemptOutcome) -> Result<(), StoreError> {
+        Err(down())
+    }
+    fn release_forwards(&self, _: Option<&str>) -> Result<u64, StoreError> {
+        Err(down())
+    }
+    fn requeue_forward(&self, _: &Source, _: &EventId) -> Result<Option<i64>, StoreError> {
+        Err(down())
+    }
+    fn requeue_forwards(&self, _: Option<&Source>, _: bool) -> Result<u64, StoreError> {
+        Err(down())
+    }
+    fn forward_state(&self, _: &Source, _: &EventId) -> Result<Option<ForwardState>, StoreError> {
+        Err(down())
+    }
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
         Err(down())
     }
 }

@@ -33,8 +33,15 @@
 --
 -- Local variables carry a v_ prefix and columns are qualified where the OUT parameters
 -- share their names: PL/pgSQL rejects such references as ambiguous.
+--
+-- p_forward: the source forwards to the merchant's app, so a processed event also gets
+-- its forward_outbox entry in this same transaction (never for a duplicate or conflict).
+-- It came last, with a default, so the shape before it is dropped too.
 DROP FUNCTION IF EXISTS process_webhook_idempotently(
     text, text, text, text, text, text, numeric, numeric, text, text);
+DROP FUNCTION IF EXISTS process_webhook_idempotently(
+    text, text, text, text, text, text, numeric, numeric, text, text,
+    text, text, text, text, timestamptz);
 
 CREATE OR REPLACE FUNCTION process_webhook_idempotently(
     p_source                 text,
@@ -52,6 +59,7 @@ CREATE OR REPLACE FUNCTION process_webhook_idempotently(
     p_affiliate_id           text,
     p_affiliate_code         text,
     p_source_updated_at      timestamptz,
+    p_forward                boolean DEFAULT false,
     OUT outcome           text,
     OUT webhook_event_id  bigint,
     OUT conversion_id     bigint,
@@ -109,6 +117,11 @@ BEGIN
                     -- answer as a repeat of that event on the next pass.
                     DELETE FROM conversions c WHERE c.id = v_conversion_id;
                     CONTINUE;
+                END IF;
+                -- Every path that answers 'processed' writes the outbox entry.
+                IF p_forward THEN
+                    INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
+                    VALUES (v_event_id, p_source, now(), now());
                 END IF;
                 outcome := 'processed';
                 applied := true;
@@ -189,6 +202,10 @@ BEGIN
                    SET conversion_id = v_conversion_id
                  WHERE e.source = p_source
                    AND e.external_event_id = p_external_event_id;
+            END IF;
+            IF p_forward THEN
+                INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
+                VALUES (v_event_id, p_source, now(), now());
             END IF;
             outcome := 'processed';
             webhook_event_id := v_event_id;

@@ -5,5 +5,6 @@
 pub mod backup;
 pub mod events;
 pub mod export;
+pub mod forward;
 pub mod import;
 pub mod prune;

@@ -38,6 +38,8 @@ pub enum ApiError {
     Forbidden,
     #[error(transparent)]
     InvalidFilter(#[from] crate::read::InvalidFilter),
+    #[error("the source {name} has no forward_to setting")]
+    NotForwarding { name: String },
 }
 
 impl ApiError {
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotForwarding { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
             ApiError::InvalidFilter(_) => "invalid_filter",
+            ApiError::NotForwarding { .. } => "not_forwarding",
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod admin;
 mod body;
 pub mod error;
+pub mod forward;
 mod webhook;
 
 use std::convert::Infallible;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::sync::Notify;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
@@ -30,6 +32,8 @@ pub struct App {
     pub admin: Option<admin::Admin>,
     /// The last refused deliveries, for the admin side.
     pub rejections: admin::Rejections,
+    /// Notified after each commit of a forwarding event, so the worker sends at once.
+    pub forward_wake: Arc<Notify>,
 }
 
 impl App {
@@ -47,6 +51,7 @@ impl App {
             store_timeout: config.store.statement_timeout,
             admin: config.admin_token.as_deref().map(admin::Admin::new),
             rejections: admin::Rejections::default(),
+            forward_wake: Arc::new(Notify::new()),
         }
     }
 

@@ -116,8 +116,13 @@ where
         .verify(&settings.secrets, unsigned, headers, &raw, unix_now())?;
 
     let parsed = json::parse_object(&raw)?;
-    let event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
+    let mut event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
+    event.forward = settings.forward_to.is_some();
     let (outcome, event) = store(app, event).await?;
+    if event.forward && matches!(outcome, Outcome::Processed(_)) {
+        // After the commit: the worker sends now instead of at its next poll.
+        app.forward_wake.notify_one();
+    }
     let label = match outcome {
         Outcome::Processed(_) => "processed",
         Outcome::Duplicate(_) => "duplicate",

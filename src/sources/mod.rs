@@ -164,6 +164,8 @@ impl Preset {
             payload: String::from_utf8_lossy(raw).into_owned(),
             fingerprint,
             conversion,
+            // Settings, not the delivery, decide this; the HTTP layer sets it.
+            forward: false,
         };
         event.check_storable()?;
         Ok(event)

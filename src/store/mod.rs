@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::config::DatabaseUrl;
+use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
@@ -89,7 +90,7 @@ pub type Pending = Pin<Box<dyn Future<Output = Result<(Outcome, NewEvent), Store
 
 /// What every backend promises. The contract suite (`tests/contract`) checks each
 /// promise against every backend.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Outbox + Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs and test names.
     fn backend(&self) -> &'static str;
 
@@ -205,6 +206,56 @@ pub trait Store: Send + Sync + 'static {
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError>;
 }
 
+/// The forwarding outbox's verbs (SPEC §6), part of every [`Store`]. A trait of their own
+/// so each backend implements them beside their SQL, in its `forward` submodule.
+pub trait Outbox {
+    /// Leases up to `limit` due pending outbox entries (oldest due first) to `owner` for
+    /// `lease`, and returns them with what to send. An entry whose lease has not expired
+    /// is never returned, so across instances no two workers hold one entry at once; a
+    /// lease left by a dead worker expires and the entry becomes claimable again.
+    fn claim_forwards(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<ForwardJob>, StoreError>;
+
+    /// Records one attempt of a leased entry (counting it in `attempts`) and ends the
+    /// lease. Ignored when `owner` no longer holds the entry.
+    fn record_forward(
+        &self,
+        webhook_event_id: i64,
+        owner: &str,
+        outcome: &AttemptOutcome,
+    ) -> Result<(), StoreError>;
+
+    /// Ends the leases of `owner` (every lease when `None`) without counting an attempt,
+    /// so the entries are claimable at once. Returns how many.
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError>;
+
+    /// Queues one event to be forwarded now, whatever its state (an event without an
+    /// entry gets one), with a fresh retry schedule. `None` when the event is unknown.
+    fn requeue_forward(&self, source: &Source, id: &EventId) -> Result<Option<i64>, StoreError>;
+
+    /// Queues again every entry of `source` (of every source when `None`); only the
+    /// `failed` ones when `failed_only`. Returns how many.
+    fn requeue_forwards(
+        &self,
+        source: Option<&Source>,
+        failed_only: bool,
+    ) -> Result<u64, StoreError>;
+
+    /// The forwarding state of one event; `None` when it has no outbox entry.
+    fn forward_state(
+        &self,
+        source: &Source,
+        id: &EventId,
+    ) -> Result<Option<ForwardState>, StoreError>;
+
+    /// Pending and failed counts and the age of the oldest pending entry.
+    fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError>;
+}
+
 /// Opens the backend the URL names. Blocks (it connects), so async callers use
 /// [`run_blocking`]. Does not migrate.
 pub fn open(url: &DatabaseUrl, options: &StoreOptions) -> Result<Arc<dyn Store>, StoreError> {
@@ -304,7 +355,15 @@ pub const KEPT_CONFLICTS: i64 = 16;
 
 /// The current time as stored ([`STORED_TIMESTAMP`]).
 pub fn now_text() -> String {
-    let now = time::OffsetDateTime::now_utc();
+    time_text(time::OffsetDateTime::now_utc())
+}
+
+/// `now_text()` moved `ahead` into the future.
+pub fn text_after(ahead: Duration) -> String {
+    time_text(time::OffsetDateTime::now_utc() + ahead)
+}
+
+fn time_text(now: time::OffsetDateTime) -> String {
     now.format(STORED_TIMESTAMP)
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }

@@ -40,6 +40,8 @@ use super::{
     BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
     migration_files,
 };
+// The driver's own text is terse ("db error"); the server's message is in the cause.
+use crate::error::chain as describe;
 use crate::model::{
     Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
     StoredConversion, StoredEvent, Totals,
@@ -50,6 +52,7 @@ use crate::read::{
 };
 
 mod admin;
+mod forward;
 
 const MIGRATIONS: [MigrationFile; 5] = migration_files!("postgres");
 
@@ -435,7 +438,7 @@ impl PostgresStore {
             text(|c| &c.affiliate_code),
             text(|c| &c.source_updated_at),
         );
-        let params: [&(dyn ToSql + Sync); 15] = [
+        let params: [&(dyn ToSql + Sync); 16] = [
             &event.source.as_str(),
             &event.event_id.as_str(),
             &event.event_type,
@@ -451,6 +454,7 @@ impl PostgresStore {
             &affiliate_id,
             &affiliate_code,
             &source_updated_at,
+            &event.forward,
         ];
         let row = self
             .with_conn_within(wait, |conn| {
@@ -806,21 +810,6 @@ fn pg_text(err: &postgres::Error) -> String {
         )),
         None => describe(err),
     }
-}
-
-/// An error and its causes on one line. The driver's own text is terse ("db error");
-/// the server's message is in the cause, and may carry DETAIL/HINT lines.
-fn describe(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text = format!("{text}: {more}");
-        }
-        cause = c.source();
-    }
-    one_line(&text)
 }
 
 /// Server messages may carry DETAIL/HINT lines; errors must stay on one line.

@@ -45,6 +45,8 @@ use crate::read::{
     Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 
+mod forward;
+
 const MIGRATIONS: [MigrationFile; 5] = migration_files!("sqlite");
 
 mod sql {
@@ -297,6 +299,9 @@ fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError
             )
         })
         .map_err(map_err)?;
+    if event.forward {
+        forward::insert_outbox(conn, webhook_event_id, event.source.as_str(), &now)?;
+    }
     Ok(Outcome::Processed(Receipt {
         webhook_event_id,
         conversion_id,

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod forward_app;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use hooklatch::config::{Config, DatabaseUrl};
 use hooklatch::read;
-use hooklatch::store::{self, Store, StoreOptions};
+use hooklatch::store::{self, Outbox, Store, StoreOptions};
 use hooklatch::{App, routes};
 use serde_json::Value;
 use warp::http::{HeaderMap, StatusCode};
@@ -221,6 +222,54 @@ impl Store for Closed {
     }
 }
 
+impl Outbox for Closed {
+    fn claim_forwards(
+        &self,
+        _: &str,
+        _: Duration,
+        _: usize,
+    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+        Err(closed())
+    }
+    fn record_forward(
+        &self,
+        _: i64,
+        _: &str,
+        _: &hooklatch::forward::outbox::AttemptOutcome,
+    ) -> Result<(), store::StoreError> {
+        Err(closed())
+    }
+    fn release_forwards(&self, _: Option<&str>) -> Result<u64, store::StoreError> {
+        Err(closed())
+    }
+    fn requeue_forward(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Option<i64>, store::StoreError> {
+        Err(closed())
+    }
+    fn requeue_forwards(
+        &self,
+        _: Option<&hooklatch::model::Source>,
+        _: bool,
+    ) -> Result<u64, store::StoreError> {
+        Err(closed())
+    }
+    fn forward_state(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+        Err(closed())
+    }
+    fn forward_backlog(
+        &self,
+    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+        Err(closed())
+    }
+}
+
 /// The store under test, telling when a `process` call has reached it: a test waits for
 /// that signal, not for a while, before it checks that the call is blocked.
 pub struct Watched {
@@ -320,6 +369,54 @@ impl Store for Watched {
         dry_run: bool,
     ) -> Result<read::Pruned, store::StoreError> {
         self.inner.prune_payloads(before, dry_run)
+    }
+}
+
+impl Outbox for Watched {
+    fn claim_forwards(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+        self.inner.claim_forwards(owner, lease, limit)
+    }
+    fn record_forward(
+        &self,
+        id: i64,
+        owner: &str,
+        outcome: &hooklatch::forward::outbox::AttemptOutcome,
+    ) -> Result<(), store::StoreError> {
+        self.inner.record_forward(id, owner, outcome)
+    }
+    fn release_forwards(&self, owner: Option<&str>) -> Result<u64, store::StoreError> {
+        self.inner.release_forwards(owner)
+    }
+    fn requeue_forward(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<i64>, store::StoreError> {
+        self.inner.requeue_forward(source, id)
+    }
+    fn requeue_forwards(
+        &self,
+        source: Option<&hooklatch::model::Source>,
+        failed_only: bool,
+    ) -> Result<u64, store::StoreError> {
+        self.inner.requeue_forwards(source, failed_only)
+    }
+    fn forward_state(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+        self.inner.forward_state(source, id)
+    }
+    fn forward_backlog(
+        &self,
+    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+        self.inner.forward_backlog()
     }
 }
 
@@ -710,7 +807,8 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
 pub fn wipe(url: &DatabaseUrl) {
     execute_sql(
         url,
-        "DELETE FROM webhook_conflicts; DELETE FROM webhook_events; DELETE FROM conversions;",
+        "DELETE FROM forward_outbox; DELETE FROM webhook_conflicts; DELETE FROM webhook_events; \
+         DELETE FROM conversions;",
     );
 }
 

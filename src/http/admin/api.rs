@@ -20,6 +20,13 @@ pub async fn handle(
     query: &str,
 ) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // The one state-changing endpoint: queue an event's forward again (SPEC §6).
+    if let ["events", source, event_id, "forward"] = segments.as_slice() {
+        if method != Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        return crate::http::forward::queue(app, source, event_id).await;
+    }
     let known = matches!(
         segments.as_slice(),
         ["events"]

@@ -71,6 +71,16 @@ pub async fn handle(app: &App, admin: &Admin, req: Request<'_>) -> Result<Respon
             );
             Ok(response)
         }
+        (&Method::POST, ["events", source, event_id, "forward"]) => {
+            same_origin(req.headers)?;
+            let Some(session) = session else {
+                return Ok(redirect("/admin/login"));
+            };
+            check_csrf(&session, &req.body)?;
+            crate::http::forward::queue(app, source, event_id).await?;
+            let (source, event_id) = (decode_segment(source)?, decode_segment(event_id)?);
+            Ok(redirect_to(&event_href(&source, &event_id)))
+        }
         (&Method::GET, _) => {
             let Some(session) = session else {
                 return Ok(redirect("/admin/login"));
@@ -192,12 +202,26 @@ fn set_cookie(response: &mut Response, value: &str) {
 }
 
 fn redirect(to: &'static str) -> Response {
+    redirect_to(to)
+}
+
+/// 303 to a console path (percent-encoded, so always a valid header value).
+fn redirect_to(to: &str) -> Response {
     let mut response = Response::new(Default::default());
     *response.status_mut() = StatusCode::SEE_OTHER;
+    let location = HeaderValue::from_str(to).unwrap_or(HeaderValue::from_static("/admin/"));
+    response.headers_mut().insert(header::LOCATION, location);
     response
-        .headers_mut()
-        .insert(header::LOCATION, HeaderValue::from_static(to));
-    response
+}
+
+/// A button that queues one event's forward again (SPEC §6), CSRF-protected.
+fn retry_button(view: &View<'_>, source: &str, event_id: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(format!("{}/forward", event_href(source, event_id))) {
+            input type="hidden" name="csrf" value=(view.csrf);
+            button type="submit" class="retry" { "Forward again" }
+        }
+    }
 }
 
 fn css() -> Response {
@@ -559,6 +583,8 @@ async fn event(
     let EventDetail {
         item, conversion, ..
     } = &detail;
+    let forwards = crate::model::Source::parse(&item.source)
+        .is_some_and(|source| app.sources.forward_to(&source).is_some());
     let json = detail.json();
     let content = html! {
         div.card {
@@ -585,6 +611,9 @@ async fn event(
             Some(c) => (conversion_facts(c)),
         }
         h2 { "Forwarding" }
+        @if forwards {
+            (retry_button(view, &item.source, &item.event_id))
+        }
         @match &item.forward {
             None => p.muted { "Not forwarded (no forward_to for this source)." },
             Some(f) => div.card { dl.facts {
@@ -729,9 +758,22 @@ async fn forwarding(app: &App, view: &View<'_>) -> Result<Response, ApiError> {
     let (failed, _) = list_events(app, list(ForwardState::Failed)).await?;
     let (pending, _) = list_events(app, list(ForwardState::Pending)).await?;
     let content = html! {
-        p.muted { "Events of sources with " code { "forward_to" } " are sent on to your application. To send failed ones again: " code { "hooklatch forward retry --failed" } "." }
+        p.muted { "Events of sources with " code { "forward_to" } " are sent on to your application. To send every failed one again: " code { "hooklatch forward retry --failed" } "." }
         h2 { "Failed" }
-        @if failed.is_empty() { p.muted { "No failed forwards." } } @else { (events_table(&failed)) }
+        @if failed.is_empty() { p.muted { "No failed forwards." } } @else {
+            div.scroll { table id="failed-forwards" {
+                thead { tr { th { "First seen" } th { "Source" } th { "Event id" } th.num { "Attempts" } th { "Last answer" } th {} } }
+                tbody { @for e in &failed { tr {
+                    td { (when(&e.first_seen_at)) } td { (e.source) }
+                    td.mono { a href=(event_href(&e.source, &e.event_id)) { (e.event_id) } }
+                    @if let Some(f) = &e.forward {
+                        td.num { (f.attempts) }
+                        td { (f.last_status.map(|s| s.to_string()).unwrap_or_default()) " " (f.last_error.as_deref().unwrap_or("")) }
+                    } @else { td {} td {} }
+                    td { (retry_button(view, &e.source, &e.event_id)) }
+                } } }
+            } }
+        }
         h2 { "Pending" }
         @if pending.is_empty() { p.muted { "Nothing waiting." } } @else { (events_table(&pending)) }
     };

@@ -1,0 +1,10 @@
+UPDATE forward_outbox
+SET lease_owner = ?1, lease_until = ?2
+WHERE webhook_event_id IN (
+    SELECT webhook_event_id FROM forward_outbox
+    WHERE state = 'pending' AND next_attempt_at <= ?3
+      AND (lease_until IS NULL OR lease_until <= ?3)
+    ORDER BY next_attempt_at
+    LIMIT ?4
+)
+RETURNING webhook_event_id, attempts

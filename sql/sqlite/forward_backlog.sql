@@ -1,0 +1,4 @@
+SELECT count(*) FILTER (WHERE state = 'pending'),
+       count(*) FILTER (WHERE state = 'failed'),
+       (julianday(?1) - julianday(min(created_at) FILTER (WHERE state = 'pending'))) * 86400.0
+FROM forward_outbox

@@ -1,0 +1,56 @@
+//! What the store hands the forwarder and the operator: outbox entries claimed for an
+//! attempt, an attempt's outcome, one entry's state and the backlog. Plain data, shared
+//! by both backends.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// An outbox entry leased to one worker for one attempt, with what it sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardJob {
+    pub webhook_event_id: i64,
+    pub source: String,
+    pub event_id: String,
+    pub event_type: Option<String>,
+    /// The body exactly as received; `None` once pruned (nothing left to send).
+    pub payload: Option<String>,
+    /// Attempts already recorded before this one.
+    pub attempts: u32,
+}
+
+/// How one attempt ended, as the store records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// A 2xx within the timeout: state `delivered`.
+    Delivered { status: u16 },
+    /// Anything else: stays `pending`, due again after `retry_in`; or, when `retry_in`
+    /// is `None` (the last allowed attempt), state `failed`.
+    Failed {
+        status: Option<u16>,
+        error: String,
+        retry_in: Option<Duration>,
+    },
+}
+
+/// One event's forwarding state, for the admin API, the console and tests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ForwardState {
+    /// `pending`, `delivered` or `failed`.
+    pub state: String,
+    pub attempts: i64,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    /// RFC 3339 UTC, like every stored timestamp.
+    pub next_attempt_at: String,
+    pub delivered_at: Option<String>,
+}
+
+/// The outbox at a glance: what an operator alerts on.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct ForwardBacklog {
+    pub pending: i64,
+    pub failed: i64,
+    /// Seconds since the oldest pending entry was queued; `None` when nothing is pending.
+    pub oldest_pending_secs: Option<f64>,
+}

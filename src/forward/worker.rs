@@ -1,0 +1,376 @@
+//! The worker: claims due outbox entries, sends each once per claim, records the
+//! outcome, and sleeps until woken.
+//!
+//! Waking up: the instance that commits a forwarding event wakes its own worker at once
+//! (in-process, after the commit), so in normal operation the delay from commit to send
+//! is one claim. A short poll covers the rest: retries falling due, entries committed
+//! by another instance or requeued by the CLI, leases left by a dead instance. On
+//! PostgreSQL this is a poll rather than LISTEN/NOTIFY on purpose: a NOTIFY inside
+//! `process_webhook_idempotently` would take PostgreSQL's cluster-wide notify-queue
+//! lock in every webhook's commit, serialising the hot path of every instance for a
+//! wake-up the receiving instance already does in-process; the poll costs one indexed
+//! query per instance per interval and needs no connection of its own.
+//!
+//! Claims are leases (see `Outbox::claim_forwards`), longer than an attempt can take, so
+//! two instances never send one entry at once. SIGTERM stops claiming, abandons
+//! attempts in flight and releases this worker's leases: those entries stay pending and
+//! are sent again (same `webhook-id`) by the next start or another instance.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use super::outbox::{AttemptOutcome, ForwardJob};
+use super::{ForwardConfig, request};
+use crate::config::Sources;
+use crate::metrics;
+use crate::model::Source;
+use crate::store::{Store, run_blocking};
+
+/// Poll interval on PostgreSQL: bounds the delay for entries another instance committed.
+const POLL_POSTGRES: Duration = Duration::from_millis(250);
+/// On SQLite new entries always come with an in-process wake-up; the poll only finds due
+/// retries and CLI requeues (a read; only a poll that finds one takes the writer).
+const POLL_SQLITE: Duration = Duration::from_secs(1);
+/// How often the backlog gauges are refreshed.
+const GAUGES_EVERY: Duration = Duration::from_secs(5);
+/// Bytes of an app's answer read so its connection can go back to the pool; a longer
+/// answer closes the connection instead of being read to the end.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// The delay before the retry that follows `failed` failed attempts (1 for the first):
+/// `retry_initial` doubling per attempt, capped at `retry_max`, then ±20 % jitter so
+/// entries that failed together do not come back together.
+pub fn backoff(options: &ForwardConfig, failed: u32) -> Duration {
+    let doublings = failed.saturating_sub(1).min(31);
+    let base = options
+        .retry_initial
+        .checked_mul(1u32 << doublings)
+        .unwrap_or(options.retry_max)
+        .min(options.retry_max);
+    base.mul_f64(0.8 + 0.4 * fastrand::f64())
+}
+
+/// Sends outbox entries to the sources' apps.
+pub struct Forwarder {
+    store: Arc<dyn Store>,
+    options: ForwardConfig,
+    /// Where each source forwards (`forward_to`), read per attempt.
+    sources: Sources,
+    client: reqwest::Client,
+    owner: String,
+    wake: Arc<Notify>,
+    poll: Duration,
+}
+
+/// A running worker; [`ForwarderHandle::stop`] ends it.
+pub struct ForwarderHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl ForwarderHandle {
+    /// Stops claiming, abandons attempts in flight and releases their leases, so those
+    /// entries stay pending for the next start.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl Forwarder {
+    /// `wake` is the HTTP layer's `App::forward_wake`, notified after each commit of a
+    /// forwarding event.
+    pub fn new(
+        store: Arc<dyn Store>,
+        options: ForwardConfig,
+        sources: Sources,
+        wake: Arc<Notify>,
+    ) -> Result<Forwarder, String> {
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("hooklatch/", env!("CARGO_PKG_VERSION")))
+            // A redirect is not a delivery, and following one would send the signed body
+            // somewhere the operator did not name.
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            .pool_max_idle_per_host(options.concurrency.max(1))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| format!("cannot build the forwarding HTTP client: {e}"))?;
+        let poll = if store.backend() == "postgres" {
+            POLL_POSTGRES
+        } else {
+            POLL_SQLITE
+        };
+        Ok(Forwarder {
+            store,
+            options,
+            sources,
+            client,
+            owner: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
+            wake,
+            poll,
+        })
+    }
+
+    /// This worker's lease owner name (unique per process start).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Runs the worker on the current tokio runtime.
+    pub fn spawn(self) -> ForwarderHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(Arc::new(self).run(stopped));
+        ForwarderHandle { stop, task }
+    }
+
+    /// Longer than an attempt plus recording it can take, so a live worker never loses
+    /// its lease mid-attempt; short enough that a dead instance's entries come back soon.
+    fn lease(&self) -> Duration {
+        self.options.timeout * 2 + Duration::from_secs(30)
+    }
+
+    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        if self.store.backend() == "sqlite" {
+            // One process owns the SQLite worker, so at its start any lease left in the
+            // file belongs to a process that died: free those entries now, not after the
+            // lease runs out.
+            let store = self.store.clone();
+            if let Err(e) = run_blocking(move || store.release_forwards(None)).await {
+                tracing::warn!(error = %e, "cannot release forwarding leases left by an earlier run");
+            }
+        }
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut in_flight = JoinSet::new();
+        let mut store_down = false;
+        let mut gauges_due = Instant::now();
+        // A dropped handle counts as a stop, so the loop never spins on a closed channel.
+        while !*stop.borrow() && stop.has_changed().is_ok() {
+            while in_flight.try_join_next().is_some() {}
+            if Instant::now() >= gauges_due {
+                gauges_due = Instant::now() + GAUGES_EVERY;
+                self.refresh_gauges().await;
+            }
+            let free = permits.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                let (store, owner, lease) = (self.store.clone(), self.owner.clone(), self.lease());
+                match run_blocking(move || store.claim_forwards(&owner, lease, free)).await {
+                    Ok(jobs) => {
+                        if store_down {
+                            tracing::info!("forwarding resumed: the store answers again");
+                            store_down = false;
+                        }
+                        claimed = jobs.len();
+                        for job in jobs {
+                            // Only this loop takes permits, and it claimed no more than
+                            // were free.
+                            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                                break;
+                            };
+                            in_flight.spawn(self.clone().attempt(job, permit));
+                        }
+                    }
+                    Err(e) => {
+                        if !store_down {
+                            tracing::warn!(error = %e, "forwarding paused: cannot claim outbox entries");
+                            store_down = true;
+                        }
+                    }
+                }
+            }
+            if claimed > 0 && claimed == free {
+                // Every slot filled: more may be due, claim again once one frees.
+                if permits.available_permits() == 0 {
+                    tokio::select! {
+                        _ = in_flight.join_next() => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.poll) => {}
+                _ = stop.changed() => {}
+                Some(_) = in_flight.join_next(), if free == 0 => {}
+            }
+        }
+        let abandoned = in_flight.len();
+        in_flight.shutdown().await;
+        let (store, owner) = (self.store.clone(), self.owner.clone());
+        match run_blocking(move || store.release_forwards(Some(&owner))).await {
+            Ok(released) => tracing::info!(
+                abandoned,
+                released,
+                "forwarding stopped; unfinished forwards stay pending"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "forwarding stopped; its leases could not be released and expire on their own"
+            ),
+        }
+    }
+
+    async fn refresh_gauges(&self) {
+        let store = self.store.clone();
+        match run_blocking(move || store.forward_backlog()).await {
+            Ok(backlog) => metrics::forward_backlog(&backlog),
+            Err(e) => tracing::debug!(error = %e, "forwarding backlog not measured"),
+        }
+    }
+
+    /// One attempt, recorded. The permit is held until the outcome is recorded.
+    async fn attempt(self: Arc<Self>, job: ForwardJob, _permit: OwnedSemaphorePermit) {
+        let outcome = self.send(&job).await;
+        let result = match &outcome {
+            AttemptOutcome::Delivered { .. } => "delivered",
+            AttemptOutcome::Failed { retry_in: None, .. } => "gave_up",
+            AttemptOutcome::Failed { .. } => "failed_attempt",
+        };
+        metrics::forward_attempt(&job.source, result);
+        match &outcome {
+            AttemptOutcome::Delivered { status } => tracing::info!(
+                source = %job.source, event_id = %job.event_id, status, "forwarded"
+            ),
+            AttemptOutcome::Failed {
+                status,
+                error,
+                retry_in,
+            } => tracing::warn!(
+                source = %job.source,
+                event_id = %job.event_id,
+                status,
+                error = %error,
+                attempt = job.attempts + 1,
+                retry_in_secs = retry_in.map(|d| d.as_secs_f64()),
+                "forward attempt failed"
+            ),
+        }
+        let (store, owner, id) = (self.store.clone(), self.owner.clone(), job.webhook_event_id);
+        let recorded = run_blocking(move || store.record_forward(id, &owner, &outcome)).await;
+        if let Err(e) = recorded {
+            // The entry keeps its lease until it expires, then is sent again with the
+            // same webhook-id: at least once, never lost.
+            tracing::warn!(source = %job.source, event_id = %job.event_id, error = %e, "forward outcome not recorded; it will be retried");
+            metrics::store_error(e.kind());
+        }
+    }
+
+    async fn send(&self, job: &ForwardJob) -> AttemptOutcome {
+        let url =
+            Source::parse(&job.source).and_then(|s| self.sources.forward_to(&s).map(str::to_owned));
+        let Some(url) = url else {
+            return self.failed(job, None, "the source has no forward_to setting".into());
+        };
+        let Some(payload) = &job.payload else {
+            // Nothing left to send, and nothing will come back: give up now.
+            return AttemptOutcome::Failed {
+                status: None,
+                error: "the payload was pruned before it could be forwarded".into(),
+                retry_in: None,
+            };
+        };
+        let body = payload.clone().into_bytes();
+        let headers = request::headers(job, &body, unix_now(), self.options.secret.as_deref());
+        // The whole attempt (connect, send, answer) is bounded; the status decides.
+        let deadline = tokio::time::Instant::now() + self.options.timeout;
+        let sent = self.client.post(url).headers(headers).body(body).send();
+        let mut response = match tokio::time::timeout_at(deadline, sent).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) if e.is_timeout() => return self.failed(job, None, self.timeout_text()),
+            Ok(Err(e)) => return self.failed(job, None, describe(e)),
+            Err(_) => return self.failed(job, None, self.timeout_text()),
+        };
+        let status = response.status();
+        // Read (a bounded part of) the answer within what is left of the timeout, so the
+        // connection can serve the next attempt; an answer that is long or slow only
+        // costs that connection, never the verdict the status already gave.
+        let _ = tokio::time::timeout_at(deadline, async {
+            let mut read = 0;
+            while read < DRAIN_LIMIT {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        })
+        .await;
+        if status.is_success() {
+            AttemptOutcome::Delivered {
+                status: status.as_u16(),
+            }
+        } else {
+            self.failed(job, Some(status.as_u16()), format!("HTTP {status}"))
+        }
+    }
+
+    fn timeout_text(&self) -> String {
+        format!(
+            "no answer within forward_timeout ({} s)",
+            self.options.timeout.as_secs_f64()
+        )
+    }
+
+    /// A failed attempt: retried after the backoff, or given up if it was the last.
+    fn failed(&self, job: &ForwardJob, status: Option<u16>, error: String) -> AttemptOutcome {
+        let failed = job.attempts.saturating_add(1);
+        let retry_in = (failed < self.options.max_attempts).then(|| backoff(&self.options, failed));
+        AttemptOutcome::Failed {
+            status,
+            error,
+            retry_in,
+        }
+    }
+}
+
+/// A client error on one line, without its URL: a URL may carry credentials or a token
+/// in its query, and this text goes to logs and the store.
+fn describe(err: reqwest::Error) -> String {
+    crate::error::chain(&err.without_url())
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_initial_to_max_within_twenty_percent() {
+        let options = ForwardConfig {
+            secret: None,
+            timeout: Duration::from_secs(10),
+            retry_initial: Duration::from_secs(5),
+            retry_max: Duration::from_secs(3600),
+            max_attempts: 20,
+            concurrency: 8,
+        };
+        for (failed, base) in [
+            (1, 5.0),
+            (2, 10.0),
+            (3, 20.0),
+            (10, 2560.0),
+            (11, 3600.0),
+            (19, 3600.0),
+            (u32::MAX, 3600.0),
+        ] {
+            for _ in 0..50 {
+                let delay = backoff(&options, failed).as_secs_f64();
+                assert!(
+                    delay >= base * 0.8 - 1e-9 && delay <= base * 1.2 + 1e-9,
+                    "{failed}: {delay} vs {base}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,727 @@
+//! Forwarding to the merchant's app (SPEC §6), on both stores: a small HTTP app inside
+//! the test records what arrives and answers as each test scripts it. Retry delays are
+//! milliseconds; every wait is on a condition with a deadline, never a sleep.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::forward_app::{Answer, TestApp};
+use common::{Backend, TestDb, post};
+use hooklatch::App;
+use hooklatch::config::{Config, SourceSettings};
+use hooklatch::forward::outbox::ForwardState;
+use hooklatch::forward::worker::ForwarderHandle;
+use hooklatch::forward::{ForwardConfig, Forwarder};
+use hooklatch::model::{EventId, Source};
+use hooklatch::sources::Preset;
+use hooklatch::store::{Store, run_blocking};
+use warp::http::StatusCode;
+
+contract!(
+    forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers,
+    duplicates_conflicts_and_refused_deliveries_are_never_forwarded,
+    a_sale_and_a_conversion_delivery_are_forwarded_like_any_event,
+    retries_until_a_2xx_with_the_same_webhook_id,
+    a_redirect_is_a_failed_attempt_and_is_not_followed,
+    gives_up_after_max_attempts_then_an_operator_retry_delivers,
+    a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile,
+    a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires,
+    no_more_than_forward_concurrency_attempts_are_in_flight,
+    the_retry_command_queues_failed_forwards_and_refuses_to_guess,
+);
+
+/// The Standard Webhooks test secret of providers.md §4.4.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// Generous bound on anything that should take milliseconds here.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+// ---------------------------------------------------------------------------------------
+// hooklatch with forwarding on
+// ---------------------------------------------------------------------------------------
+
+/// Millisecond retries, so schedules run out within a test.
+fn fast(max_attempts: u32) -> ForwardConfig {
+    ForwardConfig {
+        secret: Some(hooklatch::sources::standard_secret_key(SECRET).unwrap()),
+        timeout: Duration::from_secs(5),
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_millis(80),
+        max_attempts,
+        concurrency: 4,
+    }
+}
+
+/// An app forwarding `shop` (unsigned), `signed` (Standard Webhooks secret) and
+/// `refersion` to `target`, on `store`.
+fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
+    let mut config: Config = db.config();
+    let forwarding = |secrets: Vec<String>| SourceSettings {
+        forward_to: Some(target.url()),
+        ..SourceSettings::new(Preset::Standard, secrets)
+    };
+    config.sources.insert("shop", forwarding(Vec::new()));
+    config
+        .sources
+        .insert("signed", forwarding(vec![SECRET.to_owned()]));
+    config.sources.insert(
+        "refersion",
+        SourceSettings {
+            forward_to: Some(target.url()),
+            ..SourceSettings::new(Preset::Refersion, Vec::new())
+        },
+    );
+    Arc::new(App::new(store, &config))
+}
+
+/// Another instance on the same store, with a small pool: the PostgreSQL server's
+/// connections are shared by every test running in parallel.
+fn second_instance(db: &TestDb) -> Arc<dyn Store> {
+    let options = hooklatch::store::StoreOptions {
+        pool_size: 4,
+        ..Default::default()
+    };
+    hooklatch::store::open(&db.url, &options).expect("second instance")
+}
+
+fn start_worker(app: &Arc<App>, options: ForwardConfig) -> ForwarderHandle {
+    Forwarder::new(
+        app.store.clone(),
+        options,
+        app.sources.clone(),
+        app.forward_wake.clone(),
+    )
+    .unwrap()
+    .spawn()
+}
+
+async fn state(store: &Arc<dyn Store>, source: &str, id: &str) -> Option<ForwardState> {
+    let store = store.clone();
+    let (source, id) = (
+        Source::parse(source).unwrap(),
+        EventId::parse(id, "id").unwrap(),
+    );
+    run_blocking(move || store.forward_state(&source, &id))
+        .await
+        .unwrap()
+}
+
+/// Polls `done` until it holds, failing the test after `PATIENCE`.
+async fn wait_for<F, Fut>(what: &str, mut done: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    while !done().await {
+        assert!(Instant::now() < deadline, "waited {PATIENCE:?} for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn wait_for_state(
+    store: &Arc<dyn Store>,
+    source: &str,
+    id: &str,
+    want: &str,
+) -> ForwardState {
+    wait_for_forward(store, source, id, |s| s.state == want).await
+}
+
+/// Polls the event's forwarding state until `done` holds, and returns it.
+async fn wait_for_forward(
+    store: &Arc<dyn Store>,
+    source: &str,
+    id: &str,
+    done: impl Fn(&ForwardState) -> bool,
+) -> ForwardState {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found = state(store, source, id).await;
+        match found {
+            Some(found) if done(&found) => return found,
+            other => assert!(
+                Instant::now() < deadline,
+                "waited {PATIENCE:?} for {source}/{id}; last {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn standard_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut message = format!("{id}.{timestamp}.").into_bytes();
+    message.extend_from_slice(body);
+    base64::engine::general_purpose::STANDARD.encode(common::hmac_sha256(&key, &message))
+}
+
+// ---------------------------------------------------------------------------------------
+// Cases
+// ---------------------------------------------------------------------------------------
+
+async fn forwards_the_stored_body_byte_for_byte_with_standard_webhooks_headers(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(3));
+
+    // Odd spacing, key order and number notation: what arrives must be these bytes.
+    let body =
+        "{ \"type\" : \"order.created\",\n  \"id\":\"evt 1/ü\", \"amount\": 15.00 ,\"z\":[1,2] }";
+    let reply = post(&app, "/webhooks/shop", &[], body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    let webhook_event_id = reply.body["webhook_event_id"].as_i64().unwrap();
+    let delivered = wait_for_state(&db.store, "shop", "evt 1/ü", "delivered").await;
+    assert_eq!(delivered.attempts, 1);
+    assert_eq!(delivered.last_status, Some(200));
+    assert!(delivered.delivered_at.is_some());
+
+    let received = target.received();
+    assert_eq!(received.len(), 1);
+    let request = &received[0];
+    assert_eq!(request.body.as_ref(), body.as_bytes(), "byte for byte");
+    let id = format!("hl_{webhook_event_id}");
+    assert_eq!(request.header("webhook-id"), id);
+    assert_eq!(request.header("content-type"), "application/json");
+    assert_eq!(request.header("x-hooklatch-source"), "shop");
+    assert_eq!(request.header("x-hooklatch-event-id"), "evt%201%2F%C3%BC");
+    assert_eq!(request.header("x-hooklatch-event-type"), "order.created");
+    let timestamp = request.header("webhook-timestamp");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((timestamp.parse::<i64>().unwrap() - now).abs() < 300);
+    // Verified the way every Standard Webhooks library does: any v1 entry matching.
+    let expected = standard_signature(SECRET, &id, timestamp, &request.body);
+    let signatures = request.header("webhook-signature");
+    assert!(
+        signatures
+            .split(' ')
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .any(|s| s == expected),
+        "{signatures} does not verify"
+    );
+    worker.stop().await;
+}
+
+async fn duplicates_conflicts_and_refused_deliveries_are_never_forwarded(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(3));
+
+    let first = post(&app, "/webhooks/shop", &[], r#"{"id":"a","n":1}"#).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let duplicate = post(&app, "/webhooks/shop", &[], r#"{"n":1, "id":"a"}"#).await;
+    assert_eq!(duplicate.status, StatusCode::ACCEPTED);
+    assert_eq!(duplicate.body["status"], "accepted");
+    let conflict = post(&app, "/webhooks/shop", &[], r#"{"id":"a","n":2}"#).await;
+    assert_eq!(conflict.status, StatusCode::ACCEPTED);
+    assert_eq!(conflict.body["status"], "conflict");
+    let refused = post(&app, "/webhooks/signed", &[], r#"{"id":"r"}"#).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    let last = post(&app, "/webhooks/shop", &[], r#"{"id":"b"}"#).await;
+    assert_eq!(last.status, StatusCode::OK);
+    let elsewhere = post(&app, "/webhooks/acme", &[], r#"{"id":"x"}"#).await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::OK,
+        "a source without forward_to"
+    );
+
+    wait_for_state(&db.store, "shop", "a", "delivered").await;
+    wait_for_state(&db.store, "shop", "b", "delivered").await;
+    let store = db.store.clone();
+    let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (0, 0));
+    assert_eq!(backlog.oldest_pending_secs, None);
+    let mut ids: Vec<String> = target
+        .received()
+        .iter()
+        .map(|r| r.header("x-hooklatch-event-id").to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["a", "b"], "only the two processed events");
+    assert_eq!(state(&db.store, "signed", "r").await, None);
+    assert_eq!(
+        state(&db.store, "acme", "x").await,
+        None,
+        "acme does not forward"
+    );
+    assert!(
+        target
+            .received()
+            .iter()
+            .all(|r| r.headers.get("x-hooklatch-event-type").is_none()),
+        "no event type, no header"
+    );
+    worker.stop().await;
+}
+
+async fn a_sale_and_a_conversion_delivery_are_forwarded_like_any_event(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(3));
+    // A seed-style sale (its conversion keyed by the event) and a Refersion conversion
+    // delivery (keyed by the conversion id) take different paths through the store.
+    let sale = post(&app, "/webhooks/refersion", &[], common::SEED).await;
+    assert_eq!(sale.status, StatusCode::OK, "{:?}", sale.body);
+    let conversion = r#"{"id":987654321,"status":"PENDING","total":"59.00","commission_total":"5.90","currency":"USD","updated":"2026-11-28 20:07:39"}"#;
+    let topic = [("Refersion-Topic", "NEW_CONVERSION")];
+    let delivered = post(&app, "/webhooks/refersion", &topic, conversion).await;
+    assert_eq!(delivered.status, StatusCode::OK, "{:?}", delivered.body);
+    wait_for_state(&db.store, "refersion", "ref_evt_123456", "delivered").await;
+    wait_for_state(
+        &db.store,
+        "refersion",
+        "NEW_CONVERSION:987654321",
+        "delivered",
+    )
+    .await;
+    let mut bodies: Vec<Vec<u8>> = target.received().iter().map(|r| r.body.to_vec()).collect();
+    bodies.sort();
+    let mut sent = vec![
+        common::SEED.as_bytes().to_vec(),
+        conversion.as_bytes().to_vec(),
+    ];
+    sent.sort();
+    assert_eq!(bodies, sent);
+    worker.stop().await;
+}
+
+async fn retries_until_a_2xx_with_the_same_webhook_id(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[
+        Answer::Status(500),
+        Answer::Status(500),
+        Answer::Status(200),
+    ]);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(5));
+
+    let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"retry-me"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let delivered = wait_for_state(&db.store, "shop", "retry-me", "delivered").await;
+    assert_eq!(delivered.attempts, 3, "attempts counts every attempt");
+    assert_eq!(delivered.last_status, Some(200));
+
+    let id = format!("hl_{}", reply.body["webhook_event_id"]);
+    let received = target.for_id(&id);
+    assert_eq!(received.len(), 3, "two failures and the delivery");
+    assert!(
+        received
+            .iter()
+            .all(|r| r.body.as_ref() == br#"{"id":"retry-me"}"#)
+    );
+    let metrics = hooklatch::metrics::render();
+    for line in [
+        r#"hooklatch_forward_attempts_total{source="shop",result="failed_attempt"}"#,
+        r#"hooklatch_forward_attempts_total{source="shop",result="delivered"}"#,
+        "hooklatch_forward_pending ",
+        "hooklatch_forward_oldest_pending_seconds ",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    worker.stop().await;
+}
+
+async fn a_redirect_is_a_failed_attempt_and_is_not_followed(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Status(307)]);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(5));
+    let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"moved"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let delivered = wait_for_state(&db.store, "shop", "moved", "delivered").await;
+    assert_eq!(delivered.attempts, 2, "the 307, then the 200 of the retry");
+    assert_eq!(target.received().len(), 2, "nothing else was sent anywhere");
+    worker.stop().await;
+}
+
+async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.otherwise(503);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(2));
+
+    for id in ["g1", "g2"] {
+        let body = format!(r#"{{"id":"{id}"}}"#);
+        assert_eq!(
+            post(&app, "/webhooks/shop", &[], &body).await.status,
+            StatusCode::OK
+        );
+    }
+    let failed = wait_for_state(&db.store, "shop", "g1", "failed").await;
+    assert_eq!(failed.attempts, 2);
+    assert_eq!(failed.last_status, Some(503));
+    assert_eq!(
+        failed.last_error.as_deref(),
+        Some("HTTP 503 Service Unavailable")
+    );
+    wait_for_state(&db.store, "shop", "g2", "failed").await;
+    assert_eq!(
+        target.received().len(),
+        4,
+        "two attempts each, then nothing"
+    );
+    let store = db.store.clone();
+    let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
+    assert_eq!((backlog.pending, backlog.failed), (0, 2));
+    assert!(
+        hooklatch::metrics::render()
+            .contains(r#"hooklatch_forward_attempts_total{source="shop",result="gave_up"}"#)
+    );
+
+    // The app recovers; the operator queues one event from the admin API...
+    target.otherwise(200);
+    let route = hooklatch::http::forward::requeue_route(app.clone());
+    let answer = warp::test::request()
+        .method("POST")
+        .path("/admin/api/events/shop/g1/forward")
+        .reply(&route)
+        .await;
+    assert_eq!(answer.status(), StatusCode::ACCEPTED);
+    let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
+    assert_eq!(body["status"], "queued");
+    let delivered = wait_for_state(&db.store, "shop", "g1", "delivered").await;
+    assert_eq!(delivered.attempts, 1, "a requeue starts a fresh schedule");
+    assert_eq!(
+        state(&db.store, "shop", "g2").await.unwrap().state,
+        "failed"
+    );
+
+    // ...and every other failed one from the command line.
+    let store = db.store.clone();
+    let printed = run_blocking(move || {
+        Ok(hooklatch::cli::forward::run(
+            store.as_ref(),
+            &hooklatch::config::ForwardCommand::Retry {
+                source: None,
+                failed: true,
+            },
+        ))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(printed, "1 failed forwards queued again");
+    wait_for_state(&db.store, "shop", "g2", "delivered").await;
+
+    // Unknown events and sources that do not forward are told apart.
+    for (path, status) in [
+        ("/admin/api/events/shop/nope/forward", StatusCode::NOT_FOUND),
+        ("/admin/api/events/acme/g1/forward", StatusCode::CONFLICT),
+    ] {
+        let answer = warp::test::request()
+            .method("POST")
+            .path(path)
+            .reply(&route)
+            .await;
+        assert_eq!(answer.status(), status, "{path}");
+    }
+    worker.stop().await;
+}
+
+async fn a_hanging_app_is_a_failed_attempt_and_webhooks_are_answered_meanwhile(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Hang]);
+    let app = app_on(db.store.clone(), db, &target);
+    let options = ForwardConfig {
+        timeout: Duration::from_millis(300),
+        // Long enough that the retry cannot come before the checks below.
+        retry_initial: Duration::from_secs(600),
+        retry_max: Duration::from_secs(600),
+        ..fast(3)
+    };
+    let worker = start_worker(&app, options);
+
+    assert_eq!(
+        post(&app, "/webhooks/shop", &[], r#"{"id":"slow"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    wait_for("the app to hold the forward", || async {
+        target.hanging() == 1
+    })
+    .await;
+    // While the app holds the forward, webhooks are still answered.
+    let reply = post(&app, "/webhooks/shop", &[], r#"{"id":"meanwhile"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(
+        target.hanging(),
+        1,
+        "answered while the app was still blocked"
+    );
+
+    let timed_out = wait_for_forward(&db.store, "shop", "slow", |s| s.attempts == 1).await;
+    assert_eq!(
+        timed_out.state, "pending",
+        "a timeout is a failed attempt, retried later"
+    );
+    assert_eq!(timed_out.last_status, None);
+    assert!(
+        timed_out
+            .last_error
+            .as_deref()
+            .unwrap()
+            .contains("forward_timeout"),
+        "{timed_out:?}"
+    );
+    target.release();
+    worker.stop().await;
+}
+
+async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &TestDb) {
+    let target = TestApp::start().await;
+    // No worker: the test claims by hand, as two instances would.
+    let app = app_on(db.store.clone(), db, &target);
+    assert_eq!(
+        post(&app, "/webhooks/shop", &[], r#"{"id":"l"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let (one, other) = (db.store.clone(), second_instance(db));
+    let claimed = run_blocking(move || one.claim_forwards("one", Duration::from_millis(300), 10))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].event_id, "l");
+    assert_eq!(claimed[0].payload.as_deref(), Some(r#"{"id":"l"}"#));
+    assert_eq!(claimed[0].attempts, 0);
+    let again = other.clone();
+    let meanwhile =
+        run_blocking(move || again.claim_forwards("other", Duration::from_secs(60), 10))
+            .await
+            .unwrap();
+    assert!(meanwhile.is_empty(), "held by a live lease");
+    // The first owner dies without recording: its lease runs out and the entry returns.
+    wait_for("the lease to expire", || {
+        let other = other.clone();
+        async move {
+            run_blocking(move || other.claim_forwards("other", Duration::from_secs(60), 10))
+                .await
+                .unwrap()
+                .len()
+                == 1
+        }
+    })
+    .await;
+    // The dead owner's late record is ignored: the entry belongs to the other now.
+    let (store, id) = (db.store.clone(), claimed[0].webhook_event_id);
+    run_blocking(move || {
+        store.record_forward(
+            id,
+            "one",
+            &hooklatch::forward::outbox::AttemptOutcome::Delivered { status: 200 },
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        state(&db.store, "shop", "l").await.unwrap().state,
+        "pending"
+    );
+}
+
+async fn no_more_than_forward_concurrency_attempts_are_in_flight(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Hang; 5]);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(
+        &app,
+        ForwardConfig {
+            concurrency: 2,
+            timeout: Duration::from_secs(600),
+            ..fast(3)
+        },
+    );
+    for n in 0..5 {
+        let body = format!(r#"{{"id":"c{n}"}}"#);
+        assert_eq!(
+            post(&app, "/webhooks/shop", &[], &body).await.status,
+            StatusCode::OK
+        );
+    }
+    wait_for("two forwards held by the app", || async {
+        target.hanging() == 2
+    })
+    .await;
+    // The worker holds exactly two leases: the other three are still free to claim.
+    let other = second_instance(db);
+    let unclaimed =
+        run_blocking(move || other.claim_forwards("other", Duration::from_secs(60), 10))
+            .await
+            .unwrap();
+    assert_eq!(unclaimed.len(), 3, "{unclaimed:?}");
+    // All five wait: the gauge an operator alerts on sees them, the oldest first.
+    let store = db.store.clone();
+    let backlog = run_blocking(move || store.forward_backlog()).await.unwrap();
+    assert_eq!(backlog.pending, 5);
+    let oldest = backlog
+        .oldest_pending_secs
+        .expect("an age while entries wait");
+    assert!((0.0..600.0).contains(&oldest), "{oldest}");
+    target.release();
+    worker.stop().await;
+}
+
+async fn the_retry_command_queues_failed_forwards_and_refuses_to_guess(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.otherwise(500);
+    let app = app_on(db.store.clone(), db, &target);
+    let worker = start_worker(&app, fast(1));
+    assert_eq!(
+        post(&app, "/webhooks/shop", &[], r#"{"id":"cli"}"#)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    wait_for_state(&db.store, "shop", "cli", "failed").await;
+    worker.stop().await;
+
+    let url = db.url.to_string();
+    let run = move |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"))
+            .args(["forward", "retry", "--database-url", &url])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("HOOKLATCH_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run hooklatch");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+    };
+    let (guess, stdout, stderr) = {
+        let run = run.clone();
+        tokio::task::spawn_blocking(move || run(&[])).await.unwrap()
+    };
+    assert_eq!(guess, Some(1), "{stdout} {stderr}");
+    assert!(stderr.contains("--failed"), "{stderr}");
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&["--failed", "--source", "shop"]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "1 failed forwards of shop queued again");
+    assert_eq!(
+        state(&db.store, "shop", "cli").await.unwrap().state,
+        "pending"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: several instances
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn postgres_two_instances_deliver_each_of_fifty_events_exactly_once() {
+    common::run_case(Backend::Postgres, "two_instances_forward", |db| {
+        Box::pin(two_instances(db))
+    });
+}
+
+async fn two_instances(db: &TestDb) {
+    let target = TestApp::start().await;
+    let second_store = second_instance(db);
+    let first = app_on(db.store.clone(), db, &target);
+    let second = app_on(second_store.clone(), db, &target);
+    let workers = [
+        start_worker(&first, fast(5)),
+        start_worker(&second, fast(5)),
+    ];
+    // Each instance receives half, and each polls for the other's entries too.
+    for n in 0..50 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        let body = format!(r#"{{"id":"many-{n}"}}"#);
+        assert_eq!(
+            post(app, "/webhooks/shop", &[], &body).await.status,
+            StatusCode::OK
+        );
+    }
+    wait_for("50 deliveries", || async { target.received().len() >= 50 }).await;
+    for n in 0..50 {
+        wait_for_state(&db.store, "shop", &format!("many-{n}"), "delivered").await;
+    }
+    for worker in workers {
+        worker.stop().await;
+    }
+    let mut ids: Vec<String> = target
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect();
+    ids.sort();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!(
+        (total, ids.len()),
+        (50, 50),
+        "each event exactly once in total"
+    );
+    drop(second_store);
+}
+
+// ---------------------------------------------------------------------------------------
+// SQLite: bookkeeping never lowers the durability of events
+// ---------------------------------------------------------------------------------------
+
+/// Leases and outcomes commit without an fsync; the connection they ran on is back at
+/// `synchronous=FULL` afterwards, so the next event is as durable as ever.
+#[test]
+fn sqlite_outbox_bookkeeping_leaves_the_writer_at_full_durability() {
+    use hooklatch::forward::outbox::AttemptOutcome;
+    use hooklatch::model::NewEvent;
+    use hooklatch::store::{Outbox, SqliteStore, StoreOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        // One connection: the writer and every read share it, so it is the one checked.
+        pool_size: 1,
+        ..StoreOptions::default()
+    };
+    let store = SqliteStore::open(&dir.path().join("hooklatch.db"), &options).unwrap();
+    store.migrate().unwrap();
+    let event = NewEvent {
+        source: Source::parse("shop").unwrap(),
+        event_id: EventId::parse("durable", "id").unwrap(),
+        event_type: None,
+        payload: r#"{"id":"durable"}"#.into(),
+        fingerprint: "fp".into(),
+        conversion: None,
+        forward: true,
+    };
+    store.process(&event).unwrap();
+    let jobs = store
+        .claim_forwards("me", Duration::from_secs(60), 8)
+        .unwrap();
+    assert_eq!(jobs.len(), 1);
+    store
+        .record_forward(
+            jobs[0].webhook_event_id,
+            "me",
+            &AttemptOutcome::Delivered { status: 200 },
+        )
+        .unwrap();
+    let level: i64 = store
+        .with_writer(|conn| {
+            conn.pragma_query_value(None, "synchronous", |row| row.get(0))
+                .map_err(|e| hooklatch::store::StoreError::Internal(e.to_string()))
+        })
+        .unwrap();
+    assert_eq!(level, 2, "synchronous=FULL");
+    let state = store
+        .forward_state(&event.source, &event.event_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!((state.state.as_str(), state.attempts), ("delivered", 1));
+}
