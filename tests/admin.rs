@@ -815,6 +815,14 @@ async fn console(
     )
 }
 
+/// Signs in through the login form; the session cookie as a `Cookie` header value.
+async fn sign_in(app: &Arc<App>) -> String {
+    let form = format!("token={ADMIN_TOKEN}");
+    let (_, headers, _) = console(app, "POST", "/admin/login", None, Some(&form), &[]).await;
+    let set_cookie = headers["set-cookie"].to_str().unwrap();
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
 fn csrf_of(html: &str) -> String {
     let start =
         html.find(r#"name="csrf" value=""#).expect("a CSRF field") + r#"name="csrf" value=""#.len();
@@ -964,15 +972,7 @@ fn console_pages_render_events_detail_conversions_and_rejections() {
             "{\"event_type\":\"sale\"}",
         )
         .await;
-        let form = format!("token={ADMIN_TOKEN}");
-        let (_, headers, _) = console(&app, "POST", "/admin/login", None, Some(&form), &[]).await;
-        let cookie = headers["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = sign_in(&app).await;
         let get = |path: &str| {
             let (app, cookie, path) = (app.clone(), cookie.clone(), path.to_owned());
             async move { console(&app, "GET", &path, Some(&cookie), None, &[]).await }
@@ -1076,15 +1076,7 @@ async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db:
 
     // The console's button does the same, with the session's CSRF token.
     execute_sql(&db.url, "UPDATE forward_outbox SET state = 'failed'");
-    let form = format!("token={ADMIN_TOKEN}");
-    let (_, headers, _) = console(&app, "POST", "/admin/login", None, Some(&form), &[]).await;
-    let cookie = headers["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = sign_in(&app).await;
     let (status, _, html) =
         console(&app, "GET", "/admin/forwarding", Some(&cookie), None, &[]).await;
     assert_eq!(status, StatusCode::OK);
