@@ -61,6 +61,15 @@ pub enum Command {
         /// The file to create.
         path: PathBuf,
     },
+    /// Browse recorded events.
+    #[command(subcommand)]
+    Events(crate::cli::events::EventsCommand),
+    /// Every matching event as JSON lines on stdout.
+    Export(crate::cli::export::ExportArgs),
+    /// Feed exported JSON lines (a file, or - for stdin) through the idempotent step.
+    Import(crate::cli::import::ImportArgs),
+    /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
+    Prune(crate::cli::prune::PruneArgs),
     /// Forwarding to your app: queue events again.
     #[command(subcommand)]
     Forward(ForwardCommand),

@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use hooklatch::config::{Cli, Command, Config, LoadError, LogFormat};
 use hooklatch::forward::Forwarder;
-use hooklatch::{App, store};
+use hooklatch::{App, cli, store};
 
 fn main() -> ExitCode {
     let (cli, config) = match Cli::load(std::env::args_os(), std::env::vars_os()) {
@@ -66,6 +66,25 @@ fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Migrate => open_migrated(&config).map(drop),
         Command::Serve => serve(open_migrated(&config)?, config),
+        Command::Events(command) => {
+            let store = open_migrated(&config)?;
+            cli::events::run(store.as_ref(), &command, &mut std::io::stdout().lock())
+        }
+        Command::Export(args) => {
+            let store = open_migrated(&config)?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = cli::export::run(store.as_ref(), &args, &mut out)?;
+            tracing::info!(events = written, "export finished");
+            Ok(())
+        }
+        Command::Import(args) => import(open_migrated(&config)?.as_ref(), &config, &args),
+        Command::Prune(args) => {
+            println!(
+                "{}",
+                cli::prune::run(open_migrated(&config)?.as_ref(), &args)?
+            );
+            Ok(())
+        }
         Command::Forward(command) => {
             let store = open_migrated(&config)?;
             println!(
@@ -73,6 +92,32 @@ fn run(command: Command, config: Config) -> Result<(), String> {
                 hooklatch::cli::forward::run(store.as_ref(), &command)?
             );
             Ok(())
+        }
+    }
+}
+
+/// `hooklatch import FILE|-`: prints the counts, and fails only when the input could not
+/// be read or the store failed (the counts so far are printed either way).
+fn import(
+    store: &dyn store::Store,
+    config: &Config,
+    args: &cli::import::ImportArgs,
+) -> Result<(), String> {
+    let input: Box<dyn std::io::BufRead> = if args.file.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = std::fs::File::open(&args.file)
+            .map_err(|e| format!("cannot open {}: {e}", args.file.display()))?;
+        Box::new(std::io::BufReader::new(file))
+    };
+    match cli::import::run(store, &config.sources, input, &mut std::io::stderr()) {
+        Ok(counts) => {
+            println!("{counts}");
+            Ok(())
+        }
+        Err((counts, error)) => {
+            println!("{counts}");
+            Err(error.to_string())
         }
     }
 }
@@ -113,6 +158,9 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
         let address = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%address, "hooklatch listening on {address}");
+        if let Some(retention) = config.payload_retention {
+            tokio::spawn(cli::prune::retention_task(store.clone(), retention));
+        }
         hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
         if let Some(forwarder) = forwarder {
             forwarder.stop().await;

@@ -352,7 +352,8 @@ pub struct StoredConflict {
     pub id: i64,
     pub webhook_event_id: i64,
     pub fingerprint: String,
-    pub payload: String,
+    /// `None` once pruned.
+    pub payload: Option<String>,
     pub received_at: String,
 }
 

@@ -19,6 +19,7 @@ use hooklatch::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, For
 use hooklatch::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
+use hooklatch::read;
 use hooklatch::store::{Outbox, Store, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -172,6 +173,43 @@ impl Store for DownStore {
         _: &std::path::Path,
     ) -> Result<hooklatch::store::BackupReport, hooklatch::store::BackupError> {
         Err(down().into())
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        _: &read::EventFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::EventItem>, StoreError> {
+        Err(down())
+    }
+    fn list_conversions(
+        &self,
+        _: &read::ConversionFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ConversionItem>, StoreError> {
+        Err(down())
+    }
+    fn conversion_by_id(&self, _: i64) -> Result<Option<read::ConversionItem>, StoreError> {
+        Err(down())
+    }
+    fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, StoreError> {
+        Err(down())
+    }
+    fn source_stats(&self) -> Result<Vec<read::SourceStats>, StoreError> {
+        Err(down())
+    }
+    fn export_events(
+        &self,
+        _: &read::ExportFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ExportItem>, StoreError> {
+        Err(down())
+    }
+    fn prune_payloads(&self, _: &read::Timestamp, _: bool) -> Result<read::Pruned, StoreError> {
+        Err(down())
     }
 }
 

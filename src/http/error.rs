@@ -32,6 +32,12 @@ pub enum ApiError {
     InvalidSignature(#[from] SignatureError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("a valid admin token is required")]
+    Unauthorized,
+    #[error("this form did not come from the console")]
+    Forbidden,
+    #[error(transparent)]
+    InvalidFilter(#[from] crate::read::InvalidFilter),
     #[error("the source {name} has no forward_to setting")]
     NotForwarding { name: String },
 }
@@ -47,6 +53,9 @@ impl ApiError {
             ApiError::BodyUnreadable | ApiError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::NotForwarding { .. } => StatusCode::CONFLICT,
         }
     }
@@ -63,6 +72,9 @@ impl ApiError {
             ApiError::InvalidPayload(_) => "invalid_payload",
             ApiError::InvalidSignature(_) => "invalid_signature",
             ApiError::Store(_) => "store_unavailable",
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::InvalidFilter(_) => "invalid_filter",
             ApiError::NotForwarding { .. } => "not_forwarding",
         }
     }
@@ -77,6 +89,10 @@ impl ApiError {
             ApiError::InvalidSignature(e) => {
                 body["message"] = e.to_string().into();
                 body["reason"] = e.reason().into();
+            }
+            ApiError::InvalidFilter(e) => {
+                body["message"] = e.to_string().into();
+                body["parameter"] = e.parameter.clone().into();
             }
             ApiError::Store(e) => {
                 // The cause may hold SQL or paths: log it, answer generically.

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, request reading and answers. It knows the store only as
 //! `dyn Store` and never sees SQL.
 
+pub mod admin;
 mod body;
 pub mod error;
 pub mod forward;
@@ -16,7 +17,7 @@ use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
 use crate::config::{Config, OnConflict, Sources};
-use crate::store::{Store, run_blocking};
+use crate::store::{Store, StoreError, run_blocking};
 
 /// What every request handler shares.
 pub struct App {
@@ -27,6 +28,10 @@ pub struct App {
     pub body_timeout: Duration,
     /// The one deadline of a request's store work (see `webhook::store`).
     pub store_timeout: Duration,
+    /// The admin side; `None` keeps every `/admin` path a 404.
+    pub admin: Option<admin::Admin>,
+    /// The last refused deliveries, for the admin side.
+    pub rejections: admin::Rejections,
     /// Notified after each commit of a forwarding event, so the worker sends at once.
     pub forward_wake: Arc<Notify>,
 }
@@ -44,8 +49,33 @@ impl App {
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
             store_timeout: config.store.statement_timeout,
+            admin: config.admin_token.as_deref().map(admin::Admin::new),
+            rejections: admin::Rejections::default(),
             forward_wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Turns the admin side on with this token, as `admin_token` does (configuration
+    /// refuses one shorter than [`admin::MIN_TOKEN_LEN`] at startup).
+    pub fn with_admin_token(mut self, token: &str) -> App {
+        self.admin = Some(admin::Admin::new(token));
+        self
+    }
+
+    /// Runs a read on the blocking pool. The store bounds its own waits by the store
+    /// timeout; the timer here is only a backstop against a store that hangs outright.
+    pub async fn store_call<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.store.clone();
+        tokio::time::timeout(
+            self.store_timeout * 2,
+            run_blocking(move || work(store.as_ref())),
+        )
+        .await
+        .map_err(|_| StoreError::Timeout("the store did not answer".into()))?
     }
 }
 
@@ -53,8 +83,9 @@ impl App {
 pub fn routes(app: Arc<App>) -> impl Filter<Extract = (impl Reply,), Error = Infallible> + Clone {
     webhook(app.clone())
         .or(healthz())
-        .or(readyz(app))
+        .or(readyz(app.clone()))
         .or(metrics())
+        .or(admin::routes(app))
         .recover(error::recover)
 }
 

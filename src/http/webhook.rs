@@ -11,13 +11,14 @@ use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
 use super::App;
+use super::admin::Refusal;
 use super::body::{check_content_type, check_declared_length, read_limited};
 use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
 use crate::json;
 use crate::metrics;
 use crate::model::{EventId, NewEvent, Outcome, Source};
-use crate::store::StoreError;
+use crate::store::{StoreError, now_text};
 
 pub async fn receive<S, B>(source: String, headers: HeaderMap, body: S, app: Arc<App>) -> Response
 where
@@ -56,12 +57,36 @@ where
             let status = error.status().as_u16();
             if error.status().is_client_error() {
                 tracing::info!(source = %source, outcome = error.code(), reason, status, latency_ms, error = %error, "delivery refused");
+                record_refusal(&app, &source, &error);
             } else {
                 tracing::warn!(source = %source, outcome = error.code(), reason, status, latency_ms, "delivery failed");
             }
             error.into_response()
         }
     }
+}
+
+/// Keeps a refused delivery for the admin side: what was decided, never what was sent.
+/// Routing answers (404, 405) are not deliveries to a source and are not kept.
+fn record_refusal(app: &App, source: &str, error: &ApiError) {
+    if matches!(error, ApiError::NotFound | ApiError::MethodNotAllowed)
+        || Source::parse(source).is_none()
+    {
+        return;
+    }
+    let reason = match error {
+        ApiError::InvalidSignature(e) => Some(e.reason().to_owned()),
+        ApiError::InvalidPayload(e) => Some(e.to_string()),
+        _ => None,
+    };
+    app.rejections.record(Refusal {
+        at: now_text(),
+        source: source.to_owned(),
+        status: error.status().as_u16(),
+        error: error.code(),
+        reason,
+        event_id: None,
+    });
 }
 
 /// The answer, the outcome label it is counted under, and the event id.

@@ -23,6 +23,10 @@ use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, Forward
 use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
+use crate::read::{
+    ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
+    Pruned, SourceStats, SummaryGroup, Timestamp,
+};
 
 pub use self::backup::{BackupError, BackupReport};
 pub use self::postgres::PostgresStore;
@@ -154,6 +158,52 @@ pub trait Store: Outbox + Send + Sync + 'static {
     /// an existing file; leaves no file behind on failure. A backend whose data is not
     /// one file answers `Unsupported`, naming the tool to use instead.
     fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
+
+    // --- admin verbs ---
+    // Reads for the admin API, the console and the commands. They read committed rows
+    // only and never block a delivery; `limit` rows at most, newest first, after the
+    // cursor when one is given. Both backends give the same answers (contract suite).
+
+    /// Events matching `filter`, newest first by `(first_seen_at, id)`, each with its
+    /// forwarding state (or `None` when it has no outbox entry).
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError>;
+
+    /// Conversions matching `filter`, newest first by `(created_at, id)`.
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError>;
+
+    /// One conversion by its id.
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError>;
+
+    /// Count and exact sums of conversions per status and currency, sorted by status then
+    /// currency, nulls first.
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError>;
+
+    /// Per-source counts, sorted by source.
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError>;
+
+    /// Events with their payloads, oldest first by `(first_seen_at, id)`, after the
+    /// cursor.
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError>;
+
+    /// Clears the payloads of events last seen before `before` and of conflicts received
+    /// before it (or only counts them when `dry_run`). Rows, keys, fingerprints and counts
+    /// stay, so a later retry is still a duplicate. Works in short batches.
+    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError>;
 }
 
 /// The forwarding outbox's verbs (SPEC §6), part of every [`Store`]. A trait of their own
@@ -243,6 +293,7 @@ macro_rules! migration_files {
             $crate::store::migration_file!($backend, "002_webhook_idempotency"),
             $crate::store::migration_file!($backend, "003_conversion_lifecycle"),
             $crate::store::migration_file!($backend, "004_forward_outbox"),
+            $crate::store::migration_file!($backend, "005_admin_indexes"),
         ]
     };
 }
@@ -288,6 +339,9 @@ fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migratio
         })
         .collect()
 }
+
+/// Rows a prune batch clears per transaction.
+pub(crate) const PRUNE_BATCH: i64 = 1000;
 
 /// How every timestamp is stored as text: RFC 3339 UTC with microseconds, the same text
 /// on both backends so lexical order is time order.

@@ -46,10 +46,15 @@ use crate::model::{
     Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
     StoredConversion, StoredEvent, Totals,
 };
+use crate::read::{
+    ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
+    Pruned, SourceStats, SummaryGroup, Timestamp,
+};
 
+mod admin;
 mod forward;
 
-const MIGRATIONS: [MigrationFile; 4] = migration_files!("postgres");
+const MIGRATIONS: [MigrationFile; 5] = migration_files!("postgres");
 
 /// Key of the session advisory lock held while migrating ("hooklatc" in ASCII), so that
 /// instances starting together migrate one after the other.
@@ -652,6 +657,50 @@ impl Store for PostgresStore {
         Err(BackupError::Unsupported(
             "backup copies SQLite databases only; back up PostgreSQL with pg_dump, e.g. pg_dump --format=custom --file=hooklatch.dump \"$DATABASE_URL\"",
         ))
+    }
+
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError> {
+        admin::list_events(self, filter, after, limit)
+    }
+
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError> {
+        admin::list_conversions(self, filter, after, limit)
+    }
+
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError> {
+        admin::conversion_by_id(self, id)
+    }
+
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
+        admin::conversion_summary(self)
+    }
+
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
+        admin::source_stats(self)
+    }
+
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError> {
+        admin::export_events(self, filter, after, limit)
+    }
+
+    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
+        admin::prune_payloads(self, before, dry_run)
     }
 }
 

@@ -20,6 +20,8 @@ mod writer;
 
 mod backup;
 
+mod admin;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,10 +40,14 @@ use crate::model::{
     Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
     StoredConversion, StoredEvent, Totals,
 };
+use crate::read::{
+    ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
+    Pruned, SourceStats, SummaryGroup, Timestamp,
+};
 
 mod forward;
 
-const MIGRATIONS: [MigrationFile; 4] = migration_files!("sqlite");
+const MIGRATIONS: [MigrationFile; 5] = migration_files!("sqlite");
 
 mod sql {
     pub const FIND_EVENT: &str = include_str!("../../sql/sqlite/find_event.sql");
@@ -199,7 +205,7 @@ impl SqliteStore {
     }
 
     /// Commits pending duplicate counts, so what is read next includes them.
-    fn settle(&self) -> Result<(), StoreError> {
+    pub(super) fn settle(&self) -> Result<(), StoreError> {
         self.writer()?.flush()
     }
 }
@@ -594,6 +600,50 @@ impl Store for SqliteStore {
     fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
         // A pooled connection reads like any request would; the server's writers go on.
         backup::copy(&*self.conn()?, path, self.timeout)
+    }
+
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError> {
+        admin::list_events(self, filter, after, limit)
+    }
+
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError> {
+        admin::list_conversions(self, filter, after, limit)
+    }
+
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError> {
+        admin::conversion_by_id(self, id)
+    }
+
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
+        admin::conversion_summary(self)
+    }
+
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
+        admin::source_stats(self)
+    }
+
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError> {
+        admin::export_events(self, filter, after, limit)
+    }
+
+    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
+        admin::prune_payloads(self, before, dry_run)
     }
 }
 

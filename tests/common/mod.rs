@@ -18,10 +18,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hooklatch::config::{Config, DatabaseUrl};
+use hooklatch::read;
 use hooklatch::store::{self, Outbox, Store, StoreOptions};
 use hooklatch::{App, routes};
 use serde_json::Value;
 use warp::http::{HeaderMap, StatusCode};
+
+/// The admin token of [`TestDb::admin_app`].
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
@@ -106,6 +110,15 @@ impl TestDb {
     pub fn app_with(&self, config: &Config) -> Arc<App> {
         Arc::new(App::new(self.store.clone(), config))
     }
+
+    /// An app with the admin side on, its token [`ADMIN_TOKEN`].
+    pub fn admin_app(&self) -> Arc<App> {
+        self.admin_app_with(&self.config())
+    }
+
+    pub fn admin_app_with(&self, config: &Config) -> Arc<App> {
+        Arc::new(App::new(self.store.clone(), config).with_admin_token(ADMIN_TOKEN))
+    }
 }
 
 impl Drop for TestDb {
@@ -165,6 +178,47 @@ impl Store for Closed {
     // --- ops verbs ---
     fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
         Err(closed().into())
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        _: &read::EventFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::EventItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn list_conversions(
+        &self,
+        _: &read::ConversionFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ConversionItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn conversion_by_id(&self, _: i64) -> Result<Option<read::ConversionItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, store::StoreError> {
+        Err(closed())
+    }
+    fn source_stats(&self) -> Result<Vec<read::SourceStats>, store::StoreError> {
+        Err(closed())
+    }
+    fn export_events(
+        &self,
+        _: &read::ExportFilter,
+        _: Option<&read::Cursor>,
+        _: u32,
+    ) -> Result<Vec<read::ExportItem>, store::StoreError> {
+        Err(closed())
+    }
+    fn prune_payloads(
+        &self,
+        _: &read::Timestamp,
+        _: bool,
+    ) -> Result<read::Pruned, store::StoreError> {
+        Err(closed())
     }
 }
 
@@ -274,6 +328,47 @@ impl Store for Watched {
     // --- ops verbs ---
     fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
         self.inner.backup_to(path)
+    }
+    // --- admin verbs ---
+    fn list_events(
+        &self,
+        filter: &read::EventFilter,
+        after: Option<&read::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<read::EventItem>, store::StoreError> {
+        self.inner.list_events(filter, after, limit)
+    }
+    fn list_conversions(
+        &self,
+        filter: &read::ConversionFilter,
+        after: Option<&read::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<read::ConversionItem>, store::StoreError> {
+        self.inner.list_conversions(filter, after, limit)
+    }
+    fn conversion_by_id(&self, id: i64) -> Result<Option<read::ConversionItem>, store::StoreError> {
+        self.inner.conversion_by_id(id)
+    }
+    fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, store::StoreError> {
+        self.inner.conversion_summary()
+    }
+    fn source_stats(&self) -> Result<Vec<read::SourceStats>, store::StoreError> {
+        self.inner.source_stats()
+    }
+    fn export_events(
+        &self,
+        filter: &read::ExportFilter,
+        after: Option<&read::Cursor>,
+        limit: u32,
+    ) -> Result<Vec<read::ExportItem>, store::StoreError> {
+        self.inner.export_events(filter, after, limit)
+    }
+    fn prune_payloads(
+        &self,
+        before: &read::Timestamp,
+        dry_run: bool,
+    ) -> Result<read::Pruned, store::StoreError> {
+        self.inner.prune_payloads(before, dry_run)
     }
 }
 
@@ -505,6 +600,15 @@ pub async fn post(app: &Arc<App>, path: &str, headers: &[(&str, &str)], body: &s
     into_reply(request.reply(&routes(app.clone())).await)
 }
 
+/// A GET through the routes with `Authorization: Bearer <token>` (none when `None`).
+pub async fn admin_get(app: &Arc<App>, path: &str, token: Option<&str>) -> Reply {
+    let mut request = warp::test::request().method("GET").path(path);
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    into_reply(request.reply(&routes(app.clone())).await)
+}
+
 /// Any request through the routes, without a socket.
 pub async fn request(app: &Arc<App>, request: warp::test::RequestBuilder) -> Reply {
     into_reply(request.reply(&routes(app.clone())).await)
@@ -709,7 +813,8 @@ pub fn wipe(url: &DatabaseUrl) {
 }
 
 /// Runs SQL that both dialects accept on the test's database, through the backend's own
-/// client, as an operator (or a bug) would change rows behind hooklatch's back.
+/// client, as an operator (or another lane's worker) would change rows behind hooklatch's
+/// back.
 pub fn execute_sql(url: &DatabaseUrl, sql: &str) {
     match url {
         DatabaseUrl::Sqlite(path) => {
@@ -718,9 +823,12 @@ pub fn execute_sql(url: &DatabaseUrl, sql: &str) {
                 .execute_batch(sql)
                 .unwrap();
         }
-        DatabaseUrl::Postgres(url) => {
-            admin_client(url).unwrap().batch_execute(sql).unwrap();
-        }
+        // The sync client must neither run nor be dropped on a runtime thread.
+        DatabaseUrl::Postgres(url) => std::thread::scope(|s| {
+            s.spawn(|| admin_client(url).unwrap().batch_execute(sql).unwrap())
+                .join()
+                .expect("SQL thread")
+        }),
         DatabaseUrl::SqliteMemory => panic!("an in-memory store cannot be reached from outside"),
     }
 }

@@ -1,0 +1,1 @@
+SELECT count(*) FROM webhook_conflicts WHERE payload IS NOT NULL AND received_at < $1::timestamptz

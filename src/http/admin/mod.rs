@@ -1,0 +1,90 @@
+//! The admin side (SPEC §5.1): a JSON API under `/admin/api/` for scripts and a console
+//! under `/admin/` for a person. Off unless an admin token is configured: then every
+//! `/admin` path is 404, exactly like a path that does not exist. On, the API wants the
+//! token as a bearer token and answers anything else (any path, any event) with the same
+//! 401, so an unauthenticated caller learns nothing.
+
+mod api;
+pub mod auth;
+mod console;
+pub mod detail;
+pub mod query;
+pub mod rejections;
+
+use std::sync::Arc;
+
+use bytes::Buf;
+use futures_util::Stream;
+use warp::filters::path::Tail;
+use warp::http::{HeaderMap, Method};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use super::App;
+use super::body::read_limited;
+use super::error::ApiError;
+
+pub use auth::{Admin, MIN_TOKEN_LEN};
+pub use rejections::{Refusal, Rejections};
+
+/// Every `/admin` path.
+pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone {
+    let query = warp::query::raw().or(warp::any().map(String::new)).unify();
+    warp::path("admin")
+        .and(warp::path::tail())
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(query)
+        .and(warp::body::stream())
+        .and(warp::any().map(move || app.clone()))
+        .then(handle)
+}
+
+async fn handle<S, B>(
+    tail: Tail,
+    method: Method,
+    headers: HeaderMap,
+    query: String,
+    body: S,
+    app: Arc<App>,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>> + Send,
+    B: Buf,
+{
+    let Some(admin) = app.admin.as_ref() else {
+        return ApiError::NotFound.into_response();
+    };
+    let path = tail.as_str();
+    let result = if path == "api" || path.starts_with("api/") {
+        if !admin.bearer_ok(&headers) {
+            return ApiError::Unauthorized.into_response();
+        }
+        let rest = path.strip_prefix("api").unwrap_or_default();
+        api::handle(&app, &method, rest, &query).await
+    } else {
+        let body = match read_limited(body, console::MAX_FORM_BYTES).await {
+            Ok(body) => body,
+            Err(e) => return console::error_page(&e),
+        };
+        let request = console::Request {
+            method: &method,
+            path,
+            query: &query,
+            headers: &headers,
+            body,
+        };
+        return console::handle(&app, admin, request)
+            .await
+            .unwrap_or_else(|e| console::error_page(&e));
+    };
+    result.unwrap_or_else(ApiError::into_response)
+}
+
+/// A path segment as the client meant it: percent-decoded, valid UTF-8.
+fn decode_segment(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::NotFound)
+}

@@ -1,0 +1,301 @@
+//! PostgreSQL side of the admin read verbs (lists, summary, stats, export) and pruning.
+//! Reads that show counts first commit this instance's pending duplicate counts.
+//! Every statement goes out with typed parameters as an unnamed statement, so the
+//! planner sees the actual values (a NULL filter folds away) and no prepare round trip
+//! is spent; timestamps come back as the same RFC 3339 text SQLite stores.
+
+use postgres::Row;
+use postgres::types::{ToSql, Type};
+
+use super::{PostgresStore, get};
+use crate::read::KeyRange;
+use crate::read::{
+    ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
+    ExportItem, ForwardInfo, Pruned, SourceStats, SummaryGroup, Timestamp, payload_value,
+    sort_groups,
+};
+use crate::store::{PRUNE_BATCH, StoreError};
+
+mod sql {
+    pub const LIST_EVENTS: &str = include_str!("../../../sql/postgres/list_events.sql");
+    pub const LIST_EVENTS_BY_SOURCE: &str =
+        include_str!("../../../sql/postgres/list_events_by_source.sql");
+    pub const LIST_EVENTS_BY_EVENT_ID: &str =
+        include_str!("../../../sql/postgres/list_events_by_event_id.sql");
+    pub const LIST_EVENTS_BY_FORWARD: &str =
+        include_str!("../../../sql/postgres/list_events_by_forward.sql");
+    pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/postgres/list_conversions.sql");
+    pub const GET_CONVERSION_BY_ID: &str =
+        include_str!("../../../sql/postgres/get_conversion_by_id.sql");
+    pub const CONVERSION_SUMMARY: &str =
+        include_str!("../../../sql/postgres/conversion_summary.sql");
+    pub const SOURCE_STATS: &str = include_str!("../../../sql/postgres/source_stats.sql");
+    pub const EXPORT_EVENTS: &str = include_str!("../../../sql/postgres/export_events.sql");
+    pub const PRUNE_EVENTS: &str = include_str!("../../../sql/postgres/prune_events.sql");
+    pub const PRUNE_CONFLICTS: &str = include_str!("../../../sql/postgres/prune_conflicts.sql");
+    pub const COUNT_PRUNABLE_EVENTS: &str =
+        include_str!("../../../sql/postgres/count_prunable_events.sql");
+    pub const COUNT_PRUNABLE_CONFLICTS: &str =
+        include_str!("../../../sql/postgres/count_prunable_conflicts.sql");
+}
+
+type Param<'a> = (&'a (dyn ToSql + Sync), Type);
+
+impl KeyRange {
+    /// The plain bound, the key time and the key id, ready to bind.
+    fn params(&self) -> (&str, &str, i64) {
+        (self.bound.as_str(), self.key_at.as_str(), self.key_id)
+    }
+}
+
+impl PostgresStore {
+    fn rows(&self, statement: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+        self.with_conn(|conn| conn.client.query_typed(statement, params))
+    }
+
+    fn execute(&self, statement: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
+        // The sync client has no typed execute that reports the row count; prepare with
+        // the types, then execute (two round trips; pruning is not on a hot path).
+        self.with_conn(|conn| {
+            let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+            let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
+            let prepared = conn.client.prepare_typed(statement, &types)?;
+            conn.client.execute(&prepared, &values)
+        })
+    }
+}
+
+pub(super) fn list_events(
+    store: &PostgresStore,
+    filter: &EventFilter,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> Result<Vec<EventItem>, StoreError> {
+    store.settle()?;
+    let statement = match filter.plan() {
+        EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
+        EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
+        EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
+        EventListPlan::ByTime => sql::LIST_EVENTS,
+    };
+    let source = filter.source.as_ref().map(|s| s.as_str());
+    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+    let (bound, key_at, key_id) = range.params();
+    let forward = filter.forward.map(|f| f.as_str());
+    let limit = i64::from(limit);
+    store
+        .rows(
+            statement,
+            &[
+                (&source, Type::TEXT),
+                (&filter.event_type, Type::TEXT),
+                (&filter.event_id, Type::TEXT),
+                (&bound, Type::TEXT),
+                (&filter.duplicated, Type::BOOL),
+                (&filter.conflicted, Type::BOOL),
+                (&forward, Type::TEXT),
+                (&key_at, Type::TEXT),
+                (&key_id, Type::INT8),
+                (&limit, Type::INT8),
+            ],
+        )?
+        .iter()
+        .map(event_item)
+        .collect()
+}
+
+fn event_item(row: &Row) -> Result<EventItem, StoreError> {
+    let state: Option<String> = get(row, 9)?;
+    let forward = match state {
+        None => None,
+        Some(state) => Some(ForwardInfo {
+            state,
+            attempts: i64::from(get::<i32>(row, 10)?),
+            last_status: get::<Option<i32>>(row, 11)?.map(i64::from),
+            last_error: get(row, 12)?,
+            next_attempt_at: get(row, 13)?,
+            delivered_at: get(row, 14)?,
+        }),
+    };
+    Ok(EventItem {
+        webhook_event_id: get(row, 0)?,
+        source: get(row, 1)?,
+        event_id: get(row, 2)?,
+        event_type: get(row, 3)?,
+        conversion_id: get(row, 4)?,
+        delivery_count: get(row, 5)?,
+        conflict_count: get(row, 6)?,
+        first_seen_at: get(row, 7)?,
+        last_seen_at: get(row, 8)?,
+        forward,
+    })
+}
+
+pub(super) fn list_conversions(
+    store: &PostgresStore,
+    filter: &ConversionFilter,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> Result<Vec<ConversionItem>, StoreError> {
+    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+    let (bound, key_at, key_id) = range.params();
+    let limit = i64::from(limit);
+    store
+        .rows(
+            sql::LIST_CONVERSIONS,
+            &[
+                (&filter.status, Type::TEXT),
+                (&filter.currency, Type::TEXT),
+                (&filter.order_id, Type::TEXT),
+                (&bound, Type::TEXT),
+                (&key_at, Type::TEXT),
+                (&key_id, Type::INT8),
+                (&limit, Type::INT8),
+            ],
+        )?
+        .iter()
+        .map(conversion_item)
+        .collect()
+}
+
+pub(super) fn conversion_by_id(
+    store: &PostgresStore,
+    id: i64,
+) -> Result<Option<ConversionItem>, StoreError> {
+    store
+        .rows(sql::GET_CONVERSION_BY_ID, &[(&id, Type::INT8)])?
+        .first()
+        .map(conversion_item)
+        .transpose()
+}
+
+fn conversion_item(row: &Row) -> Result<ConversionItem, StoreError> {
+    Ok(ConversionItem {
+        conversion_id: get(row, 0)?,
+        source: get(row, 1)?,
+        external_conversion_id: get(row, 2)?,
+        event_id: get(row, 3)?,
+        order_id: get(row, 4)?,
+        sale_amount: get(row, 5)?,
+        commission_amount: get(row, 6)?,
+        currency: get(row, 7)?,
+        status: get(row, 8)?,
+        affiliate_id: get(row, 9)?,
+        affiliate_code: get(row, 10)?,
+        tracking_id: get(row, 11)?,
+        created_at: get(row, 12)?,
+        updated_at: get(row, 13)?,
+    })
+}
+
+pub(super) fn conversion_summary(store: &PostgresStore) -> Result<Vec<SummaryGroup>, StoreError> {
+    let mut groups = store
+        .rows(sql::CONVERSION_SUMMARY, &[])?
+        .iter()
+        .map(|row| {
+            Ok(SummaryGroup {
+                status: get(row, 0)?,
+                currency: get(row, 1)?,
+                count: get(row, 2)?,
+                sale_amount: get(row, 3)?,
+                commission_amount: get(row, 4)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    sort_groups(&mut groups);
+    Ok(groups)
+}
+
+pub(super) fn source_stats(store: &PostgresStore) -> Result<Vec<SourceStats>, StoreError> {
+    store.settle()?;
+    store
+        .rows(sql::SOURCE_STATS, &[])?
+        .iter()
+        .map(|row| {
+            let events: i64 = get(row, 1)?;
+            let deliveries: i64 = get(row, 2)?;
+            Ok(SourceStats {
+                source: get(row, 0)?,
+                events,
+                deliveries,
+                duplicates: deliveries - events,
+                conflicts: get(row, 3)?,
+                last_seen_at: get(row, 4)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn export_events(
+    store: &PostgresStore,
+    filter: &ExportFilter,
+    after: Option<&Cursor>,
+    limit: u32,
+) -> Result<Vec<ExportItem>, StoreError> {
+    store.settle()?;
+    let source = filter.source.as_ref().map(|s| s.as_str());
+    let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
+    let (bound, key_at, key_id) = range.params();
+    let limit = i64::from(limit);
+    store
+        .rows(
+            sql::EXPORT_EVENTS,
+            &[
+                (&source, Type::TEXT),
+                (&bound, Type::TEXT),
+                (&key_at, Type::TEXT),
+                (&key_id, Type::INT8),
+                (&limit, Type::INT8),
+            ],
+        )?
+        .iter()
+        .map(|row| {
+            let payload: Option<String> = get(row, 4)?;
+            Ok(ExportItem {
+                webhook_event_id: get(row, 0)?,
+                source: get(row, 1)?,
+                event_id: get(row, 2)?,
+                event_type: get(row, 3)?,
+                payload: payload_value(payload.as_deref()),
+                first_seen_at: get(row, 5)?,
+                last_seen_at: get(row, 6)?,
+                delivery_count: get(row, 7)?,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn prune_payloads(
+    store: &PostgresStore,
+    before: &Timestamp,
+    dry_run: bool,
+) -> Result<Pruned, StoreError> {
+    store.settle()?;
+    let before = before.as_str();
+    if dry_run {
+        let count = |statement: &str| -> Result<u64, StoreError> {
+            let rows = store.rows(statement, &[(&before, Type::TEXT)])?;
+            let row = rows
+                .first()
+                .ok_or_else(|| StoreError::Internal("count returned no row".into()))?;
+            Ok(get::<i64>(row, 0)?.max(0) as u64)
+        };
+        return Ok(Pruned {
+            events: count(sql::COUNT_PRUNABLE_EVENTS)?,
+            conflicts: count(sql::COUNT_PRUNABLE_CONFLICTS)?,
+        });
+    }
+    let mut pruned = Pruned::default();
+    loop {
+        let cleared = store.execute(
+            sql::PRUNE_EVENTS,
+            &[(&before, Type::TEXT), (&PRUNE_BATCH, Type::INT8)],
+        )?;
+        pruned.events += cleared;
+        if (cleared as i64) < PRUNE_BATCH {
+            break;
+        }
+    }
+    pruned.conflicts = store.execute(sql::PRUNE_CONFLICTS, &[(&before, Type::TEXT)])?;
+    Ok(pruned)
+}
