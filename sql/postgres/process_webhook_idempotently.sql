@@ -261,7 +261,7 @@ RETURNS void
 LANGUAGE plpgsql
 AS $$
 BEGIN
-    PERFORM set_config('synchronous_commit', 'off', true);
+    SET LOCAL synchronous_commit = off;
     -- LockRows runs above the sort: the rows are locked in id order.
     PERFORM 1 FROM webhook_events e WHERE e.id = ANY (p_ids) ORDER BY e.id FOR UPDATE;
     UPDATE webhook_events e
