@@ -747,6 +747,10 @@ async fn api_rejections_keep_refusals_without_bodies_or_secrets(db: &TestDb) {
     assert_eq!(items[0]["status"], 400);
     assert_eq!(items[0]["error"], "invalid_payload");
     assert!(items[0]["reason"].as_str().unwrap().contains("order_id"));
+    assert_eq!(
+        items[0]["event_id"], "x",
+        "an invalid sale under a readable id names the event"
+    );
     assert_eq!(items[1]["source"], "shop");
     assert_eq!(items[1]["status"], 401);
     assert_eq!(items[1]["error"], "invalid_signature");

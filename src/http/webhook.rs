@@ -26,7 +26,8 @@ where
     B: Buf,
 {
     let started = Instant::now();
-    let result = handle(&source, &headers, body, &app).await;
+    let mut known_id = None;
+    let result = handle(&source, &headers, body, &app, &mut known_id).await;
     let elapsed = started.elapsed();
     // Milliseconds with a fraction: loopback deliveries take well under one.
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -57,7 +58,7 @@ where
             let status = error.status().as_u16();
             if error.status().is_client_error() {
                 tracing::info!(source = %source, outcome = error.code(), reason, status, latency_ms, error = %error, "delivery refused");
-                record_refusal(&app, &source, &error);
+                record_refusal(&app, &source, &error, known_id);
             } else {
                 tracing::warn!(source = %source, outcome = error.code(), reason, status, latency_ms, "delivery failed");
             }
@@ -68,7 +69,7 @@ where
 
 /// Keeps a refused delivery for the admin side: what was decided, never what was sent.
 /// Routing answers (404, 405) are not deliveries to a source and are not kept.
-fn record_refusal(app: &App, source: &str, error: &ApiError) {
+fn record_refusal(app: &App, source: &str, error: &ApiError, event_id: Option<EventId>) {
     if matches!(error, ApiError::NotFound | ApiError::MethodNotAllowed)
         || Source::parse(source).is_none()
     {
@@ -85,7 +86,7 @@ fn record_refusal(app: &App, source: &str, error: &ApiError) {
         status: error.status().as_u16(),
         error: error.code(),
         reason,
-        event_id: None,
+        event_id: event_id.map(|id| id.as_str().to_owned()),
     });
 }
 
@@ -95,6 +96,7 @@ async fn handle<S, B>(
     headers: &HeaderMap,
     body: S,
     app: &App,
+    known_id: &mut Option<EventId>,
 ) -> Result<(Response, &'static str, EventId), ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>> + Send,
@@ -116,7 +118,13 @@ where
         .verify(&settings.secrets, unsigned, headers, &raw, unix_now())?;
 
     let parsed = json::parse_object(&raw)?;
-    let mut event = settings.preset.prepare(&source, headers, &raw, &parsed)?;
+    let mut event = settings
+        .preset
+        .prepare(&source, headers, &raw, &parsed)
+        .inspect_err(|_| {
+            // An invalid sale under a readable id: the refusal names the event.
+            *known_id = settings.preset.event_id(headers, &parsed).ok();
+        })?;
     event.forward = settings.forward_to.is_some();
     let (outcome, event) = store(app, event).await?;
     if event.forward && matches!(outcome, Outcome::Processed(_)) {

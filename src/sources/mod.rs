@@ -103,6 +103,23 @@ impl Preset {
         }
     }
 
+    /// The delivery's event id, as this preset finds it (SPEC §2). Also used to say which
+    /// event a refused delivery was, when the id itself was readable.
+    pub fn event_id(
+        &self,
+        headers: &HeaderMap,
+        body: &Map<String, Value>,
+    ) -> Result<EventId, PayloadError> {
+        match self {
+            Preset::Refersion => refersion::event_id(headers, body),
+            Preset::Shopify => shopify::event_id(headers),
+            Preset::Stripe => stripe::event_id(body),
+            Preset::Github => github::event_id(headers),
+            Preset::Standard => standard::event_id(headers, body),
+            Preset::Generic(scheme) => scheme.event_id(headers, body),
+        }
+    }
+
     /// Validates a parsed body and builds the event to store: every text it holds can be
     /// stored by every backend.
     pub fn prepare(
@@ -115,41 +132,20 @@ impl Preset {
         // Every preset but Refersion fingerprints the whole body, less the fields its
         // provider changes between retries of one event.
         let whole_body = |volatile: &[&str]| json::fingerprint_object(body, volatile);
-        let (event_id, event_type, fingerprint) = match self {
+        let event_id = self.event_id(headers, body)?;
+        let (event_type, fingerprint) = match self {
             Preset::Refersion => {
                 let event_type = refersion::event_type(headers, body);
                 let fields = refersion::defining_fields(event_type.as_deref(), body);
-                (
-                    refersion::event_id(headers, body)?,
-                    event_type,
-                    json::fingerprint(&fields),
-                )
+                (event_type, json::fingerprint(&fields))
             }
-            Preset::Shopify => (
-                shopify::event_id(headers)?,
-                header(headers, "X-Shopify-Topic"),
-                whole_body(&[]),
-            ),
+            Preset::Shopify => (header(headers, "X-Shopify-Topic"), whole_body(&[])),
             Preset::Stripe => (
-                stripe::event_id(body)?,
                 body_string(body, "type"),
                 whole_body(&stripe::VOLATILE_FIELDS),
             ),
-            Preset::Github => (
-                github::event_id(headers)?,
-                header(headers, "X-GitHub-Event"),
-                whole_body(&[]),
-            ),
-            Preset::Standard => (
-                standard::event_id(headers, body)?,
-                standard::event_type(body),
-                whole_body(&[]),
-            ),
-            Preset::Generic(scheme) => (
-                scheme.event_id(headers, body)?,
-                standard::event_type(body),
-                whole_body(&[]),
-            ),
+            Preset::Github => (header(headers, "X-GitHub-Event"), whole_body(&[])),
+            Preset::Standard | Preset::Generic(_) => (standard::event_type(body), whole_body(&[])),
         };
         let conversion = match self {
             Preset::Refersion => refersion::conversion(event_type.as_deref(), body)?,
