@@ -43,6 +43,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -130,8 +131,8 @@ impl Scenario {
         }
     }
 
-    /// `load.lua`'s `request()`: `counter` counts from 1 per connection, `tid` is the
-    /// connection's number.
+    /// `load.lua`'s `request()`: `tid` is the client thread's number and `counter`
+    /// counts that thread's requests from 1.
     fn body(self, run: &str, dup_set: &str, tid: u64, counter: u64) -> String {
         let repeat = match self {
             Scenario::New => false,
@@ -195,6 +196,7 @@ struct Phase {
     sample: Sample,
     server_us: f64,
     db_us: Option<f64>,
+    client_us: f64,
     other_cores: f64,
 }
 
@@ -212,15 +214,17 @@ fn main() {
         let phase = measure(&mut server, Scenario::New, clients, &args, None);
         server.stop();
         println!(
-            "warp HTTP ceiling ({}, MODE=echo), {clients} clients: {:.0} req/s, server CPU {:.1} µs/req",
+            "warp HTTP ceiling ({}, MODE=echo), {clients} clients: {:.0} req/s, server CPU {:.1} µs/req, client {:.1} µs/req, other tenants {:.2} cores",
             path.display(),
             phase.sample.rate(),
-            phase.server_us
+            phase.server_us,
+            phase.client_us,
+            phase.other_cores
         );
         phase.sample.rate()
     });
     println!(
-        "{:<9} {:<6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>11} {:>9} {:>6} {:>10} {:>7} {:>6}",
+        "{:<9} {:<6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>11} {:>9} {:>11} {:>6} {:>10} {:>7} {:>6}",
         "store",
         "kind",
         "clients",
@@ -232,6 +236,7 @@ fn main() {
         "conflicts",
         "srv µs/req",
         "db µs/req",
+        "client µs/req",
         "other",
         "ceiling/s",
         "ratio",
@@ -245,8 +250,8 @@ fn main() {
         }
     }
     println!(
-        "srv/db µs/req: CPU of the server process / of the database backends per request; \
-         other: cores other tenants used during the phase"
+        "srv/db/client µs/req: CPU of the server process / of the database backends / of this \
+         bench per request; other: cores other tenants used during the phase"
     );
 }
 
@@ -356,6 +361,7 @@ fn measure(
         clients,
         server_us: per_req(after.server - before.server),
         db_us: after.db.zip(before.db).map(|(a, b)| per_req(a - b)),
+        client_us: per_req(after.bench - before.bench),
         other_cores: other,
         sample,
     }
@@ -373,7 +379,7 @@ fn print_phases(
         let ceiling_rate = ceiling.as_ref().map(Sample::rate);
         let dash = || "-".to_owned();
         println!(
-            "{backend:<9} {:<6} {:>7} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>9} {:>11.1} {:>9} {:>6.2} {:>10} {:>7} {:>6}",
+            "{backend:<9} {:<6} {:>7} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>9} {:>11.1} {:>9} {:>11.1} {:>6.2} {:>10} {:>7} {:>6}",
             p.scenario.name(),
             p.clients,
             "server",
@@ -384,6 +390,7 @@ fn print_phases(
             p.sample.conflicts,
             p.server_us,
             p.db_us.map_or_else(dash, |d| format!("{d:.1}")),
+            p.client_us,
             p.other_cores,
             ceiling_rate.map_or_else(dash, |c| format!("{c:.0}")),
             ceiling_rate.map_or_else(dash, |c| format!("{:.2}", rate / c)),
@@ -450,7 +457,9 @@ fn soak(server: &mut ServerChild, duration: Duration) {
     );
 }
 
-/// `clients` threads, one keep-alive connection each, for `duration`.
+/// `clients` keep-alive connections for `duration`, driven like `wrk -t 2`: an event
+/// loop on at most two threads, so the client takes little of the shared cores, as wrk
+/// does.
 fn load(
     server: &mut ServerChild,
     scenario: Scenario,
@@ -459,40 +468,39 @@ fn load(
     run: &str,
     dup_set: &str,
 ) -> Sample {
+    let threads = clients.clamp(1, 2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("client runtime");
     let addr = server.addr;
     let started = Instant::now();
     let deadline = started + duration;
-    let handles: Vec<_> = (0..clients)
-        .map(|tid| {
-            let run = run.to_owned();
-            let dup_set = dup_set.to_owned();
-            std::thread::spawn(move || {
-                let mut sample = Sample::default();
-                let mut conn = connect(addr);
-                let mut counter = 0u64;
-                while Instant::now() < deadline {
-                    counter += 1;
-                    let body = scenario.body(&run, &dup_set, tid as u64, counter);
-                    let sent = Instant::now();
-                    let (status, conflict, reconnect) = post(&mut conn, &body);
-                    sample.latencies.push(sent.elapsed().as_micros() as u64);
-                    if !scenario.accepts(status) {
-                        sample.errors += 1;
-                    }
-                    if conflict {
-                        sample.conflicts += 1;
-                    }
-                    if reconnect {
-                        conn = connect(addr);
-                    }
-                }
-                sample
+    // wrk numbers its threads, not its connections, and each thread's Lua state counts
+    // the requests of all its connections: ids come in as many runs as threads. That
+    // matters: 64 interleaved runs of new ids dirty many more index pages per commit.
+    let counters: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
+    let parts = runtime.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|connection| {
+                let (run, dup_set) = (run.to_owned(), dup_set.to_owned());
+                let counters = counters.clone();
+                let tid = connection % threads;
+                tokio::spawn(async move {
+                    let ids = (run.as_str(), dup_set.as_str());
+                    client(addr, scenario, ids, tid as u64, &counters[tid], deadline).await
+                })
             })
-        })
-        .collect();
+            .collect();
+        let mut parts = Vec::new();
+        for task in tasks {
+            parts.push(task.await.expect("client task"));
+        }
+        parts
+    });
     let mut sample = Sample::default();
-    for handle in handles {
-        let part = handle.join().expect("client thread");
+    for part in parts {
         sample.latencies.extend(part.latencies);
         sample.errors += part.errors;
         sample.conflicts += part.conflicts;
@@ -500,6 +508,102 @@ fn load(
     sample.elapsed = started.elapsed();
     server.check_alive();
     sample
+}
+
+/// One connection sending `load.lua`'s requests back to back until `deadline`.
+async fn client(
+    addr: SocketAddr,
+    scenario: Scenario,
+    (run, dup_set): (&str, &str),
+    tid: u64,
+    counter: &AtomicU64,
+    deadline: Instant,
+) -> Sample {
+    let mut sample = Sample::default();
+    let mut conn = None;
+    let mut buf = Vec::with_capacity(4096);
+    while Instant::now() < deadline {
+        let counter = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let body = scenario.body(run, dup_set, tid, counter);
+        let request = format!(
+            "POST /webhooks/refersion HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sent = Instant::now();
+        if conn.is_none() {
+            conn = tokio::net::TcpStream::connect(addr).await.ok();
+            if let Some(stream) = &conn {
+                let _ = stream.set_nodelay(true);
+            }
+        }
+        let answer = match &conn {
+            Some(stream) => exchange(stream, request.as_bytes(), &mut buf).await,
+            None => None,
+        };
+        sample.latencies.push(sent.elapsed().as_micros() as u64);
+        let (status, conflict, close) = answer.unwrap_or((0, false, true));
+        sample.errors += usize::from(!scenario.accepts(status));
+        sample.conflicts += usize::from(conflict);
+        if close {
+            conn = None;
+        }
+    }
+    sample
+}
+
+/// Writes one request and reads its answer: status, conflict header, connection closed.
+/// `None` on a socket error. Uses readiness + `try_*`, which tokio's `net` feature has.
+async fn exchange(
+    stream: &tokio::net::TcpStream,
+    mut request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Option<(u16, bool, bool)> {
+    while !request.is_empty() {
+        stream.writable().await.ok()?;
+        match stream.try_write(request) {
+            Ok(n) => request = &request[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    let mut head: Option<(usize, u16, usize, bool, bool)> = None;
+    loop {
+        if head.is_none() {
+            head = parse_head(buf);
+        }
+        if let Some((head_len, status, length, conflict, close)) = head
+            && buf.len() >= head_len + length
+        {
+            return Some((status, conflict, close));
+        }
+        stream.readable().await.ok()?;
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Head length, status, content length, conflict and close flags, once the whole head
+/// is in `buf`.
+fn parse_head(buf: &[u8]) -> Option<(usize, u16, usize, bool, bool)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let (mut length, mut conflict, mut close) = (0, false, false);
+    for line in lines {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        conflict |= line == "x-idempotency-conflict: true";
+        close |= line == "connection: close";
+    }
+    Some((end, status, length, conflict, close))
 }
 
 fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
