@@ -1,40 +1,69 @@
-//! Throughput and latency of the real server, beside the ceiling of the store itself,
-//! measured in one run so the ratio can be read off directly.
+//! Throughput, latency and server CPU per request of the real release binary, measured
+//! the way `../shared/bench/matrix` measures it, beside the ceiling of the store alone.
 //!
 //! ```sh
-//! cargo bench --bench throughput                        # both backends, 5 s per phase
+//! cargo bench --bench throughput                        # both stores, 5 s per phase, 1 and 64 clients
 //! cargo bench --bench throughput -- --backends sqlite --seconds 3
-//! cargo bench --bench throughput -- --soak 300          # RSS before/after 5 minutes of load
+//! cargo bench --bench throughput -- --http-ceiling /tmp/ceiling-target/release/http-ceiling
+//! cargo bench --bench throughput -- --soak 300          # server RSS over 5 minutes of mixed load
 //! ```
 //!
-//! For each backend and each of 1 and 64 concurrent clients it reports requests/s, p50
-//! and p99 for new events and for duplicates, sent over keep-alive HTTP/1.1 connections
-//! on loopback. The ceiling is the store alone doing the same work:
+//! The server is `target/release/hooklatch` run as a child process on a free loopback
+//! port with `RUST_LOG=warn`, so what is measured is what ships and what the shared
+//! instrument (wrk + `load.lua`) measures. An earlier version of this bench ran the
+//! library in-process and sent every duplicate with the body it was first delivered
+//! with, while `load.lua` changes `order_id` on every repeat, which makes each one a
+//! conflict that the store keeps durably; the two then reported different work under
+//! one name (see README "Benchmarks").
+//!
+//! Scenarios, with `load.lua`'s bodies and ids:
+//! - `new`: every event id unique (expects 200);
+//! - `dup`: 16 ids delivered once before measuring, then repeated with another
+//!   `order_id` each time (expects 202; the server answers these as conflicts);
+//! - `same`: the same 16 ids repeated with exactly their first body (expects 202, true
+//!   duplicates); not in `load.lua`, opt in with `--scenarios new,dup,same`;
+//! - `mixed`: every 5th request a `dup`, the rest `new` (used by `--soak`).
+//!
+//! Per phase: requests/s, p50, p99, errors (socket errors and any status but the
+//! expected one), server CPU µs per request (utime + stime of the server process from
+//! `/proc/<pid>/stat`, the figure that stays steady on a shared machine), database CPU
+//! µs per request on PostgreSQL (the backends serving the bench's database), and the
+//! cores other tenants used meanwhile. The store ceilings run after the server stops:
 //! - PostgreSQL: `pgbench -M prepared` calling `process_webhook_idempotently` with the
-//!   same arguments the server sends;
-//! - SQLite: a raw rusqlite loop running the same statements with the same durability
-//!   (WAL, `synchronous=FULL` for new events, `NORMAL` for duplicate bookkeeping).
+//!   server's arguments (`benches/pgbench/*.sql`);
+//! - SQLite: a raw rusqlite loop with the group-commit shape of the store's writer
+//!   (64 events per transaction, each in a savepoint, `synchronous=FULL`) for new
+//!   events, and one point `SELECT` (`find_event.sql`) per repeated delivery.
 //!
 //! PostgreSQL comes from `HOOKLATCH_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); the bench creates and drops its own
 //! database. Timings live here, never in pass/fail tests.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::Command;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hooklatch::config::{Config, DatabaseUrl};
-use hooklatch::store::{self, Store, StoreOptions};
-
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const SERVER: &str = env!("CARGO_BIN_EXE_hooklatch");
+/// `load.lua`'s default duplicate set size and mixed ratio.
+const DUP_IDS: u64 = 16;
+const MIXED_EVERY: u64 = 5;
+/// Unmeasured load before each phase, as `matrix` does (`--warmup 2s`).
+const WARMUP: Duration = Duration::from_secs(2);
+/// Events per transaction in the SQLite ceiling: the writer's batch limit.
+const SQLITE_BATCH: usize = 64;
 
 struct Args {
     backends: Vec<String>,
     seconds: u64,
     soak: u64,
     clients: Vec<usize>,
+    scenarios: Vec<Scenario>,
+    http_ceiling: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -43,6 +72,8 @@ fn args() -> Args {
         seconds: 5,
         soak: 0,
         clients: vec![1, 64],
+        scenarios: vec![Scenario::New, Scenario::Dup],
+        http_ceiling: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +88,13 @@ fn args() -> Args {
                     .map(|c| c.parse().expect("--clients 1,64"))
                     .collect()
             }
+            "--scenarios" => {
+                args.scenarios = value()
+                    .split(',')
+                    .map(|s| Scenario::parse(s).expect("--scenarios new,dup,same,mixed"))
+                    .collect()
+            }
+            "--http-ceiling" => args.http_ceiling = Some(PathBuf::from(value())),
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -65,11 +103,76 @@ fn args() -> Args {
     args
 }
 
-/// Latencies of one phase, in microseconds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    New,
+    Dup,
+    Same,
+    Mixed,
+}
+
+impl Scenario {
+    fn parse(name: &str) -> Option<Scenario> {
+        Some(match name {
+            "new" => Scenario::New,
+            "dup" => Scenario::Dup,
+            "same" => Scenario::Same,
+            "mixed" => Scenario::Mixed,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Scenario::New => "new",
+            Scenario::Dup => "dup",
+            Scenario::Same => "same",
+            Scenario::Mixed => "mixed",
+        }
+    }
+
+    /// `load.lua`'s `request()`: `tid` is the client thread's number and `counter`
+    /// counts that thread's requests from 1.
+    fn body(self, run: &str, dup_set: &str, tid: u64, counter: u64) -> String {
+        let repeat = match self {
+            Scenario::New => false,
+            Scenario::Dup | Scenario::Same => true,
+            Scenario::Mixed => counter.is_multiple_of(MIXED_EVERY),
+        };
+        if !repeat {
+            return sale_body(&format!("new-{run}-{tid}-{counter}"), &counter.to_string());
+        }
+        let i = (counter + tid) % DUP_IDS;
+        let order = match self {
+            Scenario::Same => format!("SEED_{i}"),
+            _ => counter.to_string(),
+        };
+        sale_body(&format!("dup-{dup_set}-{i}"), &order)
+    }
+
+    fn accepts(self, status: u16) -> bool {
+        match self {
+            Scenario::New => status == 200,
+            Scenario::Dup | Scenario::Same => status == 202,
+            Scenario::Mixed => status == 200 || status == 202,
+        }
+    }
+}
+
+/// `load.lua`'s body; seeds carry `order_id` `ORDER_SEED_<i>`.
+fn sale_body(id: &str, order: &str) -> String {
+    format!(
+        r#"{{"event_type":"sale","event_id":"{id}","order_id":"ORDER_{order}","commission_amount":15.00,"sale_amount":75.00,"tracking_id":"YOyqC7"}}"#
+    )
+}
+
+/// One phase: latencies in microseconds and the answers seen.
+#[derive(Default)]
 struct Sample {
     latencies: Vec<u64>,
     elapsed: Duration,
     errors: usize,
+    conflicts: usize,
 }
 
 impl Sample {
@@ -86,15 +189,43 @@ impl Sample {
     }
 }
 
+/// A measured server phase with the CPU it cost.
+struct Phase {
+    scenario: Scenario,
+    clients: usize,
+    sample: Sample,
+    server_us: f64,
+    db_us: Option<f64>,
+    client_us: f64,
+    other_cores: f64,
+}
+
 fn main() {
     let args = args();
     println!(
-        "hooklatch throughput bench: {} s per phase, clients {:?}",
-        args.seconds, args.clients
+        "hooklatch throughput bench: {} s per phase after {} s warm-up, clients {:?}, server {SERVER}",
+        args.seconds,
+        WARMUP.as_secs(),
+        args.clients
     );
+    let http_ceiling = args.http_ceiling.as_deref().map(|path| {
+        let mut server = ServerChild::start(path, &[("MODE", "echo".into())], "healthz");
+        let clients = args.clients.iter().copied().max().unwrap_or(64);
+        let phase = measure(&mut server, Scenario::New, clients, &args, None);
+        server.stop();
+        println!(
+            "warp HTTP ceiling ({}, MODE=echo), {clients} clients: {:.0} req/s, server CPU {:.1} µs/req, client {:.1} µs/req, other tenants {:.2} cores",
+            path.display(),
+            phase.sample.rate(),
+            phase.server_us,
+            phase.client_us,
+            phase.other_cores
+        );
+        phase.sample.rate()
+    });
     println!(
-        "{:<9} {:<10} {:<9} {:>8} {:>10} {:>9} {:>9} {:>7} {:>12} {:>7}",
-        "backend",
+        "{:<9} {:<6} {:>7} {:>8} {:>9} {:>8} {:>8} {:>7} {:>9} {:>11} {:>9} {:>11} {:>6} {:>10} {:>7} {:>6}",
+        "store",
         "kind",
         "clients",
         "",
@@ -102,30 +233,39 @@ fn main() {
         "p50 ms",
         "p99 ms",
         "errors",
+        "conflicts",
+        "srv µs/req",
+        "db µs/req",
+        "client µs/req",
+        "other",
         "ceiling/s",
-        "ratio"
+        "ratio",
+        "/warp"
     );
     for backend in &args.backends {
         match backend.as_str() {
-            "sqlite" => bench_sqlite(&args),
-            "postgres" => bench_postgres(&args),
+            "sqlite" => bench_sqlite(&args, http_ceiling),
+            "postgres" => bench_postgres(&args, http_ceiling),
             other => panic!("unknown backend {other}"),
         }
     }
+    println!(
+        "srv/db/client µs/req: CPU of the server process / of the database backends / of this \
+         bench per request; other: cores other tenants used during the phase"
+    );
 }
 
-fn bench_sqlite(args: &Args) {
+fn bench_sqlite(args: &Args, http_ceiling: Option<f64>) {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("bench.db");
-    let url = DatabaseUrl::Sqlite(path.clone());
-    let store = store::open(&url, &StoreOptions::default()).expect("open SQLite");
-    store.migrate().expect("migrate");
-    run_phases("sqlite", store, &url, args, |kind, _clients| {
-        sqlite_ceiling(&path, kind, args.seconds)
+    let url = format!("sqlite://{}", path.display());
+    let phases = run_server_phases(args, &[("DATABASE_URL", url)], None);
+    print_phases("sqlite", phases, http_ceiling, |scenario, _| {
+        sqlite_ceiling(&path, scenario, args.seconds)
     });
 }
 
-fn bench_postgres(args: &Args) {
+fn bench_postgres(args: &Args, http_ceiling: Option<f64>) {
     let admin =
         std::env::var("HOOKLATCH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.to_owned());
     let name = format!("hooklatch_bench_{}", std::process::id());
@@ -137,17 +277,9 @@ fn bench_postgres(args: &Args) {
         return;
     }
     let db_url = with_database(&admin, &name);
-    let url = DatabaseUrl::Postgres(db_url.clone());
-    let options = StoreOptions {
-        pool_size: 32,
-        ..StoreOptions::default()
-    };
-    let store = run_off_runtime(move || store::open(&url, &options)).expect("open PostgreSQL");
-    let migrate_store = store.clone();
-    run_off_runtime(move || migrate_store.migrate()).expect("migrate");
-    let url = DatabaseUrl::Postgres(db_url.clone());
-    run_phases("postgres", store, &url, args, |kind, clients| {
-        pgbench_ceiling(&db_url, kind, clients, args.seconds)
+    let phases = run_server_phases(args, &[("DATABASE_URL", db_url.clone())], Some(&name));
+    print_phases("postgres", phases, http_ceiling, |scenario, clients| {
+        pgbench_ceiling(&db_url, scenario, clients, args.seconds)
     });
     let _ = admin_exec(
         &admin,
@@ -155,67 +287,120 @@ fn bench_postgres(args: &Args) {
     );
 }
 
-fn run_phases(
-    backend: &str,
-    store: Arc<dyn Store>,
-    url: &DatabaseUrl,
-    args: &Args,
-    ceiling: impl Fn(&str, usize) -> Option<Sample>,
-) {
-    let config = Config {
-        database_url: url.clone(),
-        store: StoreOptions {
-            pool_size: 32,
-            ..StoreOptions::default()
-        },
-        ..Config::default()
-    };
-    let server = Server::start(store.clone(), &config);
-    // The duplicate phase hammers one event that already exists.
-    let (status, _) = post(&mut connect(server.addr), &sale_body("dup-fixed"));
-    assert!(status == 200 || status == 202, "seed duplicate: {status}");
-
-    let mut server_samples = Vec::new();
+/// Starts the server, seeds the duplicate set, runs every phase (and the soak), stops it.
+fn run_server_phases(args: &Args, env: &[(&str, String)], pg_database: Option<&str>) -> Vec<Phase> {
+    let mut server = ServerChild::start(Path::new(SERVER), env, "healthz");
+    let mut phases = Vec::new();
     for &clients in &args.clients {
-        for kind in ["new", "duplicate"] {
-            let duration = Duration::from_secs(args.seconds);
-            server_samples.push((
-                kind,
-                clients,
-                load(server.addr, kind, clients, duration, backend),
-            ));
+        for &scenario in &args.scenarios {
+            phases.push(measure(&mut server, scenario, clients, args, pg_database));
         }
     }
     if args.soak > 0 {
-        soak(server.addr, backend, Duration::from_secs(args.soak));
+        soak(&mut server, Duration::from_secs(args.soak));
     }
-    // The server and its pool go before the ceiling runs, so the ceiling has the store
-    // to itself (pgbench with 64 clients needs 64 of PostgreSQL's connections).
     server.stop();
-    run_off_runtime(move || {
-        drop(store);
-        Ok::<(), ()>(())
-    })
-    .ok();
+    phases
+}
 
-    for (kind, clients, mut sample) in server_samples {
-        let mut ceiling = ceiling(kind, clients);
+/// Seeds a fresh duplicate set (as `load` does before each run), warms up, then measures
+/// one phase with CPU read before and after.
+fn measure(
+    server: &mut ServerChild,
+    scenario: Scenario,
+    clients: usize,
+    args: &Args,
+    pg_database: Option<&str>,
+) -> Phase {
+    static RUN: AtomicU64 = AtomicU64::new(0);
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        RUN.fetch_add(1, Ordering::Relaxed)
+    );
+    let dup_set = run.clone();
+    if scenario != Scenario::New {
+        for i in 0..DUP_IDS {
+            let body = sale_body(&format!("dup-{dup_set}-{i}"), &format!("SEED_{i}"));
+            let (status, _, _) = post(&mut connect(server.addr), &body);
+            assert!(
+                (200..300).contains(&status),
+                "seeding duplicate id {i} failed: HTTP {status}"
+            );
+        }
+    }
+    let warm = load(
+        server,
+        scenario,
+        clients,
+        WARMUP,
+        &format!("w{run}"),
+        &dup_set,
+    );
+    assert!(!warm.latencies.is_empty(), "no answer during warm-up");
+    let before = CpuSnapshot::take(server.pid, pg_database);
+    let sample = load(
+        server,
+        scenario,
+        clients,
+        Duration::from_secs(args.seconds),
+        &format!("r{run}"),
+        &dup_set,
+    );
+    let after = CpuSnapshot::take(server.pid, pg_database);
+    let n = sample.latencies.len().max(1) as f64;
+    let per_req = |ticks: u64| ticks as f64 / clock_ticks() * 1e6 / n;
+    let machine = (after.machine - before.machine) as f64 / clock_ticks();
+    let known = after.server + after.db.unwrap_or(0) + after.bench
+        - before.server
+        - before.db.unwrap_or(0)
+        - before.bench;
+    let other = (machine - known as f64 / clock_ticks()).max(0.0) / sample.elapsed.as_secs_f64();
+    Phase {
+        scenario,
+        clients,
+        server_us: per_req(after.server - before.server),
+        db_us: after.db.zip(before.db).map(|(a, b)| per_req(a - b)),
+        client_us: per_req(after.bench - before.bench),
+        other_cores: other,
+        sample,
+    }
+}
+
+fn print_phases(
+    backend: &str,
+    phases: Vec<Phase>,
+    http_ceiling: Option<f64>,
+    ceiling: impl Fn(Scenario, usize) -> Option<Sample>,
+) {
+    for mut p in phases {
+        let mut ceiling = ceiling(p.scenario, p.clients);
+        let rate = p.sample.rate();
         let ceiling_rate = ceiling.as_ref().map(Sample::rate);
-        let ratio = ceiling_rate.map(|r| format!("{:.2}", sample.rate() / r));
-        let ceiling_text = ceiling_rate.map(|r| format!("{r:.0}"));
+        let dash = || "-".to_owned();
         println!(
-            "{backend:<9} {kind:<10} {clients:<9} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>7} {:>12} {:>7}",
+            "{backend:<9} {:<6} {:>7} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>7} {:>9} {:>11.1} {:>9} {:>11.1} {:>6.2} {:>10} {:>7} {:>6}",
+            p.scenario.name(),
+            p.clients,
             "server",
-            sample.rate(),
-            sample.percentile(0.50),
-            sample.percentile(0.99),
-            sample.errors,
-            ceiling_text.unwrap_or_else(|| "-".into()),
-            ratio.unwrap_or_else(|| "-".into()),
+            rate,
+            p.sample.percentile(0.50),
+            p.sample.percentile(0.99),
+            p.sample.errors,
+            p.sample.conflicts,
+            p.server_us,
+            p.db_us.map_or_else(dash, |d| format!("{d:.1}")),
+            p.client_us,
+            p.other_cores,
+            ceiling_rate.map_or_else(dash, |c| format!("{c:.0}")),
+            ceiling_rate.map_or_else(dash, |c| format!("{:.2}", rate / c)),
+            http_ceiling.map_or_else(dash, |w| format!("{:.2}", rate / w)),
         );
         if let Some(c) = ceiling.as_mut() {
             println!(
-                "{backend:<9} {kind:<10} {clients:<9} {:>8} {:>10.0} {:>9.3} {:>9.3} {:>7}",
+                "{backend:<9} {:<6} {:>7} {:>8} {:>9.0} {:>8.3} {:>8.3} {:>7}",
+                p.scenario.name(),
+                p.clients,
                 "ceiling",
                 c.rate(),
                 c.percentile(0.50),
@@ -226,107 +411,199 @@ fn run_phases(
     }
 }
 
-/// Sustained mixed load (new and duplicate events from 16 clients) with RSS sampled at
-/// the start and the end.
-fn soak(addr: SocketAddr, backend: &str, duration: Duration) {
-    let warm = load(addr, "new", 16, Duration::from_secs(5), backend);
-    let start_rss = rss_kib();
+/// Sustained mixed load (80 % new, 20 % repeats, 16 clients) with the server's RSS
+/// sampled at the start, every 100 s, and at the end.
+fn soak(server: &mut ServerChild, duration: Duration) {
+    let warm = load(
+        server,
+        Scenario::Mixed,
+        16,
+        Duration::from_secs(5),
+        "soakw",
+        "soak",
+    );
+    let start_rss = rss_kib(server.pid);
     println!(
-        "soak {backend}: warm-up {} requests, RSS at start {} KiB",
-        warm.latencies.len(),
-        start_rss
+        "soak: warm-up {} requests, server RSS at start {start_rss} KiB",
+        warm.latencies.len()
     );
     let started = Instant::now();
-    let mut total = 0;
-    let mut errors = 0;
+    let (mut total, mut errors, mut round) = (0, 0, 0);
     while started.elapsed() < duration {
-        for kind in ["new", "duplicate"] {
-            let sample = load(addr, kind, 16, Duration::from_secs(10), backend);
-            total += sample.latencies.len();
-            errors += sample.errors;
-        }
-        println!(
-            "soak {backend}: {:>4} s, {total} requests, {errors} errors, RSS {} KiB",
-            started.elapsed().as_secs(),
-            rss_kib()
+        let sample = load(
+            server,
+            Scenario::Mixed,
+            16,
+            Duration::from_secs(10),
+            &format!("soak{round}"),
+            "soak",
         );
+        round += 1;
+        total += sample.latencies.len();
+        errors += sample.errors;
+        if round % 10 == 0 {
+            println!(
+                "soak: {:>4} s, {total} requests, {errors} errors, server RSS {} KiB",
+                started.elapsed().as_secs(),
+                rss_kib(server.pid)
+            );
+        }
     }
-    let end_rss = rss_kib();
+    let end_rss = rss_kib(server.pid);
     println!(
-        "soak {backend}: {} s, {total} requests, {errors} errors; RSS start {start_rss} KiB, end {end_rss} KiB ({:+.1}%)",
+        "soak: {} s, {total} requests, {errors} errors; server RSS start {start_rss} KiB, end {end_rss} KiB ({:+.1}%)",
         started.elapsed().as_secs(),
-        (end_rss as f64 - start_rss as f64) * 100.0 / start_rss as f64
+        (end_rss as f64 - start_rss as f64) * 100.0 / start_rss.max(1) as f64
     );
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
-}
-
-/// `clients` threads on keep-alive connections for `duration`.
-fn load(addr: SocketAddr, kind: &str, clients: usize, duration: Duration, tag: &str) -> Sample {
-    static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let run = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+/// `clients` keep-alive connections for `duration`, driven like `wrk -t 2`: an event
+/// loop on at most two threads, so the client takes little of the shared cores, as wrk
+/// does.
+fn load(
+    server: &mut ServerChild,
+    scenario: Scenario,
+    clients: usize,
+    duration: Duration,
+    run: &str,
+    dup_set: &str,
+) -> Sample {
+    let threads = clients.clamp(1, 2);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let addr = server.addr;
     let started = Instant::now();
     let deadline = started + duration;
-    let handles: Vec<_> = (0..clients)
-        .map(|client| {
-            let kind = kind.to_owned();
-            let tag = tag.to_owned();
-            std::thread::spawn(move || {
-                let mut conn = connect(addr);
-                let mut latencies = Vec::new();
-                let mut errors = 0;
-                let expected = if kind == "new" { 200 } else { 202 };
-                let mut n = 0u64;
-                while Instant::now() < deadline {
-                    let id = if kind == "new" {
-                        format!("{tag}-{run}-{client}-{n}")
-                    } else {
-                        "dup-fixed".to_owned()
-                    };
-                    n += 1;
-                    let body = sale_body(&id);
-                    let sent = Instant::now();
-                    let (status, reconnect) = post(&mut conn, &body);
-                    latencies.push(sent.elapsed().as_micros() as u64);
-                    if status != expected {
-                        errors += 1;
-                    }
-                    if reconnect {
-                        conn = connect(addr);
-                    }
-                }
-                (latencies, errors)
+    // wrk numbers its threads, not its connections, and each thread's Lua state counts
+    // the requests of all its connections: ids come in as many runs as threads. That
+    // matters: 64 interleaved runs of new ids dirty many more index pages per commit.
+    let counters: Arc<Vec<AtomicU64>> = Arc::new((0..threads).map(|_| AtomicU64::new(0)).collect());
+    let parts = runtime.block_on(async {
+        let tasks: Vec<_> = (0..clients)
+            .map(|connection| {
+                let (run, dup_set) = (run.to_owned(), dup_set.to_owned());
+                let counters = counters.clone();
+                let tid = connection % threads;
+                tokio::spawn(async move {
+                    let ids = (run.as_str(), dup_set.as_str());
+                    client(addr, scenario, ids, tid as u64, &counters[tid], deadline).await
+                })
             })
-        })
-        .collect();
-    let mut sample = Sample {
-        latencies: Vec::new(),
-        elapsed: Duration::ZERO,
-        errors: 0,
-    };
-    for handle in handles {
-        let (latencies, errors) = handle.join().expect("client thread");
-        sample.latencies.extend(latencies);
-        sample.errors += errors;
+            .collect();
+        let mut parts = Vec::new();
+        for task in tasks {
+            parts.push(task.await.expect("client task"));
+        }
+        parts
+    });
+    let mut sample = Sample::default();
+    for part in parts {
+        sample.latencies.extend(part.latencies);
+        sample.errors += part.errors;
+        sample.conflicts += part.conflicts;
     }
     sample.elapsed = started.elapsed();
+    server.check_alive();
     sample
 }
 
-fn sale_body(id: &str) -> String {
-    format!(
-        r#"{{"event_type":"sale","event_id":"{id}","order_id":"ORDER_{id}","commission_amount":15.00,"sale_amount":75.00,"tracking_id":"YOyqC7"}}"#
-    )
+/// One connection sending `load.lua`'s requests back to back until `deadline`.
+async fn client(
+    addr: SocketAddr,
+    scenario: Scenario,
+    (run, dup_set): (&str, &str),
+    tid: u64,
+    counter: &AtomicU64,
+    deadline: Instant,
+) -> Sample {
+    let mut sample = Sample::default();
+    let mut conn = None;
+    let mut buf = Vec::with_capacity(4096);
+    while Instant::now() < deadline {
+        let counter = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        let body = scenario.body(run, dup_set, tid, counter);
+        let request = format!(
+            "POST /webhooks/refersion HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sent = Instant::now();
+        if conn.is_none() {
+            conn = tokio::net::TcpStream::connect(addr).await.ok();
+            if let Some(stream) = &conn {
+                let _ = stream.set_nodelay(true);
+            }
+        }
+        let answer = match &conn {
+            Some(stream) => exchange(stream, request.as_bytes(), &mut buf).await,
+            None => None,
+        };
+        sample.latencies.push(sent.elapsed().as_micros() as u64);
+        let (status, conflict, close) = answer.unwrap_or((0, false, true));
+        sample.errors += usize::from(!scenario.accepts(status));
+        sample.conflicts += usize::from(conflict);
+        if close {
+            conn = None;
+        }
+    }
+    sample
+}
+
+/// Writes one request and reads its answer: status, conflict header, connection closed.
+/// `None` on a socket error. Uses readiness + `try_*`, which tokio's `net` feature has.
+async fn exchange(
+    stream: &tokio::net::TcpStream,
+    mut request: &[u8],
+    buf: &mut Vec<u8>,
+) -> Option<(u16, bool, bool)> {
+    while !request.is_empty() {
+        stream.writable().await.ok()?;
+        match stream.try_write(request) {
+            Ok(n) => request = &request[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    let mut head: Option<(usize, u16, usize, bool, bool)> = None;
+    loop {
+        if head.is_none() {
+            head = parse_head(buf);
+        }
+        if let Some((head_len, status, length, conflict, close)) = head
+            && buf.len() >= head_len + length
+        {
+            return Some((status, conflict, close));
+        }
+        stream.readable().await.ok()?;
+        match stream.try_read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Head length, status, content length, conflict and close flags, once the whole head
+/// is in `buf`.
+fn parse_head(buf: &[u8]) -> Option<(usize, u16, usize, bool, bool)> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+    let mut lines = head.lines();
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let (mut length, mut conflict, mut close) = (0, false, false);
+    for line in lines {
+        if let Some(v) = line.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        conflict |= line == "x-idempotency-conflict: true";
+        close |= line == "connection: close";
+    }
+    Some((end, status, length, conflict, close))
 }
 
 fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
@@ -335,30 +612,30 @@ fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     BufReader::new(stream)
 }
 
-/// One keep-alive request; returns the status and whether the server closed.
-fn post(conn: &mut BufReader<TcpStream>, body: &str) -> (u16, bool) {
+/// One keep-alive request; returns the status (0 on a socket error), whether the answer
+/// was a conflict, and whether the connection must be reopened.
+fn post(conn: &mut BufReader<TcpStream>, body: &str) -> (u16, bool, bool) {
     let request = format!(
         "POST /webhooks/refersion HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     if conn.get_mut().write_all(request.as_bytes()).is_err() {
-        return (0, true);
+        return (0, false, true);
     }
     let mut line = String::new();
     if conn.read_line(&mut line).unwrap_or(0) == 0 {
-        return (0, true);
+        return (0, false, true);
     }
     let status = line
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    let mut length = 0usize;
-    let mut close = false;
+    let (mut length, mut close, mut conflict) = (0usize, false, false);
     loop {
         line.clear();
         if conn.read_line(&mut line).unwrap_or(0) == 0 {
-            return (status, true);
+            return (status, conflict, true);
         }
         let header = line.trim_end();
         if header.is_empty() {
@@ -368,74 +645,211 @@ fn post(conn: &mut BufReader<TcpStream>, body: &str) -> (u16, bool) {
         if let Some(v) = lower.strip_prefix("content-length:") {
             length = v.trim().parse().unwrap_or(0);
         }
-        if lower == "connection: close" {
-            close = true;
-        }
+        close |= lower == "connection: close";
+        conflict |= lower == "x-idempotency-conflict: true";
     }
     let mut body = vec![0; length];
     if conn.read_exact(&mut body).is_err() {
-        return (status, true);
+        return (status, conflict, true);
     }
-    (status, close)
+    (status, conflict, close)
 }
 
-/// The server on its own runtime thread.
-struct Server {
+/// A server binary run as a child on a free loopback port, logging at warn to a file.
+struct ServerChild {
+    child: Child,
+    pid: u32,
     addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    thread: std::thread::JoinHandle<()>,
+    log: tempfile::NamedTempFile,
 }
 
-impl Server {
-    fn start(store: Arc<dyn Store>, config: &Config) -> Server {
-        let app = Arc::new(hooklatch::App::new(store, config));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-                    .await
-                    .expect("bind");
-                addr_tx
-                    .send(listener.local_addr().expect("addr"))
-                    .expect("send addr");
-                hooklatch::serve(
-                    app,
-                    listener,
-                    async move {
-                        let _ = stopped.await;
-                    },
-                    Duration::from_secs(5),
-                )
-                .await;
-            });
-        });
-        let addr = addr_rx.recv().expect("server address");
-        Server { addr, stop, thread }
+impl ServerChild {
+    fn start(program: &Path, env: &[(&str, String)], ready_path: &str) -> ServerChild {
+        // The port is free when asked; another process could take it before the child
+        // binds, in which case the child exits and the readiness wait says so.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = Command::new(program)
+            .env("RUST_LOG", "warn")
+            .env("HOOKLATCH_LISTEN", addr.to_string())
+            .env("PORT", port.to_string())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
+        let mut server = ServerChild {
+            pid: child.id(),
+            child,
+            addr,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !server.ready(ready_path) {
+            server.check_alive();
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready on {addr} after 60 s",
+                program.display()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
     }
 
-    fn stop(self) {
-        let _ = self.stop.send(());
-        let _ = self.thread.join();
+    fn ready(&self, path: &str) -> bool {
+        let Ok(mut stream) = TcpStream::connect(self.addr) else {
+            return false;
+        };
+        let request = format!("GET /{path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
+        let mut answer = String::new();
+        stream.write_all(request.as_bytes()).is_ok()
+            && BufReader::new(stream).read_line(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.1 200")
+    }
+
+    fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            panic!("server exited ({status}); its log:\n{log}");
+        }
+    }
+
+    /// SIGTERM, so the server drains and the SQLite writer commits what it holds.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
-/// The sync PostgreSQL client must not run inside a tokio runtime; the bench's main
-/// thread has none, but keep store work on a plain thread anyway.
-fn run_off_runtime<T: Send + 'static, E: Send + 'static>(
-    work: impl FnOnce() -> Result<T, E> + Send + 'static,
-) -> Result<T, E> {
-    std::thread::spawn(work).join().expect("store thread")
+/// CPU ticks from /proc: the server process, the database backends of the bench's own
+/// database (PostgreSQL), this bench process (the client), and the whole machine.
+struct CpuSnapshot {
+    server: u64,
+    db: Option<u64>,
+    bench: u64,
+    machine: u64,
 }
 
+impl CpuSnapshot {
+    fn take(server: u32, pg_database: Option<&str>) -> CpuSnapshot {
+        CpuSnapshot {
+            server: process_ticks(&server.to_string()),
+            db: pg_database.map(pg_backend_ticks),
+            bench: process_ticks("self"),
+            machine: machine_ticks(),
+        }
+    }
+}
+
+/// utime + stime of a process (all its threads), fields 14 and 15 of /proc/<pid>/stat.
+fn process_ticks(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Busy ticks of the whole machine (everything in the first /proc/stat line but idle
+/// and iowait), as `load` counts them.
+fn machine_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let values: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    values
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4)
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// CPU of the PostgreSQL backends connected to `database`, found by their process title
+/// (`postgres: user database host(port) state`). The server's pool keeps its backends
+/// for the whole run, so a before/after difference is the work of the phase. Shared
+/// processes (WAL writer, checkpointer) serve other databases too and are not counted.
+fn pg_backend_ticks(database: &str) -> u64 {
+    let needle = format!(" {database} ");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().into_string().ok()?;
+            pid.bytes().all(|b| b.is_ascii_digit()).then_some(pid)
+        })
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let title = String::from_utf8_lossy(&c);
+                    title.starts_with("postgres: ") && title.contains(&needle)
+                })
+                .unwrap_or(false)
+        })
+        .map(|pid| process_ticks(&pid))
+        .sum()
+}
+
+fn clock_ticks() -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The sync PostgreSQL client must not run inside a tokio runtime; the bench has none,
+/// but keep it on a plain thread anyway.
 fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
     let url = url.to_owned();
     let sql = sql.to_owned();
-    run_off_runtime(move || {
+    std::thread::spawn(move || {
         let mut config: postgres::Config =
             url.parse().map_err(|e: postgres::Error| e.to_string())?;
         config.connect_timeout(Duration::from_secs(3));
@@ -447,6 +861,8 @@ fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
                 None => e.to_string(),
             })
     })
+    .join()
+    .expect("admin thread")
 }
 
 fn with_database(url: &str, database: &str) -> String {
@@ -467,7 +883,12 @@ const PGBENCH_DUPLICATE: &str = include_str!("pgbench/duplicate.sql");
 
 /// pgbench calling the same function with the same arguments, prepared, for the same
 /// time and number of clients. Latencies come from pgbench's per-transaction log.
-fn pgbench_ceiling(db_url: &str, kind: &str, clients: usize, seconds: u64) -> Option<Sample> {
+fn pgbench_ceiling(
+    db_url: &str,
+    scenario: Scenario,
+    clients: usize,
+    seconds: u64,
+) -> Option<Sample> {
     if Command::new("pgbench").arg("--version").output().is_err() {
         println!("pgbench not found: PostgreSQL ceiling skipped");
         return None;
@@ -475,10 +896,9 @@ fn pgbench_ceiling(db_url: &str, kind: &str, clients: usize, seconds: u64) -> Op
     let dir = tempfile::tempdir().ok()?;
     let script = dir.path().join("process.sql");
     // The first duplicate call inserts the event; every later one is a duplicate.
-    let text = if kind == "new" {
-        PGBENCH_NEW
-    } else {
-        PGBENCH_DUPLICATE
+    let text = match scenario {
+        Scenario::New | Scenario::Mixed => PGBENCH_NEW,
+        Scenario::Dup | Scenario::Same => PGBENCH_DUPLICATE,
     };
     std::fs::write(&script, text).ok()?;
     let output = Command::new("pgbench")
@@ -521,7 +941,7 @@ fn pgbench_ceiling(db_url: &str, kind: &str, clients: usize, seconds: u64) -> Op
     Some(Sample {
         latencies,
         elapsed: Duration::from_secs(seconds),
-        errors: 0,
+        ..Sample::default()
     })
 }
 
@@ -529,80 +949,102 @@ mod sqlite_sql {
     pub const FIND_EVENT: &str = include_str!("../sql/sqlite/find_event.sql");
     pub const INSERT_CONVERSION: &str = include_str!("../sql/sqlite/insert_conversion.sql");
     pub const INSERT_EVENT: &str = include_str!("../sql/sqlite/insert_event.sql");
-    pub const COUNT_DUPLICATE: &str = include_str!("../sql/sqlite/count_duplicate.sql");
 }
 
-/// A raw rusqlite loop running the SQLite store's own statements per event, with the
-/// same durability, on one connection (SQLite has one writer whatever the clients).
-fn sqlite_ceiling(path: &std::path::Path, kind: &str, seconds: u64) -> Option<Sample> {
-    use rusqlite::params;
+/// The SQLite store's own statements with the writer's durability, on the database the
+/// server used (it is stopped by now). New events: batches of `SQLITE_BATCH` events per
+/// transaction at `synchronous=FULL`, each in its own savepoint, as the writer thread
+/// commits them; every event of a batch waits for its commit, so its latency is the
+/// batch's. Repeats: one point `SELECT` each, the read that decides a duplicate.
+fn sqlite_ceiling(path: &Path, scenario: Scenario, seconds: u64) -> Option<Sample> {
     let conn = rusqlite::Connection::open(path).ok()?;
     conn.pragma_update(None, "journal_mode", "WAL").ok()?;
     conn.pragma_update(None, "synchronous", "FULL").ok()?;
     conn.busy_timeout(Duration::from_secs(5)).ok()?;
-    let now = "2026-11-28T00:00:00.000000Z";
     let started = Instant::now();
     let deadline = started + Duration::from_secs(seconds);
     let mut latencies = Vec::new();
-    // Ids stay unique across phases: the store keeps every event ever seen.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let find = |id: &str| -> Option<i64> {
-        conn.prepare_cached(sqlite_sql::FIND_EVENT)
-            .ok()?
-            .query_row(params!["refersion", id], |r| r.get(0))
-            .ok()
-    };
-    while Instant::now() < deadline {
-        let sent = Instant::now();
-        if kind == "new" {
-            let id = format!(
-                "raw-{}",
-                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            );
+    let mut errors = 0;
+    if scenario == Scenario::New || scenario == Scenario::Mixed {
+        // Ids stay unique across phases: the store keeps every event ever seen.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let now = "2026-11-28T00:00:00.000000Z";
+        while Instant::now() < deadline {
+            let sent = Instant::now();
             conn.execute_batch("BEGIN IMMEDIATE").ok()?;
-            if find(&id).is_some() {
-                return None;
+            for _ in 0..SQLITE_BATCH {
+                let id = format!("raw-{}", NEXT.fetch_add(1, Ordering::Relaxed));
+                conn.execute_batch("SAVEPOINT event").ok()?;
+                let found = conn
+                    .prepare_cached(sqlite_sql::FIND_EVENT)
+                    .ok()?
+                    .query_row(rusqlite::params!["raw", id], |r| r.get::<_, i64>(0))
+                    .ok();
+                if found.is_some() {
+                    return None;
+                }
+                let conversion: i64 = conn
+                    .prepare_cached(sqlite_sql::INSERT_CONVERSION)
+                    .ok()?
+                    .query_row(
+                        rusqlite::params![
+                            "raw",
+                            id,
+                            "ORDER",
+                            "15.00",
+                            "75.00",
+                            None::<String>,
+                            "YOyqC7",
+                            None::<String>,
+                            now
+                        ],
+                        |r| r.get(0),
+                    )
+                    .ok()?;
+                conn.prepare_cached(sqlite_sql::INSERT_EVENT)
+                    .ok()?
+                    .query_row(
+                        rusqlite::params!["raw", id, "sale", "{}", "fp", conversion, now],
+                        |r| r.get::<_, i64>(0),
+                    )
+                    .ok()?;
+                conn.execute_batch("RELEASE event").ok()?;
             }
-            let conversion: i64 = conn
-                .prepare_cached(sqlite_sql::INSERT_CONVERSION)
-                .ok()?
-                .query_row(
-                    params![
-                        "refersion",
-                        id,
-                        "ORDER",
-                        "15.00",
-                        "75.00",
-                        None::<String>,
-                        "YOyqC7",
-                        now
-                    ],
-                    |r| r.get(0),
-                )
-                .ok()?;
-            let _event: i64 = conn
-                .prepare_cached(sqlite_sql::INSERT_EVENT)
-                .ok()?
-                .query_row(
-                    params!["refersion", id, "sale", "{}", "fp", conversion, now],
-                    |r| r.get(0),
-                )
-                .ok()?;
             conn.execute_batch("COMMIT").ok()?;
-        } else {
-            let id = find("dup-fixed")?;
-            conn.pragma_update(None, "synchronous", "NORMAL").ok()?;
-            conn.prepare_cached(sqlite_sql::COUNT_DUPLICATE)
-                .ok()?
-                .execute(params![id, now])
-                .ok()?;
-            conn.pragma_update(None, "synchronous", "FULL").ok()?;
+            let waited = sent.elapsed().as_micros() as u64;
+            latencies.extend(std::iter::repeat_n(waited, SQLITE_BATCH));
         }
-        latencies.push(sent.elapsed().as_micros() as u64);
+    } else {
+        // Ids the server phases seeded, so every read finds its row.
+        let ids: Vec<String> = conn
+            .prepare("SELECT external_event_id FROM webhook_events WHERE external_event_id LIKE 'dup-%' LIMIT 16")
+            .ok()?
+            .query_map([], |r| r.get(0))
+            .ok()?
+            .collect::<Result<_, _>>()
+            .ok()?;
+        if ids.is_empty() {
+            return None;
+        }
+        let mut find = conn.prepare_cached(sqlite_sql::FIND_EVENT).ok()?;
+        for id in ids.iter().cycle() {
+            if Instant::now() >= deadline {
+                break;
+            }
+            let sent = Instant::now();
+            if find
+                .query_row(rusqlite::params!["refersion", id], |r| r.get::<_, i64>(0))
+                .is_err()
+            {
+                errors += 1;
+            }
+            latencies.push(sent.elapsed().as_micros() as u64);
+        }
     }
     Some(Sample {
         latencies,
         elapsed: started.elapsed(),
-        errors: 0,
+        errors,
+        ..Sample::default()
     })
 }
