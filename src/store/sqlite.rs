@@ -478,21 +478,15 @@ impl Store for SqliteStore {
     /// thread handoff), and a new event goes straight onto the writer's queue.
     fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
         Box::pin(async move {
-            let writer = self.writer()?;
-            let duplicate = match self.pool.try_get() {
-                Some(conn) => read_duplicate(&conn, writer, &event)?,
+            let (duplicate, event) = match self.pool.try_get() {
+                Some(conn) => (read_duplicate(&conn, self.writer()?, &event)?, event),
                 None => {
                     let store = self.clone();
-                    let (outcome, returned) = super::run_blocking(move || {
-                        let writer = store.writer()?;
-                        let outcome = read_duplicate(&*store.conn()?, writer, &event)?;
-                        Ok((outcome, event))
+                    super::run_blocking(move || {
+                        let duplicate = read_duplicate(&*store.conn()?, store.writer()?, &event)?;
+                        Ok((duplicate, event))
                     })
-                    .await?;
-                    if let Some(outcome) = outcome {
-                        return Ok((outcome, returned));
-                    }
-                    return self.queue(returned, deadline).await;
+                    .await?
                 }
             };
             match duplicate {

@@ -301,13 +301,6 @@ impl Thread {
         flushes: Vec<ReplyTo<Result<(), StoreError>>>,
     ) {
         self.counts_due = None;
-        let counts = self.counts.take();
-        if events.is_empty() && counts.is_empty() {
-            for reply in flushes {
-                reply.send(Ok(()));
-            }
-            return;
-        }
         let now = Instant::now();
         let (live, expired): (Vec<_>, Vec<_>) = events
             .into_iter()
@@ -317,6 +310,13 @@ impl Thread {
             reply.send(Err(StoreError::Timeout(
                 "waited too long for the SQLite writer".into(),
             )));
+        }
+        let counts = self.counts.take();
+        if live.is_empty() && counts.is_empty() {
+            for reply in flushes {
+                reply.send(Ok(()));
+            }
+            return;
         }
         // The batch waits (for a connection, for another process's write lock) no longer
         // than its most urgent member may: then every member gets its 503 in time, and
@@ -331,7 +331,11 @@ impl Thread {
 
         let result = self.connection(wait).and_then(|mut conn| {
             conn.busy_timeout(wait).map_err(map_err)?;
-            self.transaction(&mut conn, events_ref(&events), &counts)
+            let result = self.transaction(&mut conn, &events, &counts);
+            // The connection goes back to the pool (readers, Run jobs) with the wait it
+            // was opened with, not this batch's remainder.
+            conn.busy_timeout(self.timeout).map_err(map_err)?;
+            result
         });
         match result {
             Ok(outcomes) => {
@@ -357,7 +361,7 @@ impl Thread {
     fn transaction(
         &self,
         conn: &mut Connection,
-        events: Vec<&NewEvent>,
+        events: &[(NewEvent, ReplyTo<Processed>)],
         counts: &HashMap<i64, (i64, String)>,
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         self.check_durability(conn)?;
@@ -366,7 +370,7 @@ impl Thread {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
         let mut outcomes = Vec::with_capacity(events.len());
-        for event in events {
+        for (event, _) in events {
             let mut savepoint = tx.savepoint().map_err(map_err)?;
             let outcome = super::apply(&savepoint, event);
             if outcome.is_ok() {
@@ -406,10 +410,6 @@ impl Thread {
         }
         Ok(())
     }
-}
-
-fn events_ref(events: &[(NewEvent, ReplyTo<Processed>)]) -> Vec<&NewEvent> {
-    events.iter().map(|(e, _)| e).collect()
 }
 
 /// `PRAGMA synchronous` answers a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
