@@ -32,6 +32,7 @@ mod sources;
 pub use redact::redact;
 pub use sources::{
     FORWARD_TO_PREFIX, SECRET_PREFIX, SOURCE_KEYS, SourceKey, SourceSettings, Sources,
+    secret_variable,
 };
 
 #[derive(Debug, Parser)]
@@ -130,7 +131,7 @@ pub struct Settings {
     #[arg(long, env = "HOOKLATCH_CONNECT_TIMEOUT", global = true, value_name = "SECS",
           default_value = "5", value_parser = seconds)]
     pub connect_timeout: Duration,
-    /// Store timeout (s): the longest a request waits on a lock or statement before it gets a 503
+    /// Store timeout (s): the longest a request waits for the store (queue, pool, lock and statement together) before it gets a 503
     #[arg(long, env = "HOOKLATCH_STORE_TIMEOUT", global = true, value_name = "SECS",
           default_value = "5", value_parser = seconds)]
     pub store_timeout: Duration,

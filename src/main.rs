@@ -179,10 +179,7 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
 fn warn_about_settings(config: &Config) {
     let sources = &config.sources;
     for (source, accepted) in sources.without_secret() {
-        let variable = format!(
-            "HOOKLATCH_SECRET_{}",
-            source.to_ascii_uppercase().replace('-', "_")
-        );
+        let variable = hooklatch::config::secret_variable(&source);
         if accepted {
             tracing::warn!(
                 source,

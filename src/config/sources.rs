@@ -311,6 +311,11 @@ fn env_suffix(source: &str) -> String {
     source.to_ascii_uppercase().replace('-', "_")
 }
 
+/// The environment variable that holds a source's secrets: `HOOKLATCH_SECRET_<SOURCE>`.
+pub fn secret_variable(source: &str) -> String {
+    format!("{SECRET_PREFIX}{}", env_suffix(source))
+}
+
 /// `HOOKLATCH_SECRET_<SOURCE>` and `HOOKLATCH_FORWARD_TO_<SOURCE>`.
 fn read_env_sources(
     sources: &mut Sources,
