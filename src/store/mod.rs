@@ -119,10 +119,11 @@ pub trait Store: Outbox + Send + Sync + 'static {
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError>;
 
     /// [`Store::process`] for async callers (the HTTP layer), with the same guarantees.
-    /// `deadline` is the request's one deadline: work still queued when it passes is
-    /// dropped, and the caller stops waiting then (`tokio::time::timeout_at`). The
-    /// default runs `process` on the blocking pool; a backend overrides it where it can
-    /// avoid that hop.
+    /// `deadline` is the request's one deadline, and the backend enforces it: work not
+    /// started by then is dropped and work still running is stopped, so a timeout error
+    /// means nothing was recorded. The default runs `process` on the blocking pool and
+    /// relies on the backend's own statement limits; a backend overrides it where it can
+    /// honour the deadline exactly or avoid the hop.
     fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
         let _ = deadline;
         Box::pin(run_blocking(move || {
