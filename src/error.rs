@@ -1,7 +1,12 @@
 //! Domain errors raised before anything reaches a store. Each is mapped to an HTTP
-//! answer in exactly one place, `http::error`.
+//! answer in exactly one place, `http::error`. Also the text helpers every layer uses to
+//! show an error: on one line ([`chain`], [`one_line`]) and without a password ([`redact`]).
 
 use thiserror::Error;
+
+mod redact;
+
+pub use redact::redact;
 
 /// The body is not an acceptable event: 400 `invalid_payload`, nothing stored.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -71,5 +76,11 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
         }
         cause = c.source();
     }
+    one_line(&text)
+}
+
+/// Text on one line: every run of white space, line breaks included, becomes one space.
+/// Server messages carry DETAIL/HINT lines, and an error must never split a log line.
+pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }

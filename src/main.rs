@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
 
-use hooklatch::config::{Cli, Command, Config, LoadError, LogFormat};
+use hooklatch::cli::{Cli, Command};
+use hooklatch::config::{Config, LoadError, LogFormat};
 use hooklatch::forward::Forwarder;
 use hooklatch::{App, cli, store};
 

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::config::Sources;
 use crate::model::Source;
 
 pub const DELIVERIES: &str = "hooklatch_deliveries_total";
@@ -78,8 +77,14 @@ pub fn render() -> String {
     }
 }
 
+/// Whether the operator configured a source or it is a preset. `config::Sources` answers
+/// it; the question is asked here because metrics sits below config.
+pub trait KnownSources {
+    fn is_known(&self, source: &Source) -> bool;
+}
+
 /// The bounded label for a source.
-pub fn source_label(sources: &Sources, source: &Source) -> String {
+pub fn source_label(sources: &impl KnownSources, source: &Source) -> String {
     if sources.is_known(source) {
         source.as_str().to_owned()
     } else {

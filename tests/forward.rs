@@ -399,7 +399,7 @@ async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb
     let printed = run_blocking(move || {
         Ok(hooklatch::cli::forward::run(
             store.as_ref(),
-            &hooklatch::config::ForwardCommand::Retry {
+            &hooklatch::cli::ForwardCommand::Retry {
                 source: None,
                 failed: true,
             },

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use crate::config::{Config, DatabaseUrl};
-use crate::store;
+use crate::config::Config;
+use crate::store::{self, DatabaseUrl};
 
 /// Runs the command; the `Ok` text is printed on stdout, an `Err` is the one-line reason
 /// for exit status 1.

@@ -2,9 +2,24 @@
 //! store, so it works while a server runs on the same store (its worker picks them up
 //! at its next poll).
 
-use crate::config::ForwardCommand;
+use clap::Subcommand;
+
 use crate::model::Source;
 use crate::store::Store;
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ForwardCommand {
+    /// Queue forwards again now, with a fresh retry schedule: every failed one
+    /// (--failed), every one of a source (--source S), or the failed ones of a source.
+    Retry {
+        /// Only this source's events.
+        #[arg(long)]
+        source: Option<String>,
+        /// Only events whose forwarding gave up (state failed).
+        #[arg(long)]
+        failed: bool,
+    },
+}
 
 /// Runs one `forward` subcommand and returns the line to print.
 pub fn run(store: &dyn Store, command: &ForwardCommand) -> Result<String, String> {

@@ -1,6 +1,14 @@
-//! Subcommands other than `serve` and `migrate`, one file each. `main.rs` dispatches to
-//! them; each reads the same `Config` as `serve`, runs on the main thread (where the sync
-//! PostgreSQL client may block) and works while a server runs on the same store.
+//! The command line: the `Cli` parser and its `Command`s, each command's arguments and
+//! work in a file of its own. `main.rs` dispatches to them; each reads the same `Config`
+//! as `serve`, runs on the main thread (where the sync PostgreSQL client may block) and
+//! works while a server runs on the same store.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, LoadError, Settings};
 
 pub mod backup;
 pub mod events;
@@ -8,3 +16,60 @@ pub mod export;
 pub mod forward;
 pub mod import;
 pub mod prune;
+
+pub use forward::ForwardCommand;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hooklatch",
+    version,
+    about = "Receives webhooks and records each event exactly once"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub settings: Settings,
+}
+
+/// Each lane adds its variants here and dispatches them in `main.rs`, one arm each.
+/// (No `Copy`/`PartialEq`, so variants may carry any arguments.)
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Migrate the store if needed, then serve HTTP (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Copy the live SQLite database to PATH (never overwriting it) while a server keeps
+    /// serving, check the copy and print its size. On PostgreSQL: use pg_dump.
+    Backup {
+        /// The file to create.
+        path: PathBuf,
+    },
+    /// Browse recorded events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Every matching event as JSON lines on stdout.
+    Export(export::ExportArgs),
+    /// Feed exported JSON lines (a file, or - for stdin) through the idempotent step.
+    Import(import::ImportArgs),
+    /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
+    Prune(prune::PruneArgs),
+    /// Forwarding to your app: queue events again.
+    #[command(subcommand)]
+    Forward(ForwardCommand),
+}
+
+impl Cli {
+    /// Parses the command line and resolves every setting: flag, then `env`, then the
+    /// TOML file (`--config` / `HOOKLATCH_CONFIG`), then the declared default.
+    pub fn load<T: Into<OsString> + Clone>(
+        args: impl IntoIterator<Item = T>,
+        env: impl IntoIterator<Item = (OsString, OsString)>,
+    ) -> Result<(Cli, Config), LoadError> {
+        crate::config::load(args, env)
+    }
+}
+
+#[cfg(test)]
+mod tests;

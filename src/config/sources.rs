@@ -10,7 +10,10 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{ConfigError, file_error, redact};
+use super::ConfigError;
+use super::layering::file_error;
+use crate::error::redact;
+use crate::metrics::KnownSources;
 use crate::model::Source;
 use crate::sources::{Encoding, GenericScheme, IdLocation, Preset, standard_secret_key};
 
@@ -210,6 +213,12 @@ impl fmt::Debug for Sources {
             .field("allow_unsigned_all", &self.allow_unsigned_all)
             .field("exposed", &self.exposed)
             .finish()
+    }
+}
+
+impl KnownSources for Sources {
+    fn is_known(&self, source: &Source) -> bool {
+        Sources::is_known(self, source)
     }
 }
 

@@ -9,6 +9,7 @@ mod backup;
 pub(crate) mod counts;
 mod postgres;
 mod sqlite;
+mod url;
 
 use std::future::Future;
 use std::path::Path;
@@ -18,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::config::DatabaseUrl;
 use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
 use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
@@ -31,6 +31,7 @@ use crate::read::{
 pub use self::backup::{BackupError, BackupReport};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
+pub use self::url::{DatabaseUrl, UrlError};
 
 /// A store failure. Every variant is answered 503 with `Retry-After`: the provider
 /// retries, and nothing was half-written because every write is one transaction.

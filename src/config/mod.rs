@@ -1,0 +1,154 @@
+//! Settings: values and their layering, never command arguments (those are `cli`'s).
+//! Each setting is declared once in [`Settings`] (`config/declaration.rs`); precedence is
+//! flag, then environment, then the TOML file, then the default (`config/layering.rs`).
+//!
+//! Per-source settings live in `[sources.<name>]` tables and in
+//! `HOOKLATCH_SECRET_<SOURCE>` / `HOOKLATCH_FORWARD_TO_<SOURCE>` variables
+//! (`config/sources.rs`). `store::DatabaseUrl::parse` is the one place a backend is chosen.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::FromArgMatches;
+
+use crate::store::StoreOptions;
+
+mod declaration;
+mod layering;
+mod sources;
+mod table;
+mod values;
+
+use declaration::{settings_command, without_env};
+
+pub use crate::error::redact;
+/// Re-exported: a `Config` names its store by this URL.
+pub use crate::store::DatabaseUrl;
+pub use declaration::Settings;
+pub use layering::{LoadError, load};
+pub use sources::{
+    FORWARD_TO_PREFIX, SECRET_PREFIX, SOURCE_KEYS, SourceKey, SourceSettings, Sources,
+    secret_variable,
+};
+pub use table::settings_table;
+pub use values::{AdminToken, ForwardSecret, LogFormat, OnConflict, SqliteSynchronous, parse_age};
+
+/// A setting that cannot be used; startup prints it on one line and exits 1.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// What forwarding needs (SPEC §6).
+#[derive(Clone)]
+pub struct ForwardConfig {
+    /// The decoded `whsec_` key; requests are signed when set.
+    pub secret: Option<Vec<u8>>,
+    pub timeout: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub max_attempts: u32,
+    pub concurrency: usize,
+}
+
+impl fmt::Debug for ForwardConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ForwardConfig")
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("timeout", &self.timeout)
+            .field("retry_initial", &self.retry_initial)
+            .field("retry_max", &self.retry_max)
+            .field("max_attempts", &self.max_attempts)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+/// Everything the service needs, resolved. Its `Debug` never shows a secret.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub max_body_bytes: u64,
+    pub on_conflict: OnConflict,
+    pub store: StoreOptions,
+    pub body_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub sources: Sources,
+    /// `HOOKLATCH_ALLOW_UNSIGNED`: every source without a secret accepts unsigned
+    /// deliveries, even off loopback.
+    pub allow_unsigned: bool,
+    pub admin_token: Option<String>,
+    pub payload_retention: Option<Duration>,
+    pub log_format: LogFormat,
+    pub forward: ForwardConfig,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &self.database_url)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("on_conflict", &self.on_conflict)
+            .field("store", &self.store)
+            .field("body_timeout", &self.body_timeout)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("sources", &self.sources)
+            .field("allow_unsigned", &self.allow_unsigned)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("payload_retention", &self.payload_retention)
+            .field("log_format", &self.log_format)
+            .field("forward", &self.forward)
+            .finish()
+    }
+}
+
+impl Default for Config {
+    /// The declared defaults, with no file and no environment.
+    fn default() -> Self {
+        let matches = without_env(settings_command())
+            .try_get_matches_from(["hooklatch"])
+            .expect("the declared defaults parse");
+        let settings = Settings::from_arg_matches(&matches).expect("the declared defaults parse");
+        Config::resolve(settings, Sources::default())
+    }
+}
+
+impl Config {
+    /// Shapes resolved settings into what the service uses. Every value was validated
+    /// on its own by its parser; only checks across settings are left.
+    fn resolve(s: Settings, mut sources: Sources) -> Config {
+        sources.serving_on(s.listen, s.allow_unsigned);
+        Config {
+            listen: s.listen,
+            database_url: s.database_url,
+            max_body_bytes: s.max_body_bytes,
+            on_conflict: s.on_conflict,
+            store: StoreOptions {
+                pool_size: s.pool_size,
+                connect_timeout: s.connect_timeout,
+                statement_timeout: s.store_timeout,
+                sqlite_full_sync: s.sqlite_synchronous == SqliteSynchronous::Full,
+            },
+            body_timeout: s.body_timeout,
+            shutdown_grace: s.shutdown_grace,
+            sources,
+            allow_unsigned: s.allow_unsigned,
+            admin_token: s.admin_token.map(|token| token.0),
+            payload_retention: s.payload_retention,
+            log_format: s.log_format,
+            forward: ForwardConfig {
+                secret: s.forward_secret.map(|secret| secret.0),
+                timeout: s.forward_timeout,
+                retry_initial: s.forward_retry_initial,
+                retry_max: s.forward_retry_max,
+                max_attempts: s.forward_max_attempts,
+                concurrency: s.forward_concurrency,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

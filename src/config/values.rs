@@ -1,0 +1,121 @@
+//! The value types of settings and their parsers: each refuses a bad value with a reason
+//! that never echoes a secret.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde::Deserialize;
+
+use crate::sources::standard_secret_key;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OnConflict {
+    /// 202 with `"status":"conflict"`: providers stop retrying, the original stands.
+    #[default]
+    Accept,
+    /// 409: for operators who want the sender to notice.
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    #[default]
+    Full,
+    Normal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines, coloured only on a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `message` and the fields.
+    Json,
+}
+
+/// A decoded Standard Webhooks key (`whsec_` + base64). Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ForwardSecret(pub Vec<u8>);
+
+impl ForwardSecret {
+    pub(super) fn parse(text: &str) -> Result<ForwardSecret, String> {
+        text.strip_prefix("whsec_")
+            .and_then(|_| standard_secret_key(text))
+            .map(ForwardSecret)
+            .ok_or_else(|| "must be whsec_ followed by base64 (the value is not shown)".into())
+    }
+}
+
+impl fmt::Debug for ForwardSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ForwardSecret(***)")
+    }
+}
+
+/// The admin token as parsed; its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(pub String);
+
+impl AdminToken {
+    pub(super) fn parse(text: &str) -> Result<AdminToken, String> {
+        if text.chars().count() < 16 {
+            return Err("must be at least 16 characters (the value is not shown)".into());
+        }
+        Ok(AdminToken(text.to_owned()))
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// A whole number of at least 1 (sizes, counts).
+pub(super) fn at_least_one<T>(text: &str) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + From<u8>,
+    T::Err: fmt::Display,
+{
+    let value: T = text.trim().parse().map_err(|e| format!("{e}"))?;
+    if value < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(value)
+}
+
+/// Seconds, fractions allowed; zero or negative is refused (a zero connect timeout
+/// panics in r2d2, a zero statement timeout turns PostgreSQL's off).
+pub(super) fn seconds(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if secs.is_nan() || secs <= 0.0 {
+        return Err("must be a positive number of seconds".into());
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long"))
+}
+
+/// `90d`, `12h` or `30m`: a positive whole number and a unit. Also used by `prune`.
+pub fn parse_age(text: &str) -> Result<Duration, String> {
+    let usage = || format!("{text:?} is not an age: use a number and d, h or m, e.g. 90d");
+    let text = text.trim();
+    let unit = match text.chars().last() {
+        Some('d') => 86_400,
+        Some('h') => 3_600,
+        Some('m') => 60,
+        _ => return Err(usage()),
+    };
+    let count: u64 = text[..text.len() - 1].parse().map_err(|_| usage())?;
+    if count == 0 {
+        return Err("must be positive".into());
+    }
+    count
+        .checked_mul(unit)
+        .map(Duration::from_secs)
+        .ok_or_else(usage)
+}
