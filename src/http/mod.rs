@@ -4,7 +4,6 @@
 pub mod admin;
 mod body;
 pub mod error;
-pub mod forward;
 mod webhook;
 
 use std::convert::Infallible;
