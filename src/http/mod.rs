@@ -4,6 +4,7 @@
 pub mod admin;
 mod body;
 pub mod error;
+mod server;
 mod webhook;
 
 use std::convert::Infallible;
@@ -17,6 +18,8 @@ use warp::{Filter, Reply};
 
 use crate::config::{Config, OnConflict, Sources};
 use crate::store::{Store, StoreError, run_blocking};
+
+pub use server::serve;
 
 /// What every request handler shares.
 pub struct App {
