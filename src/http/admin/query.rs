@@ -21,33 +21,35 @@ fn pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
         .filter(|(_, v)| !v.is_empty())
 }
 
-/// `limit` and `cursor`, shared by every list; `false` for any other key.
-fn paging(
-    key: &str,
-    value: &str,
-    limit: &mut u32,
-    cursor: &mut Option<Cursor>,
-) -> Result<bool, InvalidFilter> {
-    match key {
-        "limit" => *limit = parse_limit(value)?,
-        "cursor" => *cursor = Some(Cursor::decode(value)?),
-        _ => return Ok(false),
-    }
-    Ok(true)
-}
-
 fn unknown(key: &str) -> InvalidFilter {
     InvalidFilter::new(key, "is not a parameter of this endpoint")
 }
 
-pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
-    let mut filter = EventFilter::default();
+/// Reads `limit` and `cursor`, which every list shares, and hands each other parameter
+/// to `set`, which refuses a key its filter does not have.
+fn page_query<F: Default>(
+    query: &str,
+    mut set: impl FnMut(&mut F, &str, String) -> Result<(), InvalidFilter>,
+) -> Result<PageQuery<F>, InvalidFilter> {
+    let mut filter = F::default();
     let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
     for (key, value) in pairs(query) {
-        if paging(&key, &value, &mut limit, &mut cursor)? {
-            continue;
-        }
         match key.as_str() {
+            "limit" => limit = parse_limit(&value)?,
+            "cursor" => cursor = Some(Cursor::decode(&value)?),
+            _ => set(&mut filter, &key, value)?,
+        }
+    }
+    Ok(PageQuery {
+        filter,
+        limit,
+        cursor,
+    })
+}
+
+pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
+    page_query(query, |filter: &mut EventFilter, key, value| {
+        match key {
             "source" => filter.source = Some(parse_source(&value, "source")?),
             "event_type" => filter.event_type = Some(value),
             "event_id" => filter.event_id = Some(value),
@@ -58,22 +60,13 @@ pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
             "forward" => filter.forward = Some(ForwardState::parse(&value)?),
             other => return Err(unknown(other)),
         }
-    }
-    Ok(PageQuery {
-        filter,
-        limit,
-        cursor,
+        Ok(())
     })
 }
 
 pub fn conversions(query: &str) -> Result<PageQuery<ConversionFilter>, InvalidFilter> {
-    let mut filter = ConversionFilter::default();
-    let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
-    for (key, value) in pairs(query) {
-        if paging(&key, &value, &mut limit, &mut cursor)? {
-            continue;
-        }
-        match key.as_str() {
+    page_query(query, |filter: &mut ConversionFilter, key, value| {
+        match key {
             // Stored upper-cased, so `approved` finds APPROVED.
             "status" => filter.status = Some(value.to_ascii_uppercase()),
             "currency" => filter.currency = Some(value.to_ascii_uppercase()),
@@ -82,11 +75,7 @@ pub fn conversions(query: &str) -> Result<PageQuery<ConversionFilter>, InvalidFi
             "until" => filter.until = Some(Timestamp::parse(&value, "until")?),
             other => return Err(unknown(other)),
         }
-    }
-    Ok(PageQuery {
-        filter,
-        limit,
-        cursor,
+        Ok(())
     })
 }
 
