@@ -28,7 +28,7 @@ pub struct App {
     pub max_body_bytes: u64,
     pub on_conflict: OnConflict,
     pub body_timeout: Duration,
-    /// The one deadline of a request's store work (see `webhook::store`).
+    /// The one deadline of a request's store work (see `webhook::record`).
     pub store_timeout: Duration,
     /// The admin side; `None` keeps every `/admin` path a 404.
     pub admin: Option<admin::Admin>,
