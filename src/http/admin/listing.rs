@@ -25,6 +25,7 @@ pub trait Listed: Sized + Send + 'static {
     fn resume_at(&self) -> Cursor;
 }
 
+// The two impls differ only in the filter type and the store verb they call.
 impl Listed for EventItem {
     type Filter = EventFilter;
 

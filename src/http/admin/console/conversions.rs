@@ -5,7 +5,7 @@ use maud::html;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::fragments::{event_href, filter_error, pager, query_param, text_field, time_and_age};
+use super::fragments::{event_href, filter_error, pager, text_fields, time_and_age};
 use super::layout::{SignedIn, html_response, layout};
 use crate::http::App;
 use crate::http::admin::listing::{Page, one_page};
@@ -19,7 +19,6 @@ pub(super) async fn render(
     query_text: &str,
 ) -> Result<Response, ApiError> {
     let summary = app.store_call(|store| store.conversion_summary()).await?;
-    let p = |name| query_param(query_text, name);
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "—".into());
     let summary_markup = html! {
         h2 { "Summary by status and currency" }
@@ -38,11 +37,13 @@ pub(super) async fn render(
     let form = html! {
         h2 { "Conversions" }
         form.filters.card method="get" action="/admin/conversions" id="conversion-filters" {
-            (text_field("status", "Status", p("status").as_deref(), "APPROVED"))
-            (text_field("currency", "Currency", p("currency").as_deref(), "USD"))
-            (text_field("order_id", "Order id", p("order_id").as_deref(), ""))
-            (text_field("since", "Created since (UTC)", p("since").as_deref(), "2026-11-01T00:00:00Z"))
-            (text_field("until", "Created before (UTC)", p("until").as_deref(), ""))
+            (text_fields(query_text, &[
+                ("status", "Status", "APPROVED"),
+                ("currency", "Currency", "USD"),
+                ("order_id", "Order id", ""),
+                ("since", "Created since (UTC)", "2026-11-01T00:00:00Z"),
+                ("until", "Created before (UTC)", ""),
+            ]))
             button type="submit" { "Filter" }
         }
     };

@@ -4,7 +4,7 @@ use maud::html;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::fragments::{events_table, filter_error, pager, query_param, select_field, text_field};
+use super::fragments::{events_table, filter_error, pager, select_field, text_fields};
 use super::layout::{SignedIn, html_response, layout};
 use crate::http::App;
 use crate::http::admin::listing::{Page, one_page};
@@ -17,19 +17,20 @@ pub(super) async fn render(
     view: &SignedIn<'_>,
     query_text: &str,
 ) -> Result<Response, ApiError> {
-    let p = |name| query_param(query_text, name);
     let yes_no = [("", "any"), ("true", "yes"), ("false", "no")];
     let form = html! {
         form.filters.card method="get" action="/admin/events" id="event-filters" {
-            (text_field("source", "Source", p("source").as_deref(), "shopify"))
-            (text_field("event_type", "Event type", p("event_type").as_deref(), "orders/create"))
-            (text_field("event_id", "Event id (exact)", p("event_id").as_deref(), ""))
-            (text_field("since", "First seen since (UTC)", p("since").as_deref(), "2026-11-30T00:00:00Z"))
-            (text_field("until", "First seen before (UTC)", p("until").as_deref(), ""))
-            (select_field("duplicated", "Retried", p("duplicated").as_deref(), &yes_no))
-            (select_field("conflicted", "Conflicts", p("conflicted").as_deref(), &yes_no))
-            (select_field("forward", "Forwarding", p("forward").as_deref(), &[("", "any"), ("pending", "pending"), ("delivered", "delivered"), ("failed", "failed")]))
-            (select_field("limit", "Per page", p("limit").as_deref(), &[("50", "50"), ("10", "10"), ("100", "100"), ("500", "500")]))
+            (text_fields(query_text, &[
+                ("source", "Source", "shopify"),
+                ("event_type", "Event type", "orders/create"),
+                ("event_id", "Event id (exact)", ""),
+                ("since", "First seen since (UTC)", "2026-11-30T00:00:00Z"),
+                ("until", "First seen before (UTC)", ""),
+            ]))
+            (select_field(query_text, "duplicated", "Retried", &yes_no))
+            (select_field(query_text, "conflicted", "Conflicts", &yes_no))
+            (select_field(query_text, "forward", "Forwarding", &[("", "any"), ("pending", "pending"), ("delivered", "delivered"), ("failed", "failed")]))
+            (select_field(query_text, "limit", "Per page", &[("50", "50"), ("10", "10"), ("100", "100"), ("500", "500")]))
             button type="submit" id="apply-filters" { "Filter" }
         }
     };

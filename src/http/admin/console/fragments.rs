@@ -91,31 +91,37 @@ pub(super) fn events_table(events: &[EventItem]) -> Markup {
     }
 }
 
+/// A drop-down of `(value, text)` options, set to the value `query` holds for `name`.
 pub(super) fn select_field(
+    query: &str,
     name: &str,
     label: &str,
-    current: Option<&str>,
     options: &[(&str, &str)],
 ) -> Markup {
+    let current = query_param(query, name);
     html! {
         label { (label)
             select name=(name) id=(name) {
                 @for (value, text) in options {
-                    option value=(value) selected[current.unwrap_or("") == *value] { (text) }
+                    option value=(value) selected[current.as_deref().unwrap_or("") == *value] { (text) }
                 }
             }
         }
     }
 }
 
-pub(super) fn text_field(
-    name: &str,
-    label: &str,
-    value: Option<&str>,
-    placeholder: &str,
-) -> Markup {
+fn text_field(name: &str, label: &str, value: Option<&str>, placeholder: &str) -> Markup {
     html! {
         label { (label) input type="text" name=(name) id=(name) value=[value] placeholder=(placeholder); }
+    }
+}
+
+/// One text field per `(name, label, placeholder)`, each refilled from `query`.
+pub(super) fn text_fields(query: &str, fields: &[(&str, &str, &str)]) -> Markup {
+    html! {
+        @for (name, label, placeholder) in fields {
+            (text_field(name, label, query_param(query, name).as_deref(), placeholder))
+        }
     }
 }
 
