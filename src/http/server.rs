@@ -10,7 +10,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use super::{App, routes};
+use super::app::App;
+use super::routes::routes;
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
 /// for at most `grace`, and returns.

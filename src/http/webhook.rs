@@ -10,8 +10,8 @@ use serde_json::json;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use super::App;
-use super::admin::Refusal;
+use super::admin::rejections::Refusal;
+use super::app::App;
 use super::body::{check_content_type, check_declared_length, read_limited};
 use super::error::{ApiError, json_response};
 use crate::config::OnConflict;

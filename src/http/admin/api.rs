@@ -7,9 +7,9 @@ use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use super::listing::{Listed, one_page};
-use super::query::{self, PageQuery};
-use super::{decode_segment, detail, requeue};
-use crate::http::App;
+use super::query::{self, PageQuery, decode_segment};
+use super::{detail, requeue};
+use crate::http::app::App;
 use crate::http::error::{ApiError, json_response};
 use crate::read::{ConversionItem, EventItem};
 

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::query::PageQuery;
-use crate::http::App;
+use crate::http::app::App;
 use crate::http::error::ApiError;
 use crate::read::{ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, page};
 use crate::store::{Store, StoreError};

@@ -22,9 +22,9 @@ use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::App;
 use super::body::read_limited;
 use super::error::ApiError;
+use crate::http::app::App;
 
 pub use auth::{Admin, MIN_TOKEN_LEN};
 pub use rejections::{Refusal, Rejections};
@@ -81,12 +81,4 @@ where
             .unwrap_or_else(|e| console::error_page(&e));
     };
     result.unwrap_or_else(ApiError::into_response)
-}
-
-/// A path segment as the client meant it: percent-decoded, valid UTF-8.
-fn decode_segment(segment: &str) -> Result<String, ApiError> {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::NotFound)
 }

@@ -1,7 +1,9 @@
-//! Query strings of the admin API and console forms, into validated filters. Empty
-//! values count as absent (a console form sends every field); an unknown parameter is
-//! refused, so a typo never silently widens a filter.
+//! Query strings of the admin API and console forms, into validated filters, and path
+//! segments into the text the client meant. Empty values count as absent (a console form
+//! sends every field); an unknown parameter is refused, so a typo never silently widens a
+//! filter.
 
+use crate::http::error::ApiError;
 use crate::read::{
     ConversionFilter, Cursor, DEFAULT_LIMIT, EventFilter, ForwardState, InvalidFilter, Timestamp,
     parse_bool, parse_limit, parse_source,
@@ -85,6 +87,14 @@ pub fn none(query: &str) -> Result<(), InvalidFilter> {
         Some((key, _)) => Err(unknown(&key)),
         None => Ok(()),
     }
+}
+
+/// A path segment as the client meant it: percent-decoded, valid UTF-8.
+pub fn decode_segment(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::NotFound)
 }
 
 #[cfg(test)]

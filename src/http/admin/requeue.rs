@@ -14,8 +14,8 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::decode_segment;
-use crate::http::App;
+use super::query::decode_segment;
+use crate::http::app::App;
 use crate::http::error::{ApiError, json_response};
 use crate::model::{EventId, Source};
 use crate::store::run_blocking;

@@ -7,9 +7,9 @@ use warp::reply::Response;
 
 use super::fragments::{event_href, filter_error, pager, text_fields, time_and_age};
 use super::layout::{SignedIn, html_response, layout};
-use crate::http::App;
 use crate::http::admin::listing::{Page, one_page};
 use crate::http::admin::query;
+use crate::http::app::App;
 use crate::http::error::ApiError;
 use crate::read::ConversionItem;
 

@@ -8,8 +8,8 @@ use warp::reply::Response;
 
 use super::fragments::{forward_badge, retry_button, time_and_age};
 use super::layout::{SignedIn, html_response, layout};
-use crate::http::App;
 use crate::http::admin::detail::{self, EventDetail};
+use crate::http::app::App;
 use crate::http::error::ApiError;
 use crate::model::Source;
 use crate::read::ConversionItem;

@@ -6,9 +6,9 @@ use warp::reply::Response;
 
 use super::fragments::{events_table, filter_error, pager, select_field, text_fields};
 use super::layout::{SignedIn, html_response, layout};
-use crate::http::App;
 use crate::http::admin::listing::{Page, one_page};
 use crate::http::admin::query;
+use crate::http::app::App;
 use crate::http::error::ApiError;
 use crate::read::EventItem;
 
@@ -20,6 +20,7 @@ pub(super) async fn render(
     let yes_no = [("", "any"), ("true", "yes"), ("false", "no")];
     let form = html! {
         form.filters.card method="get" action="/admin/events" id="event-filters" {
+            // Same shape as the conversions form, other data: each lists its own filters.
             (text_fields(query_text, &[
                 ("source", "Source", "shopify"),
                 ("event_type", "Event type", "orders/create"),

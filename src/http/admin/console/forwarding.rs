@@ -6,9 +6,9 @@ use warp::reply::Response;
 
 use super::fragments::{event_href, events_table, retry_button, time_and_age};
 use super::layout::{SignedIn, html_response, layout};
-use crate::http::App;
 use crate::http::admin::listing::one_page;
 use crate::http::admin::query::PageQuery;
+use crate::http::app::App;
 use crate::http::error::ApiError;
 use crate::read::{EventFilter, EventItem, ForwardState};
 

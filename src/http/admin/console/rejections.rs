@@ -6,7 +6,7 @@ use warp::reply::Response;
 
 use super::fragments::time_and_age;
 use super::layout::{SignedIn, html_response, layout};
-use crate::http::App;
+use crate::http::app::App;
 
 pub(super) fn render(app: &App, view: &SignedIn<'_>) -> Response {
     let items = app.rejections.recent();

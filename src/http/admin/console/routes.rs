@@ -10,9 +10,10 @@ use super::fragments::event_href;
 use super::layout::{SignedIn, html_response, redirect, redirect_to, stylesheet};
 use super::session::{check_csrf, same_origin};
 use super::{conversions, event_detail, events, forwarding, login, overview, rejections, session};
-use crate::http::App;
 use crate::http::admin::auth::Admin;
-use crate::http::admin::{decode_segment, requeue};
+use crate::http::admin::query::decode_segment;
+use crate::http::admin::requeue;
+use crate::http::app::App;
 use crate::http::error::ApiError;
 
 /// Largest form body the console reads.
