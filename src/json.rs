@@ -20,18 +20,20 @@ use crate::error::PayloadError;
 
 /// Parses `bytes` as one JSON object, rejecting duplicate keys at any depth.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, PayloadError> {
-    let value: Value = serde_json::from_slice(bytes).map_err(describe)?;
+    let value: Value = serde_json::from_slice(bytes).map_err(payload_error_from)?;
     let Value::Object(map) = value else {
         return Err(PayloadError::body("the body must be a JSON object"));
     };
     // Second pass only for duplicates: serde_json keeps the last of two equal keys
     // silently. The body already parsed, so only the duplicate check can fail here.
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    de.deserialize_any(NoDuplicateKeys).map_err(describe)?;
+    de.deserialize_any(NoDuplicateKeys)
+        .map_err(payload_error_from)?;
     Ok(map)
 }
 
-fn describe(err: serde_json::Error) -> PayloadError {
+/// The 400 a serde_json failure becomes, in words a sender can act on.
+fn payload_error_from(err: serde_json::Error) -> PayloadError {
     let text = err.to_string();
     if text.contains("recursion limit") {
         PayloadError::body("the JSON body is nested too deeply")

@@ -378,7 +378,7 @@ async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb
 
     // The app recovers; the operator queues one event from the admin API...
     target.otherwise(200);
-    let route = hooklatch::http::forward::requeue_route(app.clone());
+    let route = hooklatch::http::admin::requeue::requeue_route(app.clone());
     let answer = warp::test::request()
         .method("POST")
         .path("/admin/api/events/shop/g1/forward")

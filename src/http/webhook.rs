@@ -10,8 +10,8 @@ use serde_json::json;
 use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 
-use super::App;
-use super::admin::Refusal;
+use super::admin::rejections::Refusal;
+use super::app::App;
 use super::body::{check_content_type, check_declared_length, read_limited};
 use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
@@ -27,7 +27,7 @@ where
 {
     let started = Instant::now();
     let mut known_id = None;
-    let result = handle(&source, &headers, body, &app, &mut known_id).await;
+    let result = check_and_record(&source, &headers, body, &app, &mut known_id).await;
     let elapsed = started.elapsed();
     // Milliseconds with a fraction: loopback deliveries take well under one.
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
@@ -91,7 +91,7 @@ fn record_refusal(app: &App, source: &str, error: &ApiError, event_id: Option<Ev
 }
 
 /// The answer, the outcome label it is counted under, and the event id.
-async fn handle<S, B>(
+async fn check_and_record<S, B>(
     source: &str,
     headers: &HeaderMap,
     body: S,
@@ -126,7 +126,7 @@ where
             *known_id = settings.preset.event_id(headers, &parsed).ok();
         })?;
     event.forward = settings.forward_to.is_some();
-    let (outcome, event) = store(app, event).await?;
+    let (outcome, event) = record(app, event).await?;
     if event.forward && matches!(outcome, Outcome::Processed(_)) {
         // After the commit: the worker sends now instead of at its next poll.
         app.forward_wake.notify_one();
@@ -137,7 +137,7 @@ where
         Outcome::Conflict(_) => "conflict",
     };
     Ok((
-        answer(&event, outcome, app.on_conflict),
+        outcome_response(&event, outcome, app.on_conflict),
         label,
         event.event_id.clone(),
     ))
@@ -149,7 +149,7 @@ where
 /// recorded. The timer here is only a backstop against a store that hangs outright (a
 /// dead disk). The event comes back with the outcome, so the body it holds (up to the
 /// body limit) is never copied.
-async fn store(app: &App, event: NewEvent) -> Result<(Outcome, NewEvent), StoreError> {
+async fn record(app: &App, event: NewEvent) -> Result<(Outcome, NewEvent), StoreError> {
     let deadline = Instant::now() + app.store_timeout;
     let pending = app.store.clone().process_async(event, deadline);
     tokio::time::timeout_at((deadline + app.store_timeout).into(), pending)
@@ -157,7 +157,8 @@ async fn store(app: &App, event: NewEvent) -> Result<(Outcome, NewEvent), StoreE
         .map_err(|_| StoreError::Timeout("the store did not answer".into()))?
 }
 
-fn answer(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Response {
+/// The answer to a recorded delivery: its status, body and replay headers (SPEC §2, Outcomes).
+fn outcome_response(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict) -> Response {
     let receipt = outcome.receipt();
     let mut body = json!({
         "source": event.source,

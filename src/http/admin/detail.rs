@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::http::App;
+use crate::http::app::App;
 use crate::http::error::ApiError;
 use crate::model::{EventId, Source, StoredConflict};
 use crate::read::{ConversionItem, EventFilter, EventItem, payload_value};

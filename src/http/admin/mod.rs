@@ -8,8 +8,10 @@ mod api;
 pub mod auth;
 mod console;
 pub mod detail;
+mod listing;
 pub mod query;
 pub mod rejections;
+pub mod requeue;
 
 use std::sync::Arc;
 
@@ -20,9 +22,9 @@ use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::App;
 use super::body::read_limited;
 use super::error::ApiError;
+use crate::http::app::App;
 
 pub use auth::{Admin, MIN_TOKEN_LEN};
 pub use rejections::{Refusal, Rejections};
@@ -37,10 +39,10 @@ pub fn routes(app: Arc<App>) -> impl Filter<Extract = (Response,), Error = Rejec
         .and(query)
         .and(warp::body::stream())
         .and(warp::any().map(move || app.clone()))
-        .then(handle)
+        .then(dispatch)
 }
 
-async fn handle<S, B>(
+async fn dispatch<S, B>(
     tail: Tail,
     method: Method,
     headers: HeaderMap,
@@ -61,7 +63,7 @@ where
             return ApiError::Unauthorized.into_response();
         }
         let rest = path.strip_prefix("api").unwrap_or_default();
-        api::handle(&app, &method, rest, &query).await
+        api::dispatch(&app, &method, rest, &query).await
     } else {
         let body = match read_limited(body, console::MAX_FORM_BYTES).await {
             Ok(body) => body,
@@ -74,17 +76,9 @@ where
             headers: &headers,
             body,
         };
-        return console::handle(&app, admin, request)
+        return console::dispatch(&app, admin, request)
             .await
             .unwrap_or_else(|e| console::error_page(&e));
     };
     result.unwrap_or_else(ApiError::into_response)
-}
-
-/// A path segment as the client meant it: percent-decoded, valid UTF-8.
-fn decode_segment(segment: &str) -> Result<String, ApiError> {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| ApiError::NotFound)
 }

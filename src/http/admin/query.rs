@@ -1,7 +1,9 @@
-//! Query strings of the admin API and console forms, into validated filters. Empty
-//! values count as absent (a console form sends every field); an unknown parameter is
-//! refused, so a typo never silently widens a filter.
+//! Query strings of the admin API and console forms, into validated filters, and path
+//! segments into the text the client meant. Empty values count as absent (a console form
+//! sends every field); an unknown parameter is refused, so a typo never silently widens a
+//! filter.
 
+use crate::http::error::ApiError;
 use crate::read::{
     ConversionFilter, Cursor, DEFAULT_LIMIT, EventFilter, ForwardState, InvalidFilter, Timestamp,
     parse_bool, parse_limit, parse_source,
@@ -21,33 +23,35 @@ fn pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
         .filter(|(_, v)| !v.is_empty())
 }
 
-/// `limit` and `cursor`, shared by every list; `false` for any other key.
-fn paging(
-    key: &str,
-    value: &str,
-    limit: &mut u32,
-    cursor: &mut Option<Cursor>,
-) -> Result<bool, InvalidFilter> {
-    match key {
-        "limit" => *limit = parse_limit(value)?,
-        "cursor" => *cursor = Some(Cursor::decode(value)?),
-        _ => return Ok(false),
-    }
-    Ok(true)
-}
-
 fn unknown(key: &str) -> InvalidFilter {
     InvalidFilter::new(key, "is not a parameter of this endpoint")
 }
 
-pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
-    let mut filter = EventFilter::default();
+/// Reads `limit` and `cursor`, which every list shares, and hands each other parameter
+/// to `set`, which refuses a key its filter does not have.
+fn page_query<F: Default>(
+    query: &str,
+    mut set: impl FnMut(&mut F, &str, String) -> Result<(), InvalidFilter>,
+) -> Result<PageQuery<F>, InvalidFilter> {
+    let mut filter = F::default();
     let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
     for (key, value) in pairs(query) {
-        if paging(&key, &value, &mut limit, &mut cursor)? {
-            continue;
-        }
         match key.as_str() {
+            "limit" => limit = parse_limit(&value)?,
+            "cursor" => cursor = Some(Cursor::decode(&value)?),
+            _ => set(&mut filter, &key, value)?,
+        }
+    }
+    Ok(PageQuery {
+        filter,
+        limit,
+        cursor,
+    })
+}
+
+pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
+    page_query(query, |filter: &mut EventFilter, key, value| {
+        match key {
             "source" => filter.source = Some(parse_source(&value, "source")?),
             "event_type" => filter.event_type = Some(value),
             "event_id" => filter.event_id = Some(value),
@@ -58,22 +62,13 @@ pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
             "forward" => filter.forward = Some(ForwardState::parse(&value)?),
             other => return Err(unknown(other)),
         }
-    }
-    Ok(PageQuery {
-        filter,
-        limit,
-        cursor,
+        Ok(())
     })
 }
 
 pub fn conversions(query: &str) -> Result<PageQuery<ConversionFilter>, InvalidFilter> {
-    let mut filter = ConversionFilter::default();
-    let (mut limit, mut cursor) = (DEFAULT_LIMIT, None);
-    for (key, value) in pairs(query) {
-        if paging(&key, &value, &mut limit, &mut cursor)? {
-            continue;
-        }
-        match key.as_str() {
+    page_query(query, |filter: &mut ConversionFilter, key, value| {
+        match key {
             // Stored upper-cased, so `approved` finds APPROVED.
             "status" => filter.status = Some(value.to_ascii_uppercase()),
             "currency" => filter.currency = Some(value.to_ascii_uppercase()),
@@ -82,11 +77,7 @@ pub fn conversions(query: &str) -> Result<PageQuery<ConversionFilter>, InvalidFi
             "until" => filter.until = Some(Timestamp::parse(&value, "until")?),
             other => return Err(unknown(other)),
         }
-    }
-    Ok(PageQuery {
-        filter,
-        limit,
-        cursor,
+        Ok(())
     })
 }
 
@@ -96,6 +87,14 @@ pub fn none(query: &str) -> Result<(), InvalidFilter> {
         Some((key, _)) => Err(unknown(&key)),
         None => Ok(()),
     }
+}
+
+/// A path segment as the client meant it: percent-decoded, valid UTF-8.
+pub fn decode_segment(segment: &str) -> Result<String, ApiError> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::NotFound)
 }
 
 #[cfg(test)]
