@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::error::PayloadError;
 
+pub mod clock;
+pub mod outbox;
+
 /// A webhook source: the `{source}` path segment, 1–64 characters of `[a-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -192,7 +195,7 @@ pub struct NewConversion {
     pub affiliate_id: Option<String>,
     pub affiliate_code: Option<String>,
     /// The provider's `updated` (else `created`), as RFC 3339 UTC with microseconds, the
-    /// same text [`crate::store::now_text`] writes, so text order is time order.
+    /// same text [`clock::now_text`] writes, so text order is time order.
     pub source_updated_at: Option<String>,
 }
 

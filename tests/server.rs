@@ -15,7 +15,7 @@ use common::{
 };
 use hooklatch::App;
 use hooklatch::config::Config;
-use hooklatch::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
+use hooklatch::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use hooklatch::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
@@ -234,7 +234,7 @@ impl Outbox for DownStore {
     fn requeue_forwards(&self, _: Option<&Source>, _: bool) -> Result<u64, StoreError> {
         Err(down())
     }
-    fn forward_state(&self, _: &Source, _: &EventId) -> Result<Option<ForwardState>, StoreError> {
+    fn forward_state(&self, _: &Source, _: &EventId) -> Result<Option<ForwardInfo>, StoreError> {
         Err(down())
     }
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 
 use crate::config::DatabaseUrl;
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
+use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{
     EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
 };
@@ -251,7 +251,7 @@ pub trait Outbox {
         &self,
         source: &Source,
         id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError>;
+    ) -> Result<Option<ForwardInfo>, StoreError>;
 
     /// Pending and failed counts and the age of the oldest pending entry.
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError>;
@@ -344,27 +344,6 @@ fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migratio
 /// Rows a prune batch clears per transaction.
 pub(crate) const PRUNE_BATCH: i64 = 1000;
 
-/// How every timestamp is stored as text: RFC 3339 UTC with microseconds, the same text
-/// on both backends so lexical order is time order.
-pub const STORED_TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
-
 /// At most this many conflicting deliveries of one event are kept with their payloads
 /// (SPEC §5.3); every one is counted. Both backends' SQL carries the same number.
 pub const KEPT_CONFLICTS: i64 = 16;
-
-/// The current time as stored ([`STORED_TIMESTAMP`]).
-pub fn now_text() -> String {
-    time_text(time::OffsetDateTime::now_utc())
-}
-
-/// `now_text()` moved `ahead` into the future.
-pub fn text_after(ahead: Duration) -> String {
-    time_text(time::OffsetDateTime::now_utc() + ahead)
-}
-
-fn time_text(now: time::OffsetDateTime) -> String {
-    now.format(STORED_TIMESTAMP)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}

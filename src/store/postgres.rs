@@ -42,6 +42,7 @@ use super::{
 };
 // The driver's own text is terse ("db error"); the server's message is in the cause.
 use crate::error::chain as describe;
+use crate::model::clock::now_text;
 use crate::model::{
     Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
     StoredConversion, StoredEvent, Totals,
@@ -496,7 +497,7 @@ impl PostgresStore {
             "processed" => Ok(Outcome::Processed(receipt)),
             "duplicate" => {
                 if let Some(flusher) = &self.flusher {
-                    flusher.count(receipt.webhook_event_id, super::now_text());
+                    flusher.count(receipt.webhook_event_id, now_text());
                 }
                 Ok(Outcome::Duplicate(receipt))
             }

@@ -34,8 +34,9 @@ use rust_decimal::Decimal;
 use self::writer::{ReplyTo, Writer};
 use super::{
     BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
-    migration_files, now_text,
+    migration_files,
 };
+use crate::model::clock::now_text;
 use crate::model::{
     Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
     StoredConversion, StoredEvent, Totals,

@@ -228,14 +228,14 @@ impl Outbox for Closed {
         _: &str,
         _: Duration,
         _: usize,
-    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+    ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
         Err(closed())
     }
     fn record_forward(
         &self,
         _: i64,
         _: &str,
-        _: &hooklatch::forward::outbox::AttemptOutcome,
+        _: &hooklatch::model::outbox::AttemptOutcome,
     ) -> Result<(), store::StoreError> {
         Err(closed())
     }
@@ -260,12 +260,12 @@ impl Outbox for Closed {
         &self,
         _: &hooklatch::model::Source,
         _: &hooklatch::model::EventId,
-    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+    ) -> Result<Option<hooklatch::model::outbox::ForwardInfo>, store::StoreError> {
         Err(closed())
     }
     fn forward_backlog(
         &self,
-    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+    ) -> Result<hooklatch::model::outbox::ForwardBacklog, store::StoreError> {
         Err(closed())
     }
 }
@@ -378,14 +378,14 @@ impl Outbox for Watched {
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+    ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
         self.inner.claim_forwards(owner, lease, limit)
     }
     fn record_forward(
         &self,
         id: i64,
         owner: &str,
-        outcome: &hooklatch::forward::outbox::AttemptOutcome,
+        outcome: &hooklatch::model::outbox::AttemptOutcome,
     ) -> Result<(), store::StoreError> {
         self.inner.record_forward(id, owner, outcome)
     }
@@ -410,12 +410,12 @@ impl Outbox for Watched {
         &self,
         source: &hooklatch::model::Source,
         id: &hooklatch::model::EventId,
-    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+    ) -> Result<Option<hooklatch::model::outbox::ForwardInfo>, store::StoreError> {
         self.inner.forward_state(source, id)
     }
     fn forward_backlog(
         &self,
-    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+    ) -> Result<hooklatch::model::outbox::ForwardBacklog, store::StoreError> {
         self.inner.forward_backlog()
     }
 }

@@ -24,7 +24,7 @@ use super::query::{self, PageQuery};
 use crate::http::App;
 use crate::http::error::ApiError;
 use crate::read::{
-    ConversionItem, EventFilter, EventItem, ForwardInfo, ForwardState, InvalidFilter,
+    ConversionItem, EventFilter, EventItem, ForwardInfo, ForwardStatus, InvalidFilter,
 };
 
 const COOKIE: &str = "hooklatch_session";
@@ -755,8 +755,8 @@ async fn forwarding(app: &App, view: &View<'_>) -> Result<Response, ApiError> {
         limit: 50,
         cursor: None,
     };
-    let (failed, _) = list_events(app, list(ForwardState::Failed)).await?;
-    let (pending, _) = list_events(app, list(ForwardState::Pending)).await?;
+    let (failed, _) = list_events(app, list(ForwardStatus::Failed)).await?;
+    let (pending, _) = list_events(app, list(ForwardStatus::Pending)).await?;
     let content = html! {
         p.muted { "Events of sources with " code { "forward_to" } " are sent on to your application. To send every failed one again: " code { "hooklatch forward retry --failed" } "." }
         h2 { "Failed" }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use postgres::types::Type;
 
 use super::{PostgresStore, get};
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
+use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{EventId, Source};
 use crate::store::{Outbox, StoreError};
 
@@ -131,14 +131,14 @@ impl Outbox for PostgresStore {
         &self,
         source: &Source,
         id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError> {
+    ) -> Result<Option<ForwardInfo>, StoreError> {
         let rows = self.query_by_event(sql::STATE, source, id)?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
         let attempts: i32 = get(row, 1)?;
         let last_status: Option<i32> = get(row, 2)?;
-        Ok(Some(ForwardState {
+        Ok(Some(ForwardInfo {
             state: get(row, 0)?,
             attempts: attempts.into(),
             last_status: last_status.map(i64::from),

@@ -9,9 +9,10 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, map_err};
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
+use crate::model::clock::{now_text, text_after};
+use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{EventId, Source};
-use crate::store::{Outbox, StoreError, now_text, text_after};
+use crate::store::{Outbox, StoreError};
 
 mod sql {
     pub const INSERT_OUTBOX: &str = include_str!("../../../sql/sqlite/insert_outbox.sql");
@@ -197,10 +198,10 @@ impl Outbox for SqliteStore {
         &self,
         source: &Source,
         id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError> {
+    ) -> Result<Option<ForwardInfo>, StoreError> {
         let conn = self.conn()?;
         conn.query_row(sql::STATE, params![source.as_str(), id.as_str()], |row| {
-            Ok(ForwardState {
+            Ok(ForwardInfo {
                 state: row.get(0)?,
                 attempts: row.get(1)?,
                 last_status: row.get(2)?,
