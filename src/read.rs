@@ -18,6 +18,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::model::Source;
+
+mod detail;
+
+pub use self::detail::{ConflictJson, DetailJson, EventDetail};
 pub use crate::model::outbox::{ForwardInfo, ForwardStatus};
 
 /// Default and largest page sizes.

@@ -17,7 +17,7 @@ use hooklatch::forward::{ForwardConfig, Forwarder};
 use hooklatch::model::outbox::ForwardInfo;
 use hooklatch::model::{EventId, Source};
 use hooklatch::sources::Preset;
-use hooklatch::store::{Store, run_blocking};
+use hooklatch::store::{Operations, Receiving, Store, run_blocking};
 use warp::http::StatusCode;
 
 contract!(

@@ -29,17 +29,15 @@ use std::time::{Duration, Instant};
 use r2d2::{Pool, PooledConnection};
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
-use rust_decimal::Decimal;
 
 use self::writer::{ReplyTo, Writer};
 use super::{
-    BackupError, BackupReport, MigrationFile, Pending, Store, StoreError, StoreOptions,
-    migration_files,
+    AdminReads, BackupError, BackupReport, MigrationFile, Operations, Pending, Receiving,
+    StoreError, StoreOptions, migration_files,
 };
 use crate::model::clock::now_text;
 use crate::model::{
-    Amount, EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict,
-    StoredConversion, StoredEvent, Totals,
+    EventId, NewConversion, NewEvent, Outcome, Receipt, Source, StoredConflict, StoredEvent,
 };
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
@@ -63,9 +61,7 @@ mod sql {
     pub const INSERT_CONFLICT: &str = include_str!("../../sql/sqlite/insert_conflict.sql");
     pub const COUNT_CONFLICT: &str = include_str!("../../sql/sqlite/count_conflict.sql");
     pub const GET_EVENT: &str = include_str!("../../sql/sqlite/get_event.sql");
-    pub const GET_CONVERSION: &str = include_str!("../../sql/sqlite/get_conversion.sql");
     pub const LIST_CONFLICTS: &str = include_str!("../../sql/sqlite/list_conflicts.sql");
-    pub const TOTALS: &str = include_str!("../../sql/sqlite/totals.sql");
     pub const PING: &str = include_str!("../../sql/sqlite/ping.sql");
 }
 
@@ -438,11 +434,7 @@ fn find(conn: &Connection, event: &NewEvent) -> Result<Option<Existing>, StoreEr
         .map_err(map_err)
 }
 
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
+impl Operations for SqliteStore {
     fn migrate(&self) -> Result<(), StoreError> {
         let migrations = super::refinery_migrations(&MIGRATIONS)?;
         // On the writer, so no batch runs against a half-migrated schema.
@@ -456,6 +448,21 @@ impl Store for SqliteStore {
                 .map(|_| ())
                 .map_err(|e| StoreError::Unavailable(format!("SQLite migration failed: {e}")))
         })
+    }
+
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
+        // A pooled connection reads like any request would; the server's writers go on.
+        backup::copy(&*self.conn()?, path, self.timeout)
+    }
+
+    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
+        admin::prune_payloads(self, before, dry_run)
+    }
+}
+
+impl Receiving for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
     }
 
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
@@ -501,7 +508,9 @@ impl Store for SqliteStore {
         let conn = self.conn()?;
         conn.query_row(sql::PING, [], |_| Ok(())).map_err(map_err)
     }
+}
 
+impl AdminReads for SqliteStore {
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
         self.settle()?;
         let conn = self.conn()?;
@@ -528,39 +537,6 @@ impl Store for SqliteStore {
         .map_err(map_err)
     }
 
-    fn conversion(
-        &self,
-        source: &Source,
-        id: &EventId,
-    ) -> Result<Option<StoredConversion>, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(
-            sql::GET_CONVERSION,
-            params![source.as_str(), id.as_str()],
-            |row| {
-                Ok(StoredConversion {
-                    id: row.get(0)?,
-                    source: row.get(1)?,
-                    external_event_id: row.get(2)?,
-                    external_conversion_id: row.get(3)?,
-                    order_id: row.get(4)?,
-                    commission_amount: amount(row.get::<_, String>(5)?, 5)?,
-                    sale_amount: amount(row.get::<_, String>(6)?, 6)?,
-                    currency: row.get(7)?,
-                    tracking_id: row.get(8)?,
-                    status: row.get(9)?,
-                    affiliate_id: row.get(10)?,
-                    affiliate_code: row.get(11)?,
-                    source_updated_at: row.get(12)?,
-                    created_at: row.get(13)?,
-                    updated_at: row.get(14)?,
-                })
-            },
-        )
-        .optional()
-        .map_err(map_err)
-    }
-
     fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError> {
         let conn = self.conn()?;
         let mut stmt = conn.prepare(sql::LIST_CONFLICTS).map_err(map_err)?;
@@ -578,26 +554,6 @@ impl Store for SqliteStore {
         rows.collect::<Result<_, _>>().map_err(map_err)
     }
 
-    fn totals(&self) -> Result<Totals, StoreError> {
-        let conn = self.conn()?;
-        conn.query_row(sql::TOTALS, [], |row| {
-            Ok(Totals {
-                events: row.get(0)?,
-                conversions: row.get(1)?,
-                conflicts: row.get(2)?,
-            })
-        })
-        .map_err(map_err)
-    }
-
-    // --- ops verbs ---
-
-    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
-        // A pooled connection reads like any request would; the server's writers go on.
-        backup::copy(&*self.conn()?, path, self.timeout)
-    }
-
-    // --- admin verbs ---
     fn list_events(
         &self,
         filter: &EventFilter,
@@ -636,10 +592,6 @@ impl Store for SqliteStore {
     ) -> Result<Vec<ExportItem>, StoreError> {
         admin::export_events(self, filter, after, limit)
     }
-
-    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
-        admin::prune_payloads(self, before, dry_run)
-    }
 }
 
 impl SqliteStore {
@@ -655,19 +607,6 @@ impl SqliteStore {
         rx.await
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
-}
-
-/// Amounts are stored as exact decimal text.
-fn amount(text: String, column: usize) -> rusqlite::Result<Amount> {
-    text.parse::<Decimal>()
-        .map(Amount::from_decimal)
-        .map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                column,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })
 }
 
 /// Lock waits past `busy_timeout` are timeouts; an unwritable or full disk means the store

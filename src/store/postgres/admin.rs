@@ -7,14 +7,16 @@
 use postgres::Row;
 use postgres::types::{ToSql, Type};
 
-use super::{PostgresStore, get};
+use super::errors::get;
+use super::{PostgresStore, sql as event_sql};
+use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::KeyRange;
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
     ExportItem, ForwardInfo, Pruned, SourceStats, SummaryGroup, Timestamp, payload_value,
     sort_groups,
 };
-use crate::store::{PRUNE_BATCH, StoreError};
+use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
 
 mod sql {
     pub const LIST_EVENTS: &str = include_str!("../../../sql/postgres/list_events.sql");
@@ -298,4 +300,84 @@ pub(super) fn prune_payloads(
     }
     pruned.conflicts = store.execute(sql::PRUNE_CONFLICTS, &[(&before, Type::TEXT)])?;
     Ok(pruned)
+}
+
+impl AdminReads for PostgresStore {
+    fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.settle()?;
+        let Some(row) = self
+            .query_by_event(event_sql::GET_EVENT, source, id)?
+            .into_iter()
+            .next()
+        else {
+            return Ok(None);
+        };
+        Ok(Some(StoredEvent {
+            id: get(&row, 0)?,
+            source: get(&row, 1)?,
+            external_event_id: get(&row, 2)?,
+            event_type: get(&row, 3)?,
+            payload: get(&row, 4)?,
+            fingerprint: get(&row, 5)?,
+            conversion_id: get(&row, 6)?,
+            delivery_count: get(&row, 7)?,
+            conflict_count: get(&row, 8)?,
+            first_seen_at: get(&row, 9)?,
+            last_seen_at: get(&row, 10)?,
+        }))
+    }
+
+    fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError> {
+        self.query_by_event(event_sql::LIST_CONFLICTS, source, id)?
+            .iter()
+            .map(|row| {
+                Ok(StoredConflict {
+                    id: get(row, 0)?,
+                    webhook_event_id: get(row, 1)?,
+                    fingerprint: get(row, 2)?,
+                    payload: get(row, 3)?,
+                    received_at: get(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError> {
+        list_events(self, filter, after, limit)
+    }
+
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError> {
+        list_conversions(self, filter, after, limit)
+    }
+
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError> {
+        conversion_by_id(self, id)
+    }
+
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
+        conversion_summary(self)
+    }
+
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
+        source_stats(self)
+    }
+
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError> {
+        export_events(self, filter, after, limit)
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use postgres::types::Type;
 
-use super::{PostgresStore, get};
+use super::PostgresStore;
+use super::errors::get;
 use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{EventId, Source};
 use crate::store::{Outbox, StoreError};
