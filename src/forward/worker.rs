@@ -284,7 +284,7 @@ impl Forwarder {
         let mut response = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) if e.is_timeout() => return self.failed(job, None, self.timeout_text()),
-            Ok(Err(e)) => return self.failed(job, None, describe(e)),
+            Ok(Err(e)) => return self.failed(job, None, error_without_url(e)),
             Err(_) => return self.failed(job, None, self.timeout_text()),
         };
         let status = response.status();
@@ -331,7 +331,7 @@ impl Forwarder {
 
 /// A client error on one line, without its URL: a URL may carry credentials or a token
 /// in its query, and this text goes to logs and the store.
-fn describe(err: reqwest::Error) -> String {
+fn error_without_url(err: reqwest::Error) -> String {
     crate::error::chain(&err.without_url())
 }
 

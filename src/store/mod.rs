@@ -1,5 +1,7 @@
-//! The store seam: one trait whose methods are the product's verbs, one file per backend,
-//! and the one place (`open`) where a database URL becomes a backend.
+//! The store seam: four traits, one per role and named for who calls it ([`Receiving`],
+//! [`AdminReads`], [`Outbox`], [`Operations`]), joined in [`Store`]; one folder per
+//! backend with one file per role; and the one place (`open`) where a database URL
+//! becomes a backend.
 //!
 //! Store methods are synchronous (rusqlite and the sync `postgres` client both block).
 //! Callers on the async side go through [`run_blocking`], never call them directly: the

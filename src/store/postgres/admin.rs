@@ -73,7 +73,7 @@ pub(super) fn list_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<EventItem>, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     let statement = match filter.plan() {
         EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
         EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
@@ -209,7 +209,7 @@ pub(super) fn conversion_summary(store: &PostgresStore) -> Result<Vec<SummaryGro
 }
 
 pub(super) fn source_stats(store: &PostgresStore) -> Result<Vec<SourceStats>, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     store
         .rows(sql::SOURCE_STATS, &[])?
         .iter()
@@ -234,7 +234,7 @@ pub(super) fn export_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ExportItem>, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     let source = filter.source.as_ref().map(|s| s.as_str());
     let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
     let (bound, key_at, key_id) = range.params();
@@ -272,7 +272,7 @@ pub(super) fn prune_payloads(
     before: &Timestamp,
     dry_run: bool,
 ) -> Result<Pruned, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     let before = before.as_str();
     if dry_run {
         let count = |statement: &str| -> Result<u64, StoreError> {
@@ -304,7 +304,7 @@ pub(super) fn prune_payloads(
 
 impl AdminReads for PostgresStore {
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        self.settle()?;
+        self.flush_pending_counts()?;
         let Some(row) = self
             .query_by_event(event_sql::GET_EVENT, source, id)?
             .into_iter()

@@ -6,7 +6,7 @@ use std::error::Error as _;
 use postgres::Row;
 use postgres::error::SqlState;
 
-use super::describe;
+use super::chain;
 use crate::store::StoreError;
 
 pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(
@@ -99,7 +99,7 @@ pub(super) fn pg_text(err: &postgres::Error) -> String {
             db.message(),
             db.code().code()
         )),
-        None => describe(err),
+        None => chain(err),
     }
 }
 

@@ -40,7 +40,7 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 use self::errors::{connection_lost, detail, map_err, pg_text};
 use super::{StoreError, StoreOptions};
 // The driver's own text is terse ("db error"); the server's message is in the cause.
-use crate::error::chain as describe;
+use crate::error::chain;
 use crate::model::{EventId, Source};
 
 mod sql {
@@ -138,7 +138,7 @@ impl PostgresStore {
     /// timeout.
     pub fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, StoreError> {
         let mut config: Config = url.parse().map_err(|e: postgres::Error| {
-            StoreError::Unavailable(format!("invalid PostgreSQL URL: {}", describe(&e)))
+            StoreError::Unavailable(format!("invalid PostgreSQL URL: {}", chain(&e)))
         })?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
@@ -322,7 +322,7 @@ impl Drop for PostgresStore {
 impl PostgresStore {
     /// Commits this instance's pending duplicate counts, so what is read next includes
     /// them (other instances' counts arrive within their own flush delay).
-    fn settle(&self) -> Result<(), StoreError> {
+    fn flush_pending_counts(&self) -> Result<(), StoreError> {
         match &self.flusher {
             Some(flusher) => self.with_conn(|conn| flusher.flush_on(conn)),
             None => Ok(()),

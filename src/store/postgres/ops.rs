@@ -6,7 +6,7 @@ use std::path::Path;
 use postgres::{Client, NoTls};
 
 use super::errors::{detail, map_err};
-use super::{PostgresStore, describe, off_runtime, sql};
+use super::{PostgresStore, chain, off_runtime, sql};
 use crate::read::{Pruned, Timestamp};
 use crate::store::{
     BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
@@ -24,7 +24,7 @@ impl PostgresStore {
         let mut client = self.migration_config.connect(NoTls).map_err(|e| {
             StoreError::Unavailable(format!(
                 "cannot connect to PostgreSQL to migrate: {}",
-                describe(&e)
+                chain(&e)
             ))
         })?;
         client
@@ -47,7 +47,7 @@ impl PostgresStore {
             .set_grouped(true)
             .run(client)
             .map_err(|e| {
-                StoreError::Unavailable(format!("PostgreSQL migration failed: {}", describe(&e)))
+                StoreError::Unavailable(format!("PostgreSQL migration failed: {}", chain(&e)))
             })?;
         client.batch_execute(sql::PROCESS_FUNCTION).map_err(|e| {
             let err = map_err(&e);

@@ -8,14 +8,15 @@ use std::collections::BTreeMap;
 use rusqlite::{OptionalExtension, Row, params};
 use rust_decimal::Decimal;
 
-use super::{SqliteStore, map_err};
+use super::{SqliteStore, map_err, sql as event_sql};
+use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::KeyRange;
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
     ExportItem, ForwardInfo, Pruned, SourceStats, SummaryGroup, Timestamp, payload_value,
     sort_groups,
 };
-use crate::store::{PRUNE_BATCH, StoreError};
+use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
 
 mod sql {
     pub const LIST_EVENTS: &str = include_str!("../../../sql/sqlite/list_events.sql");
@@ -51,7 +52,7 @@ pub(super) fn list_events(
         EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
         EventListPlan::ByTime => sql::LIST_EVENTS,
     };
-    store.settle()?;
+    store.flush_pending_counts()?;
     let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(statement).map_err(map_err)?;
@@ -198,7 +199,7 @@ fn decimal(text: String) -> Result<Decimal, StoreError> {
 }
 
 pub(super) fn source_stats(store: &SqliteStore) -> Result<Vec<SourceStats>, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(sql::SOURCE_STATS).map_err(map_err)?;
     let rows = stmt
@@ -224,7 +225,7 @@ pub(super) fn export_events(
     after: Option<&Cursor>,
     limit: u32,
 ) -> Result<Vec<ExportItem>, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
     let conn = store.conn()?;
     let mut stmt = conn.prepare_cached(sql::EXPORT_EVENTS).map_err(map_err)?;
@@ -261,7 +262,7 @@ pub(super) fn prune_payloads(
     dry_run: bool,
 ) -> Result<Pruned, StoreError> {
     // Pending duplicate counts move last_seen_at; commit them before judging age.
-    store.settle()?;
+    store.flush_pending_counts()?;
     if dry_run {
         let conn = store.conn()?;
         let count = |statement: &str| -> Result<u64, StoreError> {
@@ -295,4 +296,88 @@ pub(super) fn prune_payloads(
             .map_err(map_err)
     })? as u64;
     Ok(pruned)
+}
+
+impl AdminReads for SqliteStore {
+    fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.flush_pending_counts()?;
+        let conn = self.conn()?;
+        conn.query_row(
+            event_sql::GET_EVENT,
+            params![source.as_str(), id.as_str()],
+            |row| {
+                Ok(StoredEvent {
+                    id: row.get(0)?,
+                    source: row.get(1)?,
+                    external_event_id: row.get(2)?,
+                    event_type: row.get(3)?,
+                    payload: row.get(4)?,
+                    fingerprint: row.get(5)?,
+                    conversion_id: row.get(6)?,
+                    delivery_count: row.get(7)?,
+                    conflict_count: row.get(8)?,
+                    first_seen_at: row.get(9)?,
+                    last_seen_at: row.get(10)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(map_err)
+    }
+
+    fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(event_sql::LIST_CONFLICTS).map_err(map_err)?;
+        let rows = stmt
+            .query_map(params![source.as_str(), id.as_str()], |row| {
+                Ok(StoredConflict {
+                    id: row.get(0)?,
+                    webhook_event_id: row.get(1)?,
+                    fingerprint: row.get(2)?,
+                    payload: row.get(3)?,
+                    received_at: row.get(4)?,
+                })
+            })
+            .map_err(map_err)?;
+        rows.collect::<Result<_, _>>().map_err(map_err)
+    }
+
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError> {
+        list_events(self, filter, after, limit)
+    }
+
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError> {
+        list_conversions(self, filter, after, limit)
+    }
+
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError> {
+        conversion_by_id(self, id)
+    }
+
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
+        conversion_summary(self)
+    }
+
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
+        source_stats(self)
+    }
+
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError> {
+        export_events(self, filter, after, limit)
+    }
 }

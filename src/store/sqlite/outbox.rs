@@ -47,7 +47,7 @@ pub(super) fn insert_outbox(
 /// a power loss can take from them is only ever a lease or an outcome, and then the
 /// entry is sent again with the same `webhook-id`: at least once, never lost. (The entry
 /// itself is written in the event's own transaction, at the configured level.)
-fn bookkeeping<T>(
+fn at_normal_sync<T>(
     conn: &mut Connection,
     work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -85,7 +85,7 @@ impl Outbox for SqliteStore {
         }
         let owner = owner.to_owned();
         self.with_writer(move |conn| {
-            bookkeeping(conn, |conn| {
+            at_normal_sync(conn, |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(map_err)?;
@@ -132,7 +132,7 @@ impl Outbox for SqliteStore {
     ) -> Result<(), StoreError> {
         let (owner, outcome) = (owner.to_owned(), outcome.clone());
         self.with_writer(move |conn| {
-            bookkeeping(conn, |conn| {
+            at_normal_sync(conn, |conn| {
                 let done = match &outcome {
                     AttemptOutcome::Delivered { status } => {
                         conn.execute(sql::DELIVERED, params![id, owner, status, now_text()])
@@ -157,7 +157,7 @@ impl Outbox for SqliteStore {
     fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
         let owner = owner.map(str::to_owned);
         self.with_writer(move |conn| {
-            bookkeeping(conn, |conn| {
+            at_normal_sync(conn, |conn| {
                 conn.execute(sql::RELEASE, params![owner])
                     .map(|n| n as u64)
                     .map_err(map_err)
