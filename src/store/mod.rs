@@ -10,6 +10,7 @@
 mod backup;
 pub(crate) mod counts;
 mod postgres;
+pub(crate) mod rows;
 mod sqlite;
 
 use std::future::Future;

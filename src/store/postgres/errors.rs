@@ -5,9 +5,11 @@ use std::error::Error as _;
 
 use postgres::Row;
 use postgres::error::SqlState;
+use postgres::types::Type;
 
 use super::chain;
 use crate::store::StoreError;
+use crate::store::rows::Columns;
 
 pub(super) fn get<'a, T: postgres::types::FromSql<'a>>(
     row: &'a Row,
@@ -106,4 +108,23 @@ pub(super) fn pg_text(err: &postgres::Error) -> String {
 /// Server messages may carry DETAIL/HINT lines; errors must stay on one line.
 fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl Columns for Row {
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        let column = self
+            .columns()
+            .get(index)
+            .ok_or_else(|| StoreError::Internal(format!("no column {index}")))?;
+        // Widened here so the shared mappers need not know each column's width.
+        match *column.type_() {
+            Type::INT2 => get::<Option<i16>>(self, index).map(|v| v.map(i64::from)),
+            Type::INT4 => get::<Option<i32>>(self, index).map(|v| v.map(i64::from)),
+            _ => get(self, index),
+        }
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        get(self, index)
+    }
 }

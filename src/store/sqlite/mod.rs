@@ -31,6 +31,7 @@ use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, ErrorCode};
 
 use self::writer::Writer;
+use super::rows::Columns;
 use super::{StoreError, StoreOptions};
 
 mod sql {
@@ -201,4 +202,28 @@ fn map_err(err: rusqlite::Error) -> StoreError {
         ) => StoreError::Unavailable(err.to_string()),
         _ => StoreError::Internal(err.to_string()),
     }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, StoreError> {
+        self.get(index).map_err(map_err)
+    }
+
+    fn opt_text(&self, index: usize) -> Result<Option<String>, StoreError> {
+        self.get(index).map_err(map_err)
+    }
+}
+
+/// Every row of `statement`, each read by a shared mapper (`store::rows`).
+fn all_rows<T>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut rows = statement.query(params).map_err(map_err)?;
+    let mut all = Vec::new();
+    while let Some(row) = rows.next().map_err(map_err)? {
+        all.push(map(row)?);
+    }
+    Ok(all)
 }

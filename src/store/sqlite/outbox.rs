@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteStore, map_err};
+use super::{SqliteStore, all_rows, map_err};
 use crate::model::clock::{now_text, text_after};
 use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{EventId, Source};
+use crate::store::rows;
 use crate::store::{Outbox, StoreError};
 
 mod sql {
@@ -200,18 +201,11 @@ impl Outbox for SqliteStore {
         id: &EventId,
     ) -> Result<Option<ForwardInfo>, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(sql::STATE, params![source.as_str(), id.as_str()], |row| {
-            Ok(ForwardInfo {
-                state: row.get(0)?,
-                attempts: row.get(1)?,
-                last_status: row.get(2)?,
-                last_error: row.get(3)?,
-                next_attempt_at: row.get(4)?,
-                delivered_at: row.get(5)?,
-            })
-        })
-        .optional()
-        .map_err(map_err)
+        let mut stmt = conn.prepare_cached(sql::STATE).map_err(map_err)?;
+        let found = all_rows(&mut stmt, params![source.as_str(), id.as_str()], |row| {
+            rows::forward_info(row, 0)
+        })?;
+        Ok(found.into_iter().flatten().next())
     }
 
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {
