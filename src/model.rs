@@ -223,7 +223,7 @@ impl NewConversion {
     }
 }
 
-/// One delivery, validated and fingerprinted, ready for [`crate::store::Store::process`].
+/// One delivery, validated and fingerprinted, ready for [`crate::store::Receiving::process`].
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub source: Source,
