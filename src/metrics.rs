@@ -116,7 +116,7 @@ pub fn forward_attempt(source: &str, result: &'static str) {
 /// The outbox as the store last reported it (on PostgreSQL: all instances together).
 /// The oldest pending age is 0 when nothing is pending, so "older than 10 minutes"
 /// is a plain threshold alert.
-pub fn forward_backlog(backlog: &crate::forward::outbox::ForwardBacklog) {
+pub fn forward_backlog(backlog: &crate::model::outbox::ForwardBacklog) {
     metrics::gauge!(FORWARD_PENDING).set(backlog.pending as f64);
     metrics::gauge!(FORWARD_FAILED).set(backlog.failed as f64);
     metrics::gauge!(FORWARD_OLDEST_PENDING).set(backlog.oldest_pending_secs.unwrap_or(0.0));

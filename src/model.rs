@@ -11,6 +11,9 @@ use serde_json::Value;
 
 use crate::error::PayloadError;
 
+pub mod clock;
+pub mod outbox;
+
 /// A webhook source: the `{source}` path segment, 1–64 characters of `[a-z0-9_-]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(transparent)]
@@ -192,7 +195,7 @@ pub struct NewConversion {
     pub affiliate_id: Option<String>,
     pub affiliate_code: Option<String>,
     /// The provider's `updated` (else `created`), as RFC 3339 UTC with microseconds, the
-    /// same text [`crate::store::now_text`] writes, so text order is time order.
+    /// same text [`clock::now_text`] writes, so text order is time order.
     pub source_updated_at: Option<String>,
 }
 
@@ -220,7 +223,7 @@ impl NewConversion {
     }
 }
 
-/// One delivery, validated and fingerprinted, ready for [`crate::store::Store::process`].
+/// One delivery, validated and fingerprinted, ready for [`crate::store::Receiving::process`].
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub source: Source,
@@ -323,29 +326,6 @@ pub struct StoredEvent {
     pub last_seen_at: String,
 }
 
-/// A conversion row as stored; field names are the column names.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct StoredConversion {
-    pub id: i64,
-    pub source: String,
-    /// The event that created the conversion.
-    pub external_event_id: String,
-    /// Refersion's conversion id; `None` for a seed-style sale.
-    pub external_conversion_id: Option<String>,
-    pub order_id: Option<String>,
-    pub commission_amount: Amount,
-    pub sale_amount: Amount,
-    pub currency: Option<String>,
-    pub tracking_id: Option<String>,
-    pub status: Option<String>,
-    pub affiliate_id: Option<String>,
-    pub affiliate_code: Option<String>,
-    /// RFC 3339 UTC with microseconds, like every stored timestamp.
-    pub source_updated_at: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
 /// A delivery that reused an event id with a different payload, kept for inspection.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct StoredConflict {
@@ -355,12 +335,4 @@ pub struct StoredConflict {
     /// `None` once pruned.
     pub payload: Option<String>,
     pub received_at: String,
-}
-
-/// Row counts across the store, for tests and operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Totals {
-    pub events: i64,
-    pub conversions: i64,
-    pub conflicts: i64,
 }

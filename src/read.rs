@@ -19,6 +19,11 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::model::Source;
 
+mod detail;
+
+pub use self::detail::{ConflictJson, DetailJson, EventDetail};
+pub use crate::model::outbox::{ForwardInfo, ForwardStatus};
+
 /// Default and largest page sizes.
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -212,33 +217,16 @@ pub fn parse_source(text: &str, parameter: &str) -> Result<Source, InvalidFilter
         .ok_or_else(|| InvalidFilter::new(parameter, "is 1-64 characters of a-z, 0-9, _ and -"))
 }
 
-/// A forwarding state, as stored in `forward_outbox.state`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ForwardState {
-    Pending,
-    Delivered,
-    Failed,
-}
-
-impl ForwardState {
-    pub fn parse(text: &str) -> Result<ForwardState, InvalidFilter> {
+impl ForwardStatus {
+    pub fn parse(text: &str) -> Result<ForwardStatus, InvalidFilter> {
         match text {
-            "pending" => Ok(ForwardState::Pending),
-            "delivered" => Ok(ForwardState::Delivered),
-            "failed" => Ok(ForwardState::Failed),
+            "pending" => Ok(ForwardStatus::Pending),
+            "delivered" => Ok(ForwardStatus::Delivered),
+            "failed" => Ok(ForwardStatus::Failed),
             _ => Err(InvalidFilter::new(
                 "forward",
                 "must be pending, delivered or failed",
             )),
-        }
-    }
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ForwardState::Pending => "pending",
-            ForwardState::Delivered => "delivered",
-            ForwardState::Failed => "failed",
         }
     }
 }
@@ -258,7 +246,7 @@ pub struct EventFilter {
     pub duplicated: Option<bool>,
     /// `Some(true)`: at least one conflicting delivery; `Some(false)`: none.
     pub conflicted: Option<bool>,
-    pub forward: Option<ForwardState>,
+    pub forward: Option<ForwardStatus>,
 }
 
 /// Which prepared statement serves an event list: the one whose index matches the most
@@ -278,7 +266,7 @@ impl EventFilter {
             EventListPlan::ByEventId
         } else if matches!(
             self.forward,
-            Some(ForwardState::Pending | ForwardState::Failed)
+            Some(ForwardStatus::Pending | ForwardStatus::Failed)
         ) {
             EventListPlan::ByForward
         } else if self.source.is_some() {
@@ -287,17 +275,6 @@ impl EventFilter {
             EventListPlan::ByTime
         }
     }
-}
-
-/// Forwarding state of one event (`null` in JSON when the event has no outbox entry).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ForwardInfo {
-    pub state: String,
-    pub attempts: i64,
-    pub last_status: Option<i64>,
-    pub last_error: Option<String>,
-    pub next_attempt_at: Option<String>,
-    pub delivered_at: Option<String>,
 }
 
 /// An event in a list (SPEC §5.1).

@@ -10,7 +10,7 @@ use common::{ADMIN_TOKEN, TestDb, admin_get, execute_sql, post, request, sale};
 use hooklatch::App;
 use hooklatch::model::{EventId, Source};
 use hooklatch::read::{
-    ConversionFilter, Cursor, EventFilter, ExportFilter, ForwardState, Timestamp,
+    ConversionFilter, Cursor, EventFilter, ExportFilter, ForwardStatus, Timestamp,
 };
 use serde_json::{Value, json};
 use warp::http::StatusCode;
@@ -147,7 +147,7 @@ async fn event_list_is_newest_first_and_every_filter_narrows_it(db: &TestDb) {
         ),
     );
     let failed = list(EventFilter {
-        forward: Some(ForwardState::Failed),
+        forward: Some(ForwardStatus::Failed),
         ..Default::default()
     });
     assert_eq!(ids(&failed), ["a1"]);
@@ -162,7 +162,7 @@ async fn event_list_is_newest_first_and_every_filter_narrows_it(db: &TestDb) {
     );
     assert_eq!(forward.delivered_at, None);
     let delivered = list(EventFilter {
-        forward: Some(ForwardState::Delivered),
+        forward: Some(ForwardStatus::Delivered),
         source: Some(source("acme")),
         ..Default::default()
     });
@@ -178,7 +178,7 @@ async fn event_list_is_newest_first_and_every_filter_narrows_it(db: &TestDb) {
     );
     assert!(
         list(EventFilter {
-            forward: Some(ForwardState::Pending),
+            forward: Some(ForwardStatus::Pending),
             ..Default::default()
         })
         .is_empty()
@@ -1042,7 +1042,7 @@ async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db:
         "UPDATE forward_outbox SET state = 'failed', attempts = 20, last_status = 500",
     );
     let failed = EventFilter {
-        forward: Some(ForwardState::Failed),
+        forward: Some(ForwardStatus::Failed),
         ..Default::default()
     };
     assert_eq!(
@@ -1070,7 +1070,7 @@ async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db:
     assert_eq!(queued.status, StatusCode::ACCEPTED, "{queued:?}");
     assert_eq!(queued.body["status"], "queued");
     let pending = EventFilter {
-        forward: Some(ForwardState::Pending),
+        forward: Some(ForwardStatus::Pending),
         ..Default::default()
     };
     assert_eq!(

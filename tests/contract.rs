@@ -7,9 +7,9 @@ mod common;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Reply, SEED, TestDb, conversion_body, post, request, sale};
+use common::{Reply, SEED, TestDb, Totals, conversion_body, post, request, sale};
 use hooklatch::config::{Config, OnConflict, SourceSettings};
-use hooklatch::model::{EventId, NewConversion, NewEvent, Outcome, Source, Totals};
+use hooklatch::model::{EventId, NewConversion, NewEvent, Outcome, Source};
 use hooklatch::sources::Preset;
 use serde_json::{Value, json};
 use warp::http::StatusCode;
@@ -62,7 +62,7 @@ fn id(text: &str) -> EventId {
 }
 
 async fn totals(db: &TestDb) -> Totals {
-    db.store.totals().unwrap()
+    db.totals()
 }
 
 async fn seed_example_is_processed_once_then_accepted_as_duplicate(db: &TestDb) {
@@ -128,11 +128,7 @@ async fn amounts_are_stored_exactly(db: &TestDb) {
         post(&app, "/webhooks/refersion", &[], body).await.status,
         StatusCode::OK
     );
-    let conversion = db
-        .store
-        .conversion(&source("refersion"), &id("exact"))
-        .unwrap()
-        .unwrap();
+    let conversion = db.conversion(&source("refersion"), &id("exact")).unwrap();
     assert_eq!(conversion.order_id.as_deref(), Some("1001"));
     assert_eq!(conversion.commission_amount.to_string(), "0.000001");
     assert_eq!(conversion.sale_amount.to_string(), "12345678901234567.50");
@@ -144,9 +140,7 @@ async fn amounts_are_stored_exactly(db: &TestDb) {
         StatusCode::OK
     );
     let seed = db
-        .store
         .conversion(&source("refersion"), &id("ref_evt_123456"))
-        .unwrap()
         .unwrap();
     assert_eq!(
         seed.commission_amount.to_string(),
@@ -231,11 +225,7 @@ async fn different_payload_is_a_conflict_that_changes_nothing(db: &TestDb) {
     assert_eq!(after.fingerprint, before.fingerprint);
     assert_eq!(after.delivery_count, 2);
     assert_eq!(after.conflict_count, 1);
-    let conversion = db
-        .store
-        .conversion(&source("refersion"), &id("c1"))
-        .unwrap()
-        .unwrap();
+    let conversion = db.conversion(&source("refersion"), &id("c1")).unwrap();
     assert_eq!(conversion.commission_amount.to_string(), "15.00");
 
     let kept = db.store.conflicts(&source("refersion"), &id("c1")).unwrap();
@@ -729,11 +719,7 @@ async fn store_level_outcomes(db: &TestDb) {
     };
     assert_eq!(plain.conversion_id, None);
     assert_ne!(plain.webhook_event_id, receipt.webhook_event_id);
-    let conversion = db
-        .store
-        .conversion(&source("refersion"), &id("e1"))
-        .unwrap()
-        .unwrap();
+    let conversion = db.conversion(&source("refersion"), &id("e1")).unwrap();
     assert_eq!(Some(conversion.id), receipt.conversion_id);
     assert_eq!(conversion.commission_amount.to_string(), "1.50");
     assert_eq!(conversion.sale_amount.to_string(), "10");
@@ -741,12 +727,7 @@ async fn store_level_outcomes(db: &TestDb) {
         db.store.event(&source("refersion"), &id("nope")).unwrap(),
         None
     );
-    assert_eq!(
-        db.store
-            .conversion(&source("refersion"), &id("e2"))
-            .unwrap(),
-        None
-    );
+    assert_eq!(db.conversion(&source("refersion"), &id("e2")), None);
     db.store.ping().unwrap();
 }
 
@@ -1327,10 +1308,8 @@ async fn topic(app: &Arc<hooklatch::App>, topic: &str, body: &str) -> Reply {
 }
 
 /// The conversion as the event `topic:id` sees it.
-fn stored_conversion(db: &TestDb, event_id: &str) -> hooklatch::model::StoredConversion {
-    db.store
-        .conversion(&source("refersion"), &id(event_id))
-        .unwrap()
+fn stored_conversion(db: &TestDb, event_id: &str) -> common::StoredConversion {
+    db.conversion(&source("refersion"), &id(event_id))
         .unwrap_or_else(|| panic!("no conversion linked to {event_id}"))
 }
 
@@ -1784,9 +1763,7 @@ async fn the_seed_sale_is_unchanged_by_the_lifecycle(db: &TestDb) {
         "no status in the body"
     );
     let seed = db
-        .store
         .conversion(&source("refersion"), &id("ref_evt_123456"))
-        .unwrap()
         .unwrap();
     assert_eq!(seed.external_conversion_id, None);
     assert_eq!(seed.external_event_id, "ref_evt_123456");
@@ -1806,9 +1783,7 @@ async fn the_seed_sale_is_unchanged_by_the_lifecycle(db: &TestDb) {
     assert_eq!(reply.body["conversion_status"], "APPROVED");
     assert_ne!(reply.body["conversion_id"], first.body["conversion_id"]);
     let second = db
-        .store
         .conversion(&source("refersion"), &id("ref_evt_2"))
-        .unwrap()
         .unwrap();
     assert_eq!(
         second.external_conversion_id, None,
@@ -1843,9 +1818,7 @@ async fn a_stray_conversion_row_is_adopted_not_a_permanent_503(db: &TestDb) {
         "the conversion was already on record"
     );
     let stray = db
-        .store
         .conversion(&source("refersion"), &id("ref_evt_123456"))
-        .unwrap()
         .unwrap();
     assert_eq!(first.body["conversion_id"], stray.id);
     assert_eq!(

@@ -121,7 +121,7 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
     for s in &sent {
         let id = EventId::parse(&s.id, "id").unwrap();
         let event = store.event(&refersion, &id).unwrap();
-        let conversion = store.conversion(&refersion, &id).unwrap();
+        let conversion = target.conversion(&refersion, &id);
         match (&event, &conversion, s.ack) {
             (Some(event), Some(conversion), _) => {
                 assert_eq!(event.conversion_id, Some(conversion.id), "{}", s.id);
@@ -147,7 +147,7 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
         }
     }
     let stored = present.iter().filter(|p| **p).count() as i64;
-    let totals = store.totals().unwrap();
+    let totals = target.totals();
     assert_eq!(
         (totals.events, totals.conversions, totals.conflicts),
         (stored, stored, 0),
@@ -180,7 +180,7 @@ fn sigkill_under_load_loses_no_acknowledged_sale_and_leaves_no_half_written_one(
             });
         }
     });
-    let totals = store.totals().unwrap();
+    let totals = target.totals();
     let all = sent.len() as i64;
     assert_eq!((totals.events, totals.conversions), (all, all));
     let log = server.stop();
@@ -463,7 +463,7 @@ fn shutdown_drains_requests_in_flight(backend: Backend, signal: &str) {
     let status = server.wait_exit(Duration::from_secs(8 + 5));
     assert!(status.success(), "exit status {status:?}: {}", server.log());
     assert!(!server.log().contains("panicked"), "{}", server.log());
-    let totals = target.store().totals().unwrap();
+    let totals = target.totals();
     assert_eq!((totals.events, totals.conversions), (3, 3));
 }
 
@@ -530,7 +530,7 @@ fn a_request_still_in_flight_after_the_grace_period_does_not_keep_the_process_al
         !String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 2"),
         "{rest:?}"
     );
-    assert_eq!(target.store().totals().unwrap().events, 0);
+    assert_eq!(target.totals().events, 0);
 }
 
 /// A delivery whose body arrives in two parts: the server has started reading it (it
@@ -673,7 +673,7 @@ fn a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout(ba
         .unwrap_or_else(|e| panic!("{id}: {e}"));
         assert_eq!(answer.status, 200, "{id} after the block: {}", answer.body);
     }
-    let totals = target.store().totals().unwrap();
+    let totals = target.totals();
     assert_eq!((totals.events, totals.conversions), (12, 12));
     let log = server.stop();
     assert!(!log.contains("panicked"), "{log}");
@@ -828,9 +828,10 @@ fn sqlite_disk_refusing_writes_gives_503_never_2xx_then_recovers_with_an_intact_
         .unwrap();
     assert_eq!(check, "ok");
     drop(conn);
-    let store = store::open(&DatabaseUrl::Sqlite(path), &StoreOptions::default()).unwrap();
+    let url = DatabaseUrl::Sqlite(path);
+    let store = store::open(&url, &StoreOptions::default()).unwrap();
     let expected = 3 + during.len() as i64 + flow.len() as i64;
-    let totals = store.totals().unwrap();
+    let totals = common::totals(&url);
     assert_eq!((totals.events, totals.conversions), (expected, expected));
     for id in &during {
         let event = store
@@ -944,16 +945,15 @@ fn sqlite_file_made_read_only_never_acknowledges_falsely_and_service_resumes_whe
     let log = server.stop();
     assert!(!log.contains("panicked"), "{log}");
 
-    let store = store::open(&DatabaseUrl::Sqlite(path.clone()), &StoreOptions::default()).unwrap();
+    let file = DatabaseUrl::Sqlite(path.clone());
     let refersion = Source::parse("refersion").unwrap();
     for id in acked.iter().chain(&refused) {
         let id = EventId::parse(id, "id").unwrap();
-        assert!(store.conversion(&refersion, &id).unwrap().is_some(), "{id}");
+        assert!(common::conversion(&file, &refersion, &id).is_some(), "{id}");
     }
     let all = (acked.len() + refused.len()) as i64;
-    let totals = store.totals().unwrap();
+    let totals = common::totals(&file);
     assert_eq!((totals.events, totals.conversions), (all, all));
-    drop(store);
 
     // A restart on a read-only file cannot acknowledge anything either: it refuses to
     // start with one line, or it answers 503 until the file is writable again and then
@@ -1151,7 +1151,7 @@ fn postgres_outage_gives_503_and_not_ready_then_service_resumes_by_itself_exactl
     assert!(!log.contains("panicked"), "{log}");
 
     let expected = 3 + during.len() as i64 + flow.len() as i64;
-    let totals = db.store.totals().unwrap();
+    let totals = db.totals();
     assert_eq!((totals.events, totals.conversions), (expected, expected));
     let refersion = Source::parse("refersion").unwrap();
     for id in &during {

@@ -12,12 +12,12 @@ use common::forward_app::{Answer, TestApp};
 use common::{Backend, TestDb, post};
 use hooklatch::App;
 use hooklatch::config::{Config, SourceSettings};
-use hooklatch::forward::outbox::ForwardState;
 use hooklatch::forward::worker::ForwarderHandle;
 use hooklatch::forward::{ForwardConfig, Forwarder};
+use hooklatch::model::outbox::ForwardInfo;
 use hooklatch::model::{EventId, Source};
 use hooklatch::sources::Preset;
-use hooklatch::store::{Store, run_blocking};
+use hooklatch::store::{Operations, Receiving, Store, run_blocking};
 use warp::http::StatusCode;
 
 contract!(
@@ -97,7 +97,7 @@ fn start_worker(app: &Arc<App>, options: ForwardConfig) -> ForwarderHandle {
     .spawn()
 }
 
-async fn state(store: &Arc<dyn Store>, source: &str, id: &str) -> Option<ForwardState> {
+async fn state(store: &Arc<dyn Store>, source: &str, id: &str) -> Option<ForwardInfo> {
     let store = store.clone();
     let (source, id) = (
         Source::parse(source).unwrap(),
@@ -121,12 +121,7 @@ where
     }
 }
 
-async fn wait_for_state(
-    store: &Arc<dyn Store>,
-    source: &str,
-    id: &str,
-    want: &str,
-) -> ForwardState {
+async fn wait_for_state(store: &Arc<dyn Store>, source: &str, id: &str, want: &str) -> ForwardInfo {
     wait_for_forward(store, source, id, |s| s.state == want).await
 }
 
@@ -135,8 +130,8 @@ async fn wait_for_forward(
     store: &Arc<dyn Store>,
     source: &str,
     id: &str,
-    done: impl Fn(&ForwardState) -> bool,
-) -> ForwardState {
+    done: impl Fn(&ForwardInfo) -> bool,
+) -> ForwardInfo {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let found = state(store, source, id).await;
@@ -518,7 +513,7 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
         store.record_forward(
             id,
             "one",
-            &hooklatch::forward::outbox::AttemptOutcome::Delivered { status: 200 },
+            &hooklatch::model::outbox::AttemptOutcome::Delivered { status: 200 },
         )
     })
     .await
@@ -679,8 +674,8 @@ async fn two_instances(db: &TestDb) {
 /// `synchronous=FULL` afterwards, so the next event is as durable as ever.
 #[test]
 fn sqlite_outbox_bookkeeping_leaves_the_writer_at_full_durability() {
-    use hooklatch::forward::outbox::AttemptOutcome;
     use hooklatch::model::NewEvent;
+    use hooklatch::model::outbox::AttemptOutcome;
     use hooklatch::store::{Outbox, SqliteStore, StoreOptions};
 
     let dir = tempfile::tempdir().unwrap();

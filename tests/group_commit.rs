@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hooklatch::config::DatabaseUrl;
 use hooklatch::model::{EventId, NewEvent, Outcome, Source};
-use hooklatch::store::{SqliteStore, Store, StoreError, StoreOptions};
+use hooklatch::store::{
+    AdminReads, Operations, Receiving, SqliteStore, Store, StoreError, StoreOptions,
+};
 
 fn event(id: &str) -> NewEvent {
     NewEvent {
@@ -110,7 +113,7 @@ fn a_failing_event_in_a_batch_fails_alone_and_its_batch_mates_commit() {
             (id, other) => panic!("{id}: {other:?}"),
         }
     }
-    let totals = store.totals().unwrap();
+    let totals = common::totals(&DatabaseUrl::Sqlite(dir.path().join("hooklatch.db")));
     assert_eq!(
         totals.events, 8,
         "every batch-mate committed, the poison did not"

@@ -11,16 +11,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Backend, TestDb, TestServer, assert_one_line_failure, http_post, parse_reply, raw_exchange,
+    Backend, TestDb, TestServer, Totals, assert_one_line_failure, http_post, parse_reply,
+    raw_exchange,
 };
 use hooklatch::App;
 use hooklatch::config::Config;
-use hooklatch::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
-use hooklatch::model::{
-    EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
-};
+use hooklatch::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
+use hooklatch::model::{EventId, NewEvent, Outcome, Source, StoredConflict, StoredEvent};
 use hooklatch::read;
-use hooklatch::store::{Outbox, Store, StoreError};
+use hooklatch::store::{AdminReads, Operations, Outbox, Receiving, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -58,7 +57,7 @@ fn an_oversized_declared_body_is_refused_before_it_is_sent() {
         "answered without waiting for the body"
     );
     rt.block_on(server.stop());
-    assert_eq!(db.store.totals().unwrap(), Totals::default());
+    assert_eq!(db.totals(), Totals::default());
 }
 
 #[test]
@@ -83,7 +82,7 @@ fn a_chunked_body_is_cut_off_at_the_limit() {
     let ok = raw_exchange(server.addr, head, framed.as_bytes());
     assert_eq!(ok.status, 200, "{}", ok.body);
     rt.block_on(server.stop());
-    assert_eq!(db.store.totals().unwrap().events, 1);
+    assert_eq!(db.totals().events, 1);
 }
 
 #[test]
@@ -108,7 +107,7 @@ fn a_slow_body_times_out_with_408() {
     assert_eq!(reply.status, 408);
     assert_eq!(reply.json()["error"], "request_timeout");
     rt.block_on(server.stop());
-    assert_eq!(db.store.totals().unwrap(), Totals::default());
+    assert_eq!(db.totals(), Totals::default());
 }
 
 #[test]
@@ -140,12 +139,9 @@ fn every_error_over_the_wire_is_json() {
 /// A store that is down: every call fails as a real outage would.
 struct DownStore;
 
-impl Store for DownStore {
+impl Receiving for DownStore {
     fn backend(&self) -> &'static str {
         "down"
-    }
-    fn migrate(&self) -> Result<(), StoreError> {
-        Err(down())
     }
     fn process(&self, _: &NewEvent) -> Result<Outcome, StoreError> {
         Err(StoreError::Internal(
@@ -155,26 +151,15 @@ impl Store for DownStore {
     fn ping(&self) -> Result<(), StoreError> {
         Err(down())
     }
+}
+
+impl AdminReads for DownStore {
     fn event(&self, _: &Source, _: &EventId) -> Result<Option<StoredEvent>, StoreError> {
-        Err(down())
-    }
-    fn conversion(&self, _: &Source, _: &EventId) -> Result<Option<StoredConversion>, StoreError> {
         Err(down())
     }
     fn conflicts(&self, _: &Source, _: &EventId) -> Result<Vec<StoredConflict>, StoreError> {
         Err(down())
     }
-    fn totals(&self) -> Result<Totals, StoreError> {
-        Err(down())
-    }
-    // --- ops verbs ---
-    fn backup_to(
-        &self,
-        _: &std::path::Path,
-    ) -> Result<hooklatch::store::BackupReport, hooklatch::store::BackupError> {
-        Err(down().into())
-    }
-    // --- admin verbs ---
     fn list_events(
         &self,
         _: &read::EventFilter,
@@ -208,6 +193,18 @@ impl Store for DownStore {
     ) -> Result<Vec<read::ExportItem>, StoreError> {
         Err(down())
     }
+}
+
+impl Operations for DownStore {
+    fn migrate(&self) -> Result<(), StoreError> {
+        Err(down())
+    }
+    fn backup_to(
+        &self,
+        _: &std::path::Path,
+    ) -> Result<hooklatch::store::BackupReport, hooklatch::store::BackupError> {
+        Err(down().into())
+    }
     fn prune_payloads(&self, _: &read::Timestamp, _: bool) -> Result<read::Pruned, StoreError> {
         Err(down())
     }
@@ -234,7 +231,7 @@ impl Outbox for DownStore {
     fn requeue_forwards(&self, _: Option<&Source>, _: bool) -> Result<u64, StoreError> {
         Err(down())
     }
-    fn forward_state(&self, _: &Source, _: &EventId) -> Result<Option<ForwardState>, StoreError> {
+    fn forward_state(&self, _: &Source, _: &EventId) -> Result<Option<ForwardInfo>, StoreError> {
         Err(down())
     }
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {

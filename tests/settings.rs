@@ -10,9 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb, assert_one_line_failure, post, sale};
+use common::{Backend, TestDb, Totals, assert_one_line_failure, post, sale};
 use hooklatch::config::SourceSettings;
-use hooklatch::model::Totals;
 use hooklatch::sources::Preset;
 
 contract!(
@@ -43,11 +42,7 @@ async fn off_loopback_a_source_without_a_secret_is_401_and_stores_nothing(db: &T
                 .is_some_and(|m| !m.is_empty())
         );
     }
-    assert_eq!(
-        db.store.totals().unwrap(),
-        Totals::default(),
-        "nothing stored"
-    );
+    assert_eq!(db.totals(), Totals::default(), "nothing stored");
 }
 
 async fn off_loopback_an_allowed_or_signed_source_is_accepted(db: &TestDb) {
@@ -93,7 +88,7 @@ async fn off_loopback_an_allowed_or_signed_source_is_accepted(db: &TestDb) {
         still_signed.status, 401,
         "a secret is still required where one is set"
     );
-    assert_eq!(db.store.totals().unwrap().events, 3);
+    assert_eq!(db.totals().events, 3);
 }
 
 async fn on_loopback_unsigned_deliveries_keep_the_quick_start(db: &TestDb) {
@@ -106,7 +101,7 @@ async fn on_loopback_unsigned_deliveries_keep_the_quick_start(db: &TestDb) {
     )
     .await;
     assert_eq!(reply.status, 200, "{:?}", reply.body);
-    assert_eq!(db.store.totals().unwrap().conversions, 1);
+    assert_eq!(db.totals().conversions, 1);
 }
 
 fn hooklatch() -> Command {

@@ -1,3 +1,4 @@
+-- Test-only: read by tests/common/stored.rs, straight from the database.
 -- The conversion the event is linked to, else the one it created.
 SELECT id, source, external_event_id, external_conversion_id, order_id, commission_amount,
        sale_amount, currency, tracking_id, status, affiliate_id, affiliate_code,

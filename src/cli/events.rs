@@ -5,7 +5,6 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
-use crate::http::admin::detail;
 use crate::read::{EventFilter, EventItem, MAX_LIMIT, Timestamp, parse_source};
 use crate::store::Store;
 
@@ -108,8 +107,9 @@ fn table(events: &[EventItem], out: &mut dyn Write) -> std::io::Result<()> {
 }
 
 fn show(store: &dyn Store, args: &ShowArgs, out: &mut dyn Write) -> Result<(), String> {
-    let Some(event) =
-        detail::fetch(store, &args.source, &args.event_id).map_err(|e| e.to_string())?
+    let Some(event) = store
+        .event_detail(&args.source, &args.event_id)
+        .map_err(|e| e.to_string())?
     else {
         return Err(format!("no event {} / {}", args.source, args.event_id));
     };

@@ -6,7 +6,7 @@ use hmac::{KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::outbox::ForwardJob;
+use crate::model::outbox::ForwardJob;
 
 /// RFC 3986 unreserved characters stay; everything else in an event id is encoded, so
 /// any id (spaces, slashes, non-ASCII) fits a header and decodes back exactly.

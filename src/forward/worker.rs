@@ -17,16 +17,17 @@
 //! are sent again (same `webhook-id`) by the next start or another instance.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::outbox::{AttemptOutcome, ForwardJob};
 use super::{ForwardConfig, request};
 use crate::config::Sources;
 use crate::metrics;
 use crate::model::Source;
+use crate::model::clock::unix_now;
+use crate::model::outbox::{AttemptOutcome, ForwardJob};
 use crate::store::{Store, run_blocking};
 
 /// Poll interval on PostgreSQL: bounds the delay for entries another instance committed.
@@ -283,7 +284,7 @@ impl Forwarder {
         let mut response = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) if e.is_timeout() => return self.failed(job, None, self.timeout_text()),
-            Ok(Err(e)) => return self.failed(job, None, describe(e)),
+            Ok(Err(e)) => return self.failed(job, None, error_without_url(e)),
             Err(_) => return self.failed(job, None, self.timeout_text()),
         };
         let status = response.status();
@@ -330,15 +331,8 @@ impl Forwarder {
 
 /// A client error on one line, without its URL: a URL may carry credentials or a token
 /// in its query, and this text goes to logs and the store.
-fn describe(err: reqwest::Error) -> String {
+fn error_without_url(err: reqwest::Error) -> String {
     crate::error::chain(&err.without_url())
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! type → signature → JSON and id → store) and answers with the outcome.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use bytes::Buf;
 use futures_util::Stream;
@@ -17,8 +17,9 @@ use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
 use crate::json;
 use crate::metrics;
+use crate::model::clock::{now_text, unix_now};
 use crate::model::{EventId, NewEvent, Outcome, Source};
-use crate::store::{StoreError, now_text};
+use crate::store::StoreError;
 
 pub async fn receive<S, B>(source: String, headers: HeaderMap, body: S, app: Arc<App>) -> Response
 where
@@ -203,11 +204,4 @@ fn outcome_response(event: &NewEvent, outcome: Outcome, on_conflict: OnConflict)
         headers.insert("X-Idempotency-Conflict", HeaderValue::from_static("true"));
     }
     response
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }

@@ -268,7 +268,7 @@ fn timestamp(body: &Map<String, Value>, name: &str) -> Result<Option<String>, Pa
     if utc.year() < 1 {
         return Err(PayloadError::new(name, "is out of range"));
     }
-    utc.format(crate::store::STORED_TIMESTAMP)
+    utc.format(crate::model::clock::STORED_TIMESTAMP)
         .map(Some)
         .map_err(|_| PayloadError::new(name, "is out of range"))
 }

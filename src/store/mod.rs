@@ -1,5 +1,7 @@
-//! The store seam: one trait whose methods are the product's verbs, one file per backend,
-//! and the one place (`open`) where a database URL becomes a backend.
+//! The store seam: four traits, one per role and named for who calls it ([`Receiving`],
+//! [`AdminReads`], [`Outbox`], [`Operations`]), joined in [`Store`]; one folder per
+//! backend with one file per role; and the one place (`open`) where a database URL
+//! becomes a backend.
 //!
 //! Store methods are synchronous (rusqlite and the sync `postgres` client both block).
 //! Callers on the async side go through [`run_blocking`], never call them directly: the
@@ -8,6 +10,7 @@
 mod backup;
 pub(crate) mod counts;
 mod postgres;
+pub(crate) mod rows;
 mod sqlite;
 mod url;
 
@@ -19,13 +22,11 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
-use crate::model::{
-    EventId, NewEvent, Outcome, Source, StoredConflict, StoredConversion, StoredEvent, Totals,
-};
+use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
+use crate::model::{EventId, NewEvent, Outcome, Source, StoredConflict, StoredEvent};
 use crate::read::{
-    ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, ExportFilter, ExportItem,
-    Pruned, SourceStats, SummaryGroup, Timestamp,
+    ConversionFilter, ConversionItem, Cursor, EventDetail, EventFilter, EventItem, ExportFilter,
+    ExportItem, Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 
 pub use self::backup::{BackupError, BackupReport};
@@ -89,15 +90,17 @@ impl Default for StoreOptions {
 /// never copied.
 pub type Pending = Pin<Box<dyn Future<Output = Result<(Outcome, NewEvent), StoreError>> + Send>>;
 
-/// What every backend promises. The contract suite (`tests/contract`) checks each
-/// promise against every backend.
-pub trait Store: Outbox + Send + Sync + 'static {
+/// What every backend promises: the four roles below, so `Arc<dyn Store>` serves every
+/// caller. The contract suite (`tests/contract`) checks each promise against every
+/// backend. Callers import the role they use.
+pub trait Store: Receiving + AdminReads + Outbox + Operations {}
+
+impl<T: Receiving + AdminReads + Outbox + Operations> Store for T {}
+
+/// The hot path: what the webhook endpoint and the readiness probe call.
+pub trait Receiving: Send + Sync + 'static {
     /// "sqlite" or "postgres", for logs and test names.
     fn backend(&self) -> &'static str;
-
-    /// Applies pending migrations, each once, in order. Safe to call from several
-    /// processes at once.
-    fn migrate(&self) -> Result<(), StoreError>;
 
     /// Records one delivery of an event, exactly once per `(source, event_id)`.
     ///
@@ -119,12 +122,12 @@ pub trait Store: Outbox + Send + Sync + 'static {
     /// decide, never an application lock, so this holds across processes.
     fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError>;
 
-    /// [`Store::process`] for async callers (the HTTP layer), with the same guarantees.
-    /// `deadline` is the request's one deadline, and the backend enforces it: work not
-    /// started by then is dropped and work still running is stopped, so a timeout error
-    /// means nothing was recorded. The default runs `process` on the blocking pool and
-    /// relies on the backend's own statement limits; a backend overrides it where it can
-    /// honour the deadline exactly or avoid the hop.
+    /// [`Receiving::process`] for async callers (the HTTP layer), with the same
+    /// guarantees. `deadline` is the request's one deadline, and the backend enforces it:
+    /// work not started by then is dropped and work still running is stopped, so a
+    /// timeout error means nothing was recorded. The default runs `process` on the
+    /// blocking pool and relies on the backend's own statement limits; a backend
+    /// overrides it where it can honour the deadline exactly or avoid the hop.
     fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
         let _ = deadline;
         Box::pin(run_blocking(move || {
@@ -135,36 +138,17 @@ pub trait Store: Outbox + Send + Sync + 'static {
 
     /// Succeeds when the store answers a trivial query.
     fn ping(&self) -> Result<(), StoreError>;
+}
 
+/// Reads for the admin API, the console and the commands. They read committed rows only
+/// and never block a delivery; lists return `limit` rows at most, newest first, after the
+/// cursor when one is given. Both backends give the same answers (contract suite).
+pub trait AdminReads {
     /// The stored event for `(source, event_id)`.
     fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError>;
 
-    /// The conversion the event `(source, event_id)` is linked to, or else the one it
-    /// created (a conversion without its event would show a half-written step).
-    fn conversion(
-        &self,
-        source: &Source,
-        id: &EventId,
-    ) -> Result<Option<StoredConversion>, StoreError>;
-
     /// Conflicting deliveries kept for `(source, event_id)`, oldest first.
     fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError>;
-
-    /// Row counts of events, conversions and conflicts.
-    fn totals(&self) -> Result<Totals, StoreError>;
-
-    // --- ops verbs ---
-
-    /// Writes a consistent copy of the live store to a new file at `path` while other
-    /// connections keep writing, checks the copy, and reports its size. Never overwrites
-    /// an existing file; leaves no file behind on failure. A backend whose data is not
-    /// one file answers `Unsupported`, naming the tool to use instead.
-    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
-
-    // --- admin verbs ---
-    // Reads for the admin API, the console and the commands. They read committed rows
-    // only and never block a delivery; `limit` rows at most, newest first, after the
-    // cursor when one is given. Both backends give the same answers (contract suite).
 
     /// Events matching `filter`, newest first by `(first_seen_at, id)`, each with its
     /// forwarding state (or `None` when it has no outbox entry).
@@ -202,14 +186,65 @@ pub trait Store: Outbox + Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<ExportItem>, StoreError>;
 
+    /// One event with everything the admin side shows about it (the API, the console and
+    /// `hooklatch events show`). `None` when no such event exists, or when the names
+    /// cannot be a source or an event id at all (nothing could be stored under them).
+    fn event_detail(
+        &self,
+        source: &str,
+        event_id: &str,
+    ) -> Result<Option<EventDetail>, StoreError> {
+        let (Some(source), Ok(event_id)) =
+            (Source::parse(source), EventId::parse(event_id, "event_id"))
+        else {
+            return Ok(None);
+        };
+        let Some(event) = self.event(&source, &event_id)? else {
+            return Ok(None);
+        };
+        let filter = EventFilter {
+            source: Some(source.clone()),
+            event_id: Some(event_id.as_str().to_owned()),
+            ..EventFilter::default()
+        };
+        let Some(item) = self.list_events(&filter, None, 1)?.into_iter().next() else {
+            return Ok(None);
+        };
+        let conflicts = self.conflicts(&source, &event_id)?;
+        let conversion = match event.conversion_id {
+            Some(id) => self.conversion_by_id(id)?,
+            None => None,
+        };
+        Ok(Some(EventDetail {
+            item,
+            payload: event.payload,
+            fingerprint: event.fingerprint,
+            conflicts,
+            conversion,
+        }))
+    }
+}
+
+/// Operations an operator runs: schema, retention, backup (and the coming copy).
+pub trait Operations {
+    /// Applies pending migrations, each once, in order. Safe to call from several
+    /// processes at once.
+    fn migrate(&self) -> Result<(), StoreError>;
+
     /// Clears the payloads of events last seen before `before` and of conflicts received
     /// before it (or only counts them when `dry_run`). Rows, keys, fingerprints and counts
     /// stay, so a later retry is still a duplicate. Works in short batches.
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError>;
+
+    /// Writes a consistent copy of the live store to a new file at `path` while other
+    /// connections keep writing, checks the copy, and reports its size. Never overwrites
+    /// an existing file; leaves no file behind on failure. A backend whose data is not
+    /// one file answers `Unsupported`, naming the tool to use instead.
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
 }
 
-/// The forwarding outbox's verbs (SPEC §6), part of every [`Store`]. A trait of their own
-/// so each backend implements them beside their SQL, in its `forward` submodule.
+/// The forwarding outbox (SPEC §6): what the forward worker and the forward commands
+/// call. Each backend implements it beside its SQL, in its `outbox` submodule.
 pub trait Outbox {
     /// Leases up to `limit` due pending outbox entries (oldest due first) to `owner` for
     /// `lease`, and returns them with what to send. An entry whose lease has not expired
@@ -252,7 +287,7 @@ pub trait Outbox {
         &self,
         source: &Source,
         id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError>;
+    ) -> Result<Option<ForwardInfo>, StoreError>;
 
     /// Pending and failed counts and the age of the oldest pending entry.
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError>;
@@ -345,27 +380,6 @@ fn refinery_migrations(files: &[MigrationFile]) -> Result<Vec<refinery::Migratio
 /// Rows a prune batch clears per transaction.
 pub(crate) const PRUNE_BATCH: i64 = 1000;
 
-/// How every timestamp is stored as text: RFC 3339 UTC with microseconds, the same text
-/// on both backends so lexical order is time order.
-pub const STORED_TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] = time::macros::format_description!(
-    "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-);
-
 /// At most this many conflicting deliveries of one event are kept with their payloads
 /// (SPEC §5.3); every one is counted. Both backends' SQL carries the same number.
 pub const KEPT_CONFLICTS: i64 = 16;
-
-/// The current time as stored ([`STORED_TIMESTAMP`]).
-pub fn now_text() -> String {
-    time_text(time::OffsetDateTime::now_utc())
-}
-
-/// `now_text()` moved `ahead` into the future.
-pub fn text_after(ahead: Duration) -> String {
-    time_text(time::OffsetDateTime::now_utc() + ahead)
-}
-
-fn time_text(now: time::OffsetDateTime) -> String {
-    now.format(STORED_TIMESTAMP)
-        .unwrap_or_else(|_| now.unix_timestamp().to_string())
-}

@@ -64,6 +64,29 @@ impl Target {
         })
     }
 
+    /// The database the binary uses.
+    pub fn database_url(&self) -> DatabaseUrl {
+        match (&self.sqlite, &self.pg) {
+            (Some((_, path)), _) => DatabaseUrl::Sqlite(path.clone()),
+            (None, Some(db)) => db.url.clone(),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Row counts, read straight from the database.
+    pub fn totals(&self) -> super::Totals {
+        super::totals(&self.database_url())
+    }
+
+    /// The conversion of event `(source, id)`, read straight from the database.
+    pub fn conversion(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Option<super::StoredConversion> {
+        super::conversion(&self.database_url(), source, id)
+    }
+
     /// A store on the same data, for checking rows.
     pub fn store(&self) -> Arc<dyn Store> {
         match (&self.sqlite, &self.pg) {

@@ -11,6 +11,7 @@
 
 pub mod binary;
 pub mod forward_app;
+pub mod stored;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -19,7 +20,9 @@ use std::time::Duration;
 
 use hooklatch::config::{Config, DatabaseUrl};
 use hooklatch::read;
-use hooklatch::store::{self, Outbox, Store, StoreOptions};
+use hooklatch::store::{self, AdminReads, Operations, Outbox, Receiving, Store, StoreOptions};
+
+pub use self::stored::{StoredConversion, Totals, conversion, totals};
 use hooklatch::{App, routes};
 use serde_json::Value;
 use warp::http::{HeaderMap, StatusCode};
@@ -95,6 +98,20 @@ impl TestDb {
         store::open(&self.url, &StoreOptions::default()).expect("reopen")
     }
 
+    /// Row counts, read straight from the database.
+    pub fn totals(&self) -> Totals {
+        totals(&self.url)
+    }
+
+    /// The conversion of event `(source, id)`, read straight from the database.
+    pub fn conversion(
+        &self,
+        source: &hooklatch::model::Source,
+        id: &hooklatch::model::EventId,
+    ) -> Option<StoredConversion> {
+        conversion(&self.url, source, id)
+    }
+
     /// Settings pointing at this database, for apps and servers built on it.
     pub fn config(&self) -> Config {
         Config {
@@ -135,12 +152,9 @@ impl Drop for TestDb {
 /// Stands in for a store that was dropped.
 struct Closed;
 
-impl Store for Closed {
+impl Receiving for Closed {
     fn backend(&self) -> &'static str {
         "closed"
-    }
-    fn migrate(&self) -> Result<(), store::StoreError> {
-        Err(closed())
     }
     fn process(
         &self,
@@ -151,18 +165,14 @@ impl Store for Closed {
     fn ping(&self) -> Result<(), store::StoreError> {
         Err(closed())
     }
+}
+
+impl AdminReads for Closed {
     fn event(
         &self,
         _: &hooklatch::model::Source,
         _: &hooklatch::model::EventId,
     ) -> Result<Option<hooklatch::model::StoredEvent>, store::StoreError> {
-        Err(closed())
-    }
-    fn conversion(
-        &self,
-        _: &hooklatch::model::Source,
-        _: &hooklatch::model::EventId,
-    ) -> Result<Option<hooklatch::model::StoredConversion>, store::StoreError> {
         Err(closed())
     }
     fn conflicts(
@@ -172,14 +182,6 @@ impl Store for Closed {
     ) -> Result<Vec<hooklatch::model::StoredConflict>, store::StoreError> {
         Err(closed())
     }
-    fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
-        Err(closed())
-    }
-    // --- ops verbs ---
-    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
-        Err(closed().into())
-    }
-    // --- admin verbs ---
     fn list_events(
         &self,
         _: &read::EventFilter,
@@ -213,6 +215,15 @@ impl Store for Closed {
     ) -> Result<Vec<read::ExportItem>, store::StoreError> {
         Err(closed())
     }
+}
+
+impl Operations for Closed {
+    fn migrate(&self) -> Result<(), store::StoreError> {
+        Err(closed())
+    }
+    fn backup_to(&self, _: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        Err(closed().into())
+    }
     fn prune_payloads(
         &self,
         _: &read::Timestamp,
@@ -228,14 +239,14 @@ impl Outbox for Closed {
         _: &str,
         _: Duration,
         _: usize,
-    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+    ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
         Err(closed())
     }
     fn record_forward(
         &self,
         _: i64,
         _: &str,
-        _: &hooklatch::forward::outbox::AttemptOutcome,
+        _: &hooklatch::model::outbox::AttemptOutcome,
     ) -> Result<(), store::StoreError> {
         Err(closed())
     }
@@ -260,12 +271,12 @@ impl Outbox for Closed {
         &self,
         _: &hooklatch::model::Source,
         _: &hooklatch::model::EventId,
-    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+    ) -> Result<Option<hooklatch::model::outbox::ForwardInfo>, store::StoreError> {
         Err(closed())
     }
     fn forward_backlog(
         &self,
-    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+    ) -> Result<hooklatch::model::outbox::ForwardBacklog, store::StoreError> {
         Err(closed())
     }
 }
@@ -284,12 +295,9 @@ impl Watched {
     }
 }
 
-impl Store for Watched {
+impl Receiving for Watched {
     fn backend(&self) -> &'static str {
         self.inner.backend()
-    }
-    fn migrate(&self) -> Result<(), store::StoreError> {
-        self.inner.migrate()
     }
     fn process(
         &self,
@@ -301,19 +309,15 @@ impl Store for Watched {
     fn ping(&self) -> Result<(), store::StoreError> {
         self.inner.ping()
     }
+}
+
+impl AdminReads for Watched {
     fn event(
         &self,
         source: &hooklatch::model::Source,
         id: &hooklatch::model::EventId,
     ) -> Result<Option<hooklatch::model::StoredEvent>, store::StoreError> {
         self.inner.event(source, id)
-    }
-    fn conversion(
-        &self,
-        source: &hooklatch::model::Source,
-        id: &hooklatch::model::EventId,
-    ) -> Result<Option<hooklatch::model::StoredConversion>, store::StoreError> {
-        self.inner.conversion(source, id)
     }
     fn conflicts(
         &self,
@@ -322,14 +326,6 @@ impl Store for Watched {
     ) -> Result<Vec<hooklatch::model::StoredConflict>, store::StoreError> {
         self.inner.conflicts(source, id)
     }
-    fn totals(&self) -> Result<hooklatch::model::Totals, store::StoreError> {
-        self.inner.totals()
-    }
-    // --- ops verbs ---
-    fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
-        self.inner.backup_to(path)
-    }
-    // --- admin verbs ---
     fn list_events(
         &self,
         filter: &read::EventFilter,
@@ -363,6 +359,15 @@ impl Store for Watched {
     ) -> Result<Vec<read::ExportItem>, store::StoreError> {
         self.inner.export_events(filter, after, limit)
     }
+}
+
+impl Operations for Watched {
+    fn migrate(&self) -> Result<(), store::StoreError> {
+        self.inner.migrate()
+    }
+    fn backup_to(&self, path: &std::path::Path) -> Result<store::BackupReport, store::BackupError> {
+        self.inner.backup_to(path)
+    }
     fn prune_payloads(
         &self,
         before: &read::Timestamp,
@@ -378,14 +383,14 @@ impl Outbox for Watched {
         owner: &str,
         lease: Duration,
         limit: usize,
-    ) -> Result<Vec<hooklatch::forward::outbox::ForwardJob>, store::StoreError> {
+    ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
         self.inner.claim_forwards(owner, lease, limit)
     }
     fn record_forward(
         &self,
         id: i64,
         owner: &str,
-        outcome: &hooklatch::forward::outbox::AttemptOutcome,
+        outcome: &hooklatch::model::outbox::AttemptOutcome,
     ) -> Result<(), store::StoreError> {
         self.inner.record_forward(id, owner, outcome)
     }
@@ -410,12 +415,12 @@ impl Outbox for Watched {
         &self,
         source: &hooklatch::model::Source,
         id: &hooklatch::model::EventId,
-    ) -> Result<Option<hooklatch::forward::outbox::ForwardState>, store::StoreError> {
+    ) -> Result<Option<hooklatch::model::outbox::ForwardInfo>, store::StoreError> {
         self.inner.forward_state(source, id)
     }
     fn forward_backlog(
         &self,
-    ) -> Result<hooklatch::forward::outbox::ForwardBacklog, store::StoreError> {
+    ) -> Result<hooklatch::model::outbox::ForwardBacklog, store::StoreError> {
         self.inner.forward_backlog()
     }
 }

@@ -5,7 +5,7 @@
 
 use crate::http::error::ApiError;
 use crate::read::{
-    ConversionFilter, Cursor, DEFAULT_LIMIT, EventFilter, ForwardState, InvalidFilter, Timestamp,
+    ConversionFilter, Cursor, DEFAULT_LIMIT, EventFilter, ForwardStatus, InvalidFilter, Timestamp,
     parse_bool, parse_limit, parse_source,
 };
 
@@ -59,7 +59,7 @@ pub fn events(query: &str) -> Result<PageQuery<EventFilter>, InvalidFilter> {
             "until" => filter.until = Some(Timestamp::parse(&value, "until")?),
             "duplicated" => filter.duplicated = Some(parse_bool(&value, "duplicated")?),
             "conflicted" => filter.conflicted = Some(parse_bool(&value, "conflicted")?),
-            "forward" => filter.forward = Some(ForwardState::parse(&value)?),
+            "forward" => filter.forward = Some(ForwardStatus::parse(&value)?),
             other => return Err(unknown(other)),
         }
         Ok(())
@@ -106,7 +106,7 @@ mod tests {
         let q = events("source=acme&duplicated=true&forward=failed&limit=10&event_type=").unwrap();
         assert_eq!(q.filter.source.unwrap().as_str(), "acme");
         assert_eq!(q.filter.duplicated, Some(true));
-        assert_eq!(q.filter.forward, Some(ForwardState::Failed));
+        assert_eq!(q.filter.forward, Some(ForwardStatus::Failed));
         assert_eq!(q.filter.event_type, None);
         assert_eq!(q.limit, 10);
         for (query, parameter) in [

@@ -1,20 +1,22 @@
-//! PostgreSQL side of the admin read verbs (lists, summary, stats, export) and pruning.
-//! Reads that show counts first commit this instance's pending duplicate counts.
-//! Every statement goes out with typed parameters as an unnamed statement, so the
-//! planner sees the actual values (a NULL filter folds away) and no prepare round trip
-//! is spent; timestamps come back as the same RFC 3339 text SQLite stores.
+//! PostgreSQL side of the admin reads (lists, summary, stats, export, one event) and of
+//! pruning. Reads that show counts first commit this instance's pending duplicate
+//! counts. Every statement goes out with typed parameters as an unnamed statement, so
+//! the planner sees the actual values (a NULL filter folds away) and no prepare round
+//! trip is spent; timestamps come back as the same RFC 3339 text SQLite stores. Rows are
+//! mapped by the shared mappers in `store::rows`.
 
 use postgres::Row;
 use postgres::types::{ToSql, Type};
 
-use super::{PostgresStore, get};
-use crate::read::KeyRange;
+use super::errors::get;
+use super::{PostgresStore, sql as event_sql};
+use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
-    ExportItem, ForwardInfo, Pruned, SourceStats, SummaryGroup, Timestamp, payload_value,
-    sort_groups,
+    ExportItem, KeyRange, Pruned, SourceStats, SummaryGroup, Timestamp, sort_groups,
 };
-use crate::store::{PRUNE_BATCH, StoreError};
+use crate::store::rows::{self, prune_in_batches};
+use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
 
 mod sql {
     pub const LIST_EVENTS: &str = include_str!("../../../sql/postgres/list_events.sql");
@@ -65,26 +67,41 @@ impl PostgresStore {
     }
 }
 
-pub(super) fn list_events(
-    store: &PostgresStore,
-    filter: &EventFilter,
-    after: Option<&Cursor>,
-    limit: u32,
-) -> Result<Vec<EventItem>, StoreError> {
-    store.settle()?;
-    let statement = match filter.plan() {
-        EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
-        EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
-        EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
-        EventListPlan::ByTime => sql::LIST_EVENTS,
-    };
-    let source = filter.source.as_ref().map(|s| s.as_str());
-    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
-    let (bound, key_at, key_id) = range.params();
-    let forward = filter.forward.map(|f| f.as_str());
-    let limit = i64::from(limit);
-    store
-        .rows(
+impl AdminReads for PostgresStore {
+    fn event(&self, source: &Source, id: &EventId) -> Result<Option<StoredEvent>, StoreError> {
+        self.flush_pending_counts()?;
+        self.query_by_event(event_sql::GET_EVENT, source, id)?
+            .first()
+            .map(rows::stored_event)
+            .transpose()
+    }
+
+    fn conflicts(&self, source: &Source, id: &EventId) -> Result<Vec<StoredConflict>, StoreError> {
+        self.query_by_event(event_sql::LIST_CONFLICTS, source, id)?
+            .iter()
+            .map(rows::stored_conflict)
+            .collect()
+    }
+
+    fn list_events(
+        &self,
+        filter: &EventFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<EventItem>, StoreError> {
+        self.flush_pending_counts()?;
+        let statement = match filter.plan() {
+            EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
+            EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
+            EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
+            EventListPlan::ByTime => sql::LIST_EVENTS,
+        };
+        let source = filter.source.as_ref().map(|s| s.as_str());
+        let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+        let (bound, key_at, key_id) = range.params();
+        let forward = filter.forward.map(|f| f.as_str());
+        let limit = i64::from(limit);
+        self.rows(
             statement,
             &[
                 (&source, Type::TEXT),
@@ -100,48 +117,20 @@ pub(super) fn list_events(
             ],
         )?
         .iter()
-        .map(event_item)
+        .map(rows::event_item)
         .collect()
-}
+    }
 
-fn event_item(row: &Row) -> Result<EventItem, StoreError> {
-    let state: Option<String> = get(row, 9)?;
-    let forward = match state {
-        None => None,
-        Some(state) => Some(ForwardInfo {
-            state,
-            attempts: i64::from(get::<i32>(row, 10)?),
-            last_status: get::<Option<i32>>(row, 11)?.map(i64::from),
-            last_error: get(row, 12)?,
-            next_attempt_at: get(row, 13)?,
-            delivered_at: get(row, 14)?,
-        }),
-    };
-    Ok(EventItem {
-        webhook_event_id: get(row, 0)?,
-        source: get(row, 1)?,
-        event_id: get(row, 2)?,
-        event_type: get(row, 3)?,
-        conversion_id: get(row, 4)?,
-        delivery_count: get(row, 5)?,
-        conflict_count: get(row, 6)?,
-        first_seen_at: get(row, 7)?,
-        last_seen_at: get(row, 8)?,
-        forward,
-    })
-}
-
-pub(super) fn list_conversions(
-    store: &PostgresStore,
-    filter: &ConversionFilter,
-    after: Option<&Cursor>,
-    limit: u32,
-) -> Result<Vec<ConversionItem>, StoreError> {
-    let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
-    let (bound, key_at, key_id) = range.params();
-    let limit = i64::from(limit);
-    store
-        .rows(
+    fn list_conversions(
+        &self,
+        filter: &ConversionFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ConversionItem>, StoreError> {
+        let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+        let (bound, key_at, key_id) = range.params();
+        let limit = i64::from(limit);
+        self.rows(
             sql::LIST_CONVERSIONS,
             &[
                 (&filter.status, Type::TEXT),
@@ -154,91 +143,57 @@ pub(super) fn list_conversions(
             ],
         )?
         .iter()
-        .map(conversion_item)
+        .map(rows::conversion_item)
         .collect()
-}
+    }
 
-pub(super) fn conversion_by_id(
-    store: &PostgresStore,
-    id: i64,
-) -> Result<Option<ConversionItem>, StoreError> {
-    store
-        .rows(sql::GET_CONVERSION_BY_ID, &[(&id, Type::INT8)])?
-        .first()
-        .map(conversion_item)
-        .transpose()
-}
+    fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError> {
+        self.rows(sql::GET_CONVERSION_BY_ID, &[(&id, Type::INT8)])?
+            .first()
+            .map(rows::conversion_item)
+            .transpose()
+    }
 
-fn conversion_item(row: &Row) -> Result<ConversionItem, StoreError> {
-    Ok(ConversionItem {
-        conversion_id: get(row, 0)?,
-        source: get(row, 1)?,
-        external_conversion_id: get(row, 2)?,
-        event_id: get(row, 3)?,
-        order_id: get(row, 4)?,
-        sale_amount: get(row, 5)?,
-        commission_amount: get(row, 6)?,
-        currency: get(row, 7)?,
-        status: get(row, 8)?,
-        affiliate_id: get(row, 9)?,
-        affiliate_code: get(row, 10)?,
-        tracking_id: get(row, 11)?,
-        created_at: get(row, 12)?,
-        updated_at: get(row, 13)?,
-    })
-}
-
-pub(super) fn conversion_summary(store: &PostgresStore) -> Result<Vec<SummaryGroup>, StoreError> {
-    let mut groups = store
-        .rows(sql::CONVERSION_SUMMARY, &[])?
-        .iter()
-        .map(|row| {
-            Ok(SummaryGroup {
-                status: get(row, 0)?,
-                currency: get(row, 1)?,
-                count: get(row, 2)?,
-                sale_amount: get(row, 3)?,
-                commission_amount: get(row, 4)?,
+    /// Summed in SQL over `numeric`, exactly (SQLite, without a decimal type, sums in
+    /// Rust).
+    fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
+        let mut groups = self
+            .rows(sql::CONVERSION_SUMMARY, &[])?
+            .iter()
+            .map(|row| {
+                Ok(SummaryGroup {
+                    status: get(row, 0)?,
+                    currency: get(row, 1)?,
+                    count: get(row, 2)?,
+                    sale_amount: get(row, 3)?,
+                    commission_amount: get(row, 4)?,
+                })
             })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    sort_groups(&mut groups);
-    Ok(groups)
-}
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        sort_groups(&mut groups);
+        Ok(groups)
+    }
 
-pub(super) fn source_stats(store: &PostgresStore) -> Result<Vec<SourceStats>, StoreError> {
-    store.settle()?;
-    store
-        .rows(sql::SOURCE_STATS, &[])?
-        .iter()
-        .map(|row| {
-            let events: i64 = get(row, 1)?;
-            let deliveries: i64 = get(row, 2)?;
-            Ok(SourceStats {
-                source: get(row, 0)?,
-                events,
-                deliveries,
-                duplicates: deliveries - events,
-                conflicts: get(row, 3)?,
-                last_seen_at: get(row, 4)?,
-            })
-        })
-        .collect()
-}
+    fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
+        self.flush_pending_counts()?;
+        self.rows(sql::SOURCE_STATS, &[])?
+            .iter()
+            .map(rows::source_stats)
+            .collect()
+    }
 
-pub(super) fn export_events(
-    store: &PostgresStore,
-    filter: &ExportFilter,
-    after: Option<&Cursor>,
-    limit: u32,
-) -> Result<Vec<ExportItem>, StoreError> {
-    store.settle()?;
-    let source = filter.source.as_ref().map(|s| s.as_str());
-    let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
-    let (bound, key_at, key_id) = range.params();
-    let limit = i64::from(limit);
-    store
-        .rows(
+    fn export_events(
+        &self,
+        filter: &ExportFilter,
+        after: Option<&Cursor>,
+        limit: u32,
+    ) -> Result<Vec<ExportItem>, StoreError> {
+        self.flush_pending_counts()?;
+        let source = filter.source.as_ref().map(|s| s.as_str());
+        let range = KeyRange::ascending(filter.since.as_ref(), filter.until.as_ref(), after);
+        let (bound, key_at, key_id) = range.params();
+        let limit = i64::from(limit);
+        self.rows(
             sql::EXPORT_EVENTS,
             &[
                 (&source, Type::TEXT),
@@ -249,20 +204,9 @@ pub(super) fn export_events(
             ],
         )?
         .iter()
-        .map(|row| {
-            let payload: Option<String> = get(row, 4)?;
-            Ok(ExportItem {
-                webhook_event_id: get(row, 0)?,
-                source: get(row, 1)?,
-                event_id: get(row, 2)?,
-                event_type: get(row, 3)?,
-                payload: payload_value(payload.as_deref()),
-                first_seen_at: get(row, 5)?,
-                last_seen_at: get(row, 6)?,
-                delivery_count: get(row, 7)?,
-            })
-        })
+        .map(rows::export_item)
         .collect()
+    }
 }
 
 pub(super) fn prune_payloads(
@@ -270,7 +214,7 @@ pub(super) fn prune_payloads(
     before: &Timestamp,
     dry_run: bool,
 ) -> Result<Pruned, StoreError> {
-    store.settle()?;
+    store.flush_pending_counts()?;
     let before = before.as_str();
     if dry_run {
         let count = |statement: &str| -> Result<u64, StoreError> {
@@ -285,17 +229,13 @@ pub(super) fn prune_payloads(
             conflicts: count(sql::COUNT_PRUNABLE_CONFLICTS)?,
         });
     }
-    let mut pruned = Pruned::default();
-    loop {
-        let cleared = store.execute(
-            sql::PRUNE_EVENTS,
-            &[(&before, Type::TEXT), (&PRUNE_BATCH, Type::INT8)],
-        )?;
-        pruned.events += cleared;
-        if (cleared as i64) < PRUNE_BATCH {
-            break;
-        }
-    }
-    pruned.conflicts = store.execute(sql::PRUNE_CONFLICTS, &[(&before, Type::TEXT)])?;
-    Ok(pruned)
+    prune_in_batches(
+        || {
+            store.execute(
+                sql::PRUNE_EVENTS,
+                &[(&before, Type::TEXT), (&PRUNE_BATCH, Type::INT8)],
+            )
+        },
+        || store.execute(sql::PRUNE_CONFLICTS, &[(&before, Type::TEXT)]),
+    )
 }

@@ -99,7 +99,7 @@ impl Writer {
         let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
         let counts = Arc::new(Counts::default());
         let queued = Arc::new(AtomicUsize::new(0));
-        let thread = Thread {
+        let thread = WriterState {
             pool,
             queue,
             queued: queued.clone(),
@@ -199,7 +199,7 @@ impl Drop for Writer {
 }
 
 /// What the writer thread owns.
-struct Thread {
+struct WriterState {
     pool: Pool<SqliteConnectionManager>,
     queue: Receiver<Job>,
     queued: Arc<AtomicUsize>,
@@ -210,7 +210,7 @@ struct Thread {
     counts_due: Option<Instant>,
 }
 
-impl Thread {
+impl WriterState {
     fn run(mut self) {
         loop {
             let first = match self.counts_due {
@@ -372,7 +372,7 @@ impl Thread {
         let mut outcomes = Vec::with_capacity(events.len());
         for (event, _) in events {
             let mut savepoint = tx.savepoint().map_err(map_err)?;
-            let outcome = super::apply(&savepoint, event);
+            let outcome = super::process::apply(&savepoint, event);
             if outcome.is_ok() {
                 savepoint.commit().map_err(map_err)?;
             } else {

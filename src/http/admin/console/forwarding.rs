@@ -10,7 +10,7 @@ use crate::http::admin::listing::one_page;
 use crate::http::admin::query::PageQuery;
 use crate::http::app::App;
 use crate::http::error::ApiError;
-use crate::read::{EventFilter, EventItem, ForwardState};
+use crate::read::{EventFilter, EventItem, ForwardStatus};
 
 pub(super) async fn render(app: &App, view: &SignedIn<'_>) -> Result<Response, ApiError> {
     let list = |state| PageQuery {
@@ -21,10 +21,10 @@ pub(super) async fn render(app: &App, view: &SignedIn<'_>) -> Result<Response, A
         limit: 50,
         cursor: None,
     };
-    let failed = one_page::<EventItem>(app, list(ForwardState::Failed))
+    let failed = one_page::<EventItem>(app, list(ForwardStatus::Failed))
         .await?
         .items;
-    let pending = one_page::<EventItem>(app, list(ForwardState::Pending))
+    let pending = one_page::<EventItem>(app, list(ForwardStatus::Pending))
         .await?
         .items;
     let content = html! {

@@ -1,6 +1,6 @@
-//! What the store hands the forwarder and the operator: outbox entries claimed for an
-//! attempt, an attempt's outcome, one entry's state and the backlog. Plain data, shared
-//! by both backends.
+//! The forwarding outbox's data (SPEC §6): entries claimed for an attempt, an attempt's
+//! outcome, one entry's state and the backlog. Plain data below both the store (which
+//! keeps it) and the forward worker (which drains it), so neither imports the other.
 
 use std::time::Duration;
 
@@ -33,17 +33,38 @@ pub enum AttemptOutcome {
     },
 }
 
-/// One event's forwarding state, for the admin API, the console and tests.
+/// One event's forwarding state, for the admin API, the console, the event lists and
+/// tests (`null` in JSON when the event has no outbox entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ForwardState {
-    /// `pending`, `delivered` or `failed`.
+pub struct ForwardInfo {
+    /// `pending`, `delivered` or `failed` (a [`ForwardStatus`] as text).
     pub state: String,
     pub attempts: i64,
     pub last_status: Option<i64>,
     pub last_error: Option<String>,
     /// RFC 3339 UTC, like every stored timestamp.
-    pub next_attempt_at: String,
+    pub next_attempt_at: Option<String>,
     pub delivered_at: Option<String>,
+}
+
+/// A forwarding status, as stored in `forward_outbox.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForwardStatus {
+    Pending,
+    Delivered,
+    Failed,
+}
+
+// Parsed as a filter value in `read` (`ForwardStatus::parse`), where filter errors live.
+impl ForwardStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ForwardStatus::Pending => "pending",
+            ForwardStatus::Delivered => "delivered",
+            ForwardStatus::Failed => "failed",
+        }
+    }
 }
 
 /// The outbox at a glance: what an operator alerts on.

@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{SqliteStore, map_err};
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
+use super::{SqliteStore, all_rows, map_err};
+use crate::model::clock::{now_text, text_after};
+use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{EventId, Source};
-use crate::store::{Outbox, StoreError, now_text, text_after};
+use crate::store::rows;
+use crate::store::{Outbox, StoreError};
 
 mod sql {
     pub const INSERT_OUTBOX: &str = include_str!("../../../sql/sqlite/insert_outbox.sql");
@@ -46,7 +48,7 @@ pub(super) fn insert_outbox(
 /// a power loss can take from them is only ever a lease or an outcome, and then the
 /// entry is sent again with the same `webhook-id`: at least once, never lost. (The entry
 /// itself is written in the event's own transaction, at the configured level.)
-fn bookkeeping<T>(
+fn at_normal_sync<T>(
     conn: &mut Connection,
     work: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
@@ -84,7 +86,7 @@ impl Outbox for SqliteStore {
         }
         let owner = owner.to_owned();
         self.with_writer(move |conn| {
-            bookkeeping(conn, |conn| {
+            at_normal_sync(conn, |conn| {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .map_err(map_err)?;
@@ -131,7 +133,7 @@ impl Outbox for SqliteStore {
     ) -> Result<(), StoreError> {
         let (owner, outcome) = (owner.to_owned(), outcome.clone());
         self.with_writer(move |conn| {
-            bookkeeping(conn, |conn| {
+            at_normal_sync(conn, |conn| {
                 let done = match &outcome {
                     AttemptOutcome::Delivered { status } => {
                         conn.execute(sql::DELIVERED, params![id, owner, status, now_text()])
@@ -156,7 +158,7 @@ impl Outbox for SqliteStore {
     fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
         let owner = owner.map(str::to_owned);
         self.with_writer(move |conn| {
-            bookkeeping(conn, |conn| {
+            at_normal_sync(conn, |conn| {
                 conn.execute(sql::RELEASE, params![owner])
                     .map(|n| n as u64)
                     .map_err(map_err)
@@ -197,20 +199,13 @@ impl Outbox for SqliteStore {
         &self,
         source: &Source,
         id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError> {
+    ) -> Result<Option<ForwardInfo>, StoreError> {
         let conn = self.conn()?;
-        conn.query_row(sql::STATE, params![source.as_str(), id.as_str()], |row| {
-            Ok(ForwardState {
-                state: row.get(0)?,
-                attempts: row.get(1)?,
-                last_status: row.get(2)?,
-                last_error: row.get(3)?,
-                next_attempt_at: row.get(4)?,
-                delivered_at: row.get(5)?,
-            })
-        })
-        .optional()
-        .map_err(map_err)
+        let mut stmt = conn.prepare_cached(sql::STATE).map_err(map_err)?;
+        let found = all_rows(&mut stmt, params![source.as_str(), id.as_str()], |row| {
+            rows::forward_info(row, 0)
+        })?;
+        Ok(found.into_iter().flatten().next())
     }
 
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {

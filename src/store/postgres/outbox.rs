@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use postgres::types::Type;
 
-use super::{PostgresStore, get};
-use crate::forward::outbox::{AttemptOutcome, ForwardBacklog, ForwardJob, ForwardState};
+use super::PostgresStore;
+use super::errors::get;
+use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
 use crate::model::{EventId, Source};
+use crate::store::rows;
 use crate::store::{Outbox, StoreError};
 
 mod sql {
@@ -131,21 +133,11 @@ impl Outbox for PostgresStore {
         &self,
         source: &Source,
         id: &EventId,
-    ) -> Result<Option<ForwardState>, StoreError> {
-        let rows = self.query_by_event(sql::STATE, source, id)?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let attempts: i32 = get(row, 1)?;
-        let last_status: Option<i32> = get(row, 2)?;
-        Ok(Some(ForwardState {
-            state: get(row, 0)?,
-            attempts: attempts.into(),
-            last_status: last_status.map(i64::from),
-            last_error: get(row, 3)?,
-            next_attempt_at: get(row, 4)?,
-            delivered_at: get(row, 5)?,
-        }))
+    ) -> Result<Option<ForwardInfo>, StoreError> {
+        match self.query_by_event(sql::STATE, source, id)?.first() {
+            Some(row) => rows::forward_info(row, 0),
+            None => Ok(None),
+        }
     }
 
     fn forward_backlog(&self) -> Result<ForwardBacklog, StoreError> {

@@ -1,0 +1,190 @@
+//! The receive step on PostgreSQL: one call of `process_webhook_idempotently` per
+//! delivery, bounded by the request's deadline and cancelled on the server past it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use postgres::NoTls;
+
+use postgres::types::ToSql;
+use rust_decimal::Decimal;
+
+use super::errors::get;
+use super::{PostgresStore, sql};
+use crate::model::clock::now_text;
+use crate::model::{NewConversion, NewEvent, Outcome, Receipt};
+use crate::store::{Pending, Receiving, StoreError};
+
+/// Where the statement running for a request can be cancelled from, while it runs.
+#[derive(Default)]
+struct CancelSlot(Mutex<Cancel>);
+
+#[derive(Default)]
+enum Cancel {
+    /// Not started: the statement may still start.
+    #[default]
+    Idle,
+    Running(postgres::CancelToken),
+    /// The deadline passed before the statement started: it must not start.
+    Cancelled,
+}
+
+impl CancelSlot {
+    /// Called at the deadline: stops the statement, or keeps it from starting.
+    fn cancel(&self) -> Option<postgres::CancelToken> {
+        match std::mem::replace(&mut *self.0.lock(), Cancel::Cancelled) {
+            Cancel::Running(token) => Some(token),
+            Cancel::Idle | Cancel::Cancelled => None,
+        }
+    }
+}
+
+impl PostgresStore {
+    /// One call of `process_webhook_idempotently`, waiting at most `wait` for a
+    /// connection, cancellable through `cancel` while it runs.
+    fn call_process(
+        &self,
+        event: &NewEvent,
+        wait: Duration,
+        cancel: &CancelSlot,
+    ) -> Result<Outcome, StoreError> {
+        let conversion = event.conversion.as_ref();
+        let text =
+            |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
+        let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
+        let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
+        let (order_id, currency, tracking_id) = (
+            text(|c| &c.order_id),
+            text(|c| &c.currency),
+            text(|c| &c.tracking_id),
+        );
+        let (status, external_conversion_id) =
+            (text(|c| &c.status), text(|c| &c.external_conversion_id));
+        let (affiliate_id, affiliate_code, source_updated_at) = (
+            text(|c| &c.affiliate_id),
+            text(|c| &c.affiliate_code),
+            text(|c| &c.source_updated_at),
+        );
+        let params: [&(dyn ToSql + Sync); 16] = [
+            &event.source.as_str(),
+            &event.event_id.as_str(),
+            &event.event_type,
+            &event.payload,
+            &event.fingerprint,
+            &order_id,
+            &commission,
+            &sale,
+            &currency,
+            &tracking_id,
+            &status,
+            &external_conversion_id,
+            &affiliate_id,
+            &affiliate_code,
+            &source_updated_at,
+            &event.forward,
+        ];
+        let row = self
+            .with_conn_within(wait, |conn| {
+                let statement = match &conn.process {
+                    Some(statement) => statement.clone(),
+                    None => {
+                        let statement = conn.client.prepare(sql::PROCESS)?;
+                        conn.process = Some(statement.clone());
+                        statement
+                    }
+                };
+                {
+                    let mut slot = cancel.0.lock();
+                    if matches!(*slot, Cancel::Cancelled) {
+                        return Ok(None);
+                    }
+                    *slot = Cancel::Running(conn.client.cancel_token());
+                }
+                let row = conn.client.query_one(&statement, &params).map(Some);
+                *cancel.0.lock() = Cancel::Idle;
+                if row.is_err() {
+                    // Prepare again next time, in case the function was replaced with another
+                    // shape underneath this statement; one extra round trip after a failure.
+                    conn.process = None;
+                }
+                row
+            })?
+            .ok_or_else(|| {
+                StoreError::Timeout("the deadline passed before the statement started".into())
+            })?;
+        let outcome: String = get(&row, 0)?;
+        let receipt = Receipt {
+            webhook_event_id: get(&row, 1)?,
+            conversion_id: get(&row, 2)?,
+            conversion_status: get(&row, 3)?,
+            applied: get::<Option<bool>>(&row, 4)?.unwrap_or(false),
+        };
+        match outcome.as_str() {
+            "processed" => Ok(Outcome::Processed(receipt)),
+            "duplicate" => {
+                if let Some(flusher) = &self.flusher {
+                    flusher.count(receipt.webhook_event_id, now_text());
+                }
+                Ok(Outcome::Duplicate(receipt))
+            }
+            "conflict" => Ok(Outcome::Conflict(receipt)),
+            other => Err(StoreError::Internal(format!(
+                "process_webhook_idempotently returned the unknown outcome {other:?}"
+            ))),
+        }
+    }
+}
+
+impl Receiving for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn process(&self, event: &NewEvent) -> Result<Outcome, StoreError> {
+        self.call_process(event, self.connect_timeout, &CancelSlot::default())
+    }
+
+    /// The request's one deadline bounds the wait for a permit and for a connection;
+    /// past it, the running statement is cancelled on the server, so the answer is
+    /// what the database did (a rollback gives a 503, a commit that won the race a 200),
+    /// never a 503 for an event that is recorded after all.
+    fn process_async(self: Arc<Self>, event: NewEvent, deadline: Instant) -> Pending {
+        Box::pin(async move {
+            let permit =
+                tokio::time::timeout_at(deadline.into(), self.permits.clone().acquire_owned())
+                    .await
+                    .map_err(|_| StoreError::Timeout("all store connections busy".into()))?
+                    .map_err(|_| StoreError::Unavailable("shutting down".into()))?;
+            let slot = Arc::new(CancelSlot::default());
+            let running = slot.clone();
+            let store = self.clone();
+            let mut work = tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let wait = deadline.saturating_duration_since(Instant::now());
+                let outcome = store.call_process(&event, wait, &running)?;
+                Ok((outcome, event))
+            });
+            let finished = tokio::select! {
+                result = &mut work => Some(result),
+                () = tokio::time::sleep_until(deadline.into()) => None,
+            };
+            let result = match finished {
+                Some(result) => result,
+                None => {
+                    if let Some(token) = slot.cancel() {
+                        // Over its own connection; its answer does not matter, the
+                        // statement's own result below does.
+                        tokio::task::spawn_blocking(move || drop(token.cancel_query(NoTls)));
+                    }
+                    work.await
+                }
+            };
+            result.map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
+        })
+    }
+
+    fn ping(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| conn.client.simple_query(sql::PING).map(|_| ()))
+    }
+}

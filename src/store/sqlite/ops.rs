@@ -1,0 +1,39 @@
+//! Operations on SQLite: migrations and pruning run on the writer thread (so no batch
+//! sees a half-migrated schema, and a long prune interleaves with deliveries); backup
+//! copies the live file.
+
+use std::path::Path;
+
+use super::{SqliteStore, admin, backup};
+use crate::read::{Pruned, Timestamp};
+use crate::store::{
+    BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
+};
+
+const MIGRATIONS: [MigrationFile; 5] = migration_files!("sqlite");
+
+impl Operations for SqliteStore {
+    fn migrate(&self) -> Result<(), StoreError> {
+        let migrations = crate::store::refinery_migrations(&MIGRATIONS)?;
+        // On the writer, so no batch runs against a half-migrated schema.
+        self.with_writer(move |conn| {
+            // Grouped: every pending migration and its history row in one transaction.
+            // Ungrouped, refinery commits a migration and its history row separately, and
+            // a crash between the two leaves a store that no start can migrate again.
+            refinery::Runner::new(&migrations)
+                .set_grouped(true)
+                .run(conn)
+                .map(|_| ())
+                .map_err(|e| StoreError::Unavailable(format!("SQLite migration failed: {e}")))
+        })
+    }
+
+    fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {
+        // A pooled connection reads like any request would; the server's writers go on.
+        backup::copy(&*self.conn()?, path, self.timeout)
+    }
+
+    fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
+        admin::prune_payloads(self, before, dry_run)
+    }
+}
