@@ -78,7 +78,14 @@ fn run(command: Command, config: Config) -> Result<(), String> {
             tracing::info!(events = written, "export finished");
             Ok(())
         }
-        Command::Import(args) => import(open_migrated(&config)?.as_ref(), &config, &args),
+        Command::Import(args) => {
+            let store = store::open_transfer(&config.database_url, &config.store)
+                .map_err(|e| format!("cannot open {}: {e}", config.database_url))?;
+            store
+                .migrate()
+                .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
+            import(store.as_ref(), &config, &args)
+        }
         Command::Prune(args) => {
             println!(
                 "{}",
@@ -97,10 +104,11 @@ fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
-/// `hooklatch import FILE|-`: prints the counts, and fails only when the input could not
-/// be read or the store failed (the counts so far are printed either way).
+/// `hooklatch import FILE|-`: prints the counts, and fails when the input could not be
+/// read (a line that is not a JSON object included) or the store failed (the counts so
+/// far are printed either way).
 fn import(
-    store: &dyn store::Store,
+    store: &dyn store::Transfer,
     config: &Config,
     args: &cli::import::ImportArgs,
 ) -> Result<(), String> {

@@ -275,6 +275,15 @@ impl NewEvent {
     }
 }
 
+/// What an exported line says about its event's past, which `import` keeps instead of
+/// the import time (SPEC §5.2): timestamps as stored text (see [`clock::STORED_TIMESTAMP`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct History {
+    pub first_seen_at: String,
+    pub last_seen_at: String,
+    pub delivery_count: i64,
+}
+
 /// The ids of the original processing of an event, and where its conversion stands now.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 pub struct Receipt {

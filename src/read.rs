@@ -14,6 +14,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -375,13 +376,13 @@ pub struct ExportFilter {
 }
 
 /// One exported event: a JSON line of `hooklatch export`, read back by `import`.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ExportItem {
     pub source: String,
     pub event_id: String,
     pub event_type: Option<String>,
-    /// The stored body as a JSON value; `null` once pruned.
-    pub payload: Value,
+    /// The stored body as it is stored (see [`payload_raw`]); `null` once pruned.
+    pub payload: Box<RawValue>,
     pub first_seen_at: String,
     pub last_seen_at: String,
     pub delivery_count: i64,
@@ -404,6 +405,22 @@ impl ExportItem {
 pub struct Pruned {
     pub events: u64,
     pub conflicts: u64,
+}
+
+/// A stored body for an export line: the stored text itself, so key order, number text
+/// and spacing stay as received, less any line break between tokens (raw line breaks
+/// cannot occur inside a JSON string), so the line stays one line. `null` when pruned
+/// (or, defensively, unreadable).
+pub fn payload_raw(payload: Option<&str>) -> Box<RawValue> {
+    let Some(text) = payload else {
+        return RawValue::NULL.to_owned();
+    };
+    let text = if text.contains(['\n', '\r']) {
+        text.replace(['\n', '\r'], "")
+    } else {
+        text.to_owned()
+    };
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned())
 }
 
 /// A stored body as a JSON value; `null` when pruned (or, defensively, unreadable).

@@ -124,15 +124,26 @@ async fn record_a_mixed_history(app: &Arc<App>) {
     assert_eq!(conflict.body["status"], "conflict");
 }
 
-fn events_of(db: &TestDb) -> Vec<(String, String, Option<String>, Value)> {
+/// Every exported field of every event, the stored body as text: an import keeps them all.
+fn events_of(db: &TestDb) -> Vec<Vec<String>> {
     let mut all: Vec<_> = db
         .store
         .export_events(&ExportFilter::default(), None, 500)
         .unwrap()
         .into_iter()
-        .map(|e| (e.source, e.event_id, e.event_type, e.payload))
+        .map(|e| {
+            vec![
+                e.source,
+                e.event_id,
+                format!("{:?}", e.event_type),
+                e.payload.get().to_owned(),
+                e.first_seen_at,
+                e.last_seen_at,
+                e.delivery_count.to_string(),
+            ]
+        })
         .collect();
-    all.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    all.sort();
     all
 }
 
@@ -238,12 +249,12 @@ fn import_counts_invalid_lines_and_conflicts_and_fails_on_an_unreadable_file() {
     let input = [
         r#"{"source":"acme","event_id":"1","event_type":"t","payload":{"id":"1","n":1}}"#,
         "",
-        "not json at all",
         r#"{"source":"acme","event_id":"2","event_type":null,"payload":null}"#,
         r#"{"source":"Not A Source","event_id":"3","payload":{}}"#,
         r#"{"source":"refersion","event_id":"s","event_type":"sale","payload":{"event_type":"sale","event_id":"s"}}"#,
         r#"{"source":"acme","event_id":"1","event_type":"t","payload":{"id":"1","n":2}}"#,
         r#"{"source":"acme","event_id":"1","event_type":"t","payload":{"n":1.0,"id":"1"}}"#,
+        r#"{"event_id":"no source","payload":{}}"#,
     ]
     .join("\n");
     let output = hooklatch(&db, &["import", "-"], Some(&input));
@@ -254,12 +265,37 @@ fn import_counts_invalid_lines_and_conflicts_and_fails_on_an_unreadable_file() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 3: invalid"), "{stderr}");
     assert!(
-        stderr.contains("line 6: invalid") && stderr.contains("order_id"),
+        stderr.contains("line 5: invalid") && stderr.contains("order_id"),
         "{stderr}"
     );
 
     let missing = hooklatch(&db, &["import", "/nonexistent/export.jsonl"], None);
     assert_eq!(missing.status.code(), Some(1));
+}
+
+/// SPEC §5.2 (issue 17, item 14): a line that is not JSON, or not an object, stops the
+/// import at that line, which is named; what came before it is recorded, nothing after.
+#[test]
+fn import_stops_at_an_unreadable_line_keeps_what_came_before_and_exits_1() {
+    for (unreadable, what) in [("not json at all", "not JSON"), ("[1,2,3]", "an array")] {
+        let db = TestDb::fresh(Backend::Sqlite, "import_unreadable").unwrap();
+        let line = |id: &str| {
+            format!(
+                r#"{{"source":"acme","event_id":"{id}","event_type":"t","payload":{{"id":"{id}"}}}}"#
+            )
+        };
+        let input = [line("a"), line("b"), unreadable.to_owned(), line("c")].join("\n");
+        let output = hooklatch(&db, &["import", "-"], Some(&input));
+        assert_eq!(output.status.code(), Some(1), "{what}: {output:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout).trim(),
+            "2 processed, 0 duplicate, 0 conflict, 0 invalid",
+            "{what}"
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("line 3"), "{what}: {stderr}");
+        assert_eq!(db.totals().events, 2, "{what}: a and b kept, c never read");
+    }
 }
 
 #[test]

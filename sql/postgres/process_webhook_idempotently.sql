@@ -37,11 +37,20 @@
 -- p_forward: the source forwards to the merchant's app, so a processed event also gets
 -- its forward_outbox entry in this same transaction (never for a duplicate or conflict).
 -- It came last, with a default, so the shape before it is dropped too.
+--
+-- p_first_seen_at, p_last_seen_at, p_delivery_count: `hooklatch import` replays an
+-- exported event with its history (SPEC §5.2). A new event keeps those timestamps and
+-- that count, and a conversion it creates gets created_at = p_first_seen_at. With
+-- p_delivery_count set, a repeat of a known event is an imported line, not a delivery:
+-- the caller does not count it. NULL (a delivery) means now() and 1.
 DROP FUNCTION IF EXISTS process_webhook_idempotently(
     text, text, text, text, text, text, numeric, numeric, text, text);
 DROP FUNCTION IF EXISTS process_webhook_idempotently(
     text, text, text, text, text, text, numeric, numeric, text, text,
     text, text, text, text, timestamptz);
+DROP FUNCTION IF EXISTS process_webhook_idempotently(
+    text, text, text, text, text, text, numeric, numeric, text, text,
+    text, text, text, text, timestamptz, boolean);
 
 CREATE OR REPLACE FUNCTION process_webhook_idempotently(
     p_source                 text,
@@ -60,6 +69,9 @@ CREATE OR REPLACE FUNCTION process_webhook_idempotently(
     p_affiliate_code         text,
     p_source_updated_at      timestamptz,
     p_forward                boolean DEFAULT false,
+    p_first_seen_at          timestamptz DEFAULT NULL,
+    p_last_seen_at           timestamptz DEFAULT NULL,
+    p_delivery_count         bigint DEFAULT NULL,
     OUT outcome           text,
     OUT webhook_event_id  bigint,
     OUT conversion_id     bigint,
@@ -75,6 +87,9 @@ DECLARE
     v_fingerprint   text;
     v_conflicts     bigint;
     v_processed     boolean := false;
+    v_first_seen    timestamptz := coalesce(p_first_seen_at, now());
+    v_last_seen     timestamptz := coalesce(p_last_seen_at, p_first_seen_at, now());
+    v_count         bigint := coalesce(p_delivery_count, 1);
 BEGIN
     applied := false;
     -- Two passes at most: a miss, then an INSERT that lost a race to a transaction that
@@ -101,15 +116,16 @@ BEGIN
                    (source, external_event_id, order_id, commission_amount,
                     sale_amount, currency, tracking_id, status, created_at, updated_at)
             VALUES (p_source, p_external_event_id, p_order_id, p_commission_amount,
-                    p_sale_amount, p_currency, p_tracking_id, p_status, now(), now())
+                    p_sale_amount, p_currency, p_tracking_id, p_status, v_first_seen,
+                    v_first_seen)
             ON CONFLICT (source, external_event_id) DO NOTHING
             RETURNING c.id, c.status INTO v_conversion_id, v_status;
             IF v_conversion_id IS NOT NULL THEN
                 INSERT INTO webhook_events AS e
                        (source, external_event_id, event_type, payload, fingerprint,
-                        conversion_id, first_seen_at, last_seen_at)
+                        conversion_id, first_seen_at, last_seen_at, delivery_count)
                 VALUES (p_source, p_external_event_id, p_event_type, p_payload,
-                        p_fingerprint, v_conversion_id, now(), now())
+                        p_fingerprint, v_conversion_id, v_first_seen, v_last_seen, v_count)
                 ON CONFLICT (source, external_event_id) DO NOTHING
                 RETURNING e.id INTO v_event_id;
                 IF v_event_id IS NULL THEN
@@ -132,9 +148,9 @@ BEGIN
 
         INSERT INTO webhook_events AS e
                (source, external_event_id, event_type, payload, fingerprint,
-                first_seen_at, last_seen_at)
+                first_seen_at, last_seen_at, delivery_count)
         VALUES (p_source, p_external_event_id, p_event_type, p_payload, p_fingerprint,
-                now(), now())
+                v_first_seen, v_last_seen, v_count)
         ON CONFLICT (source, external_event_id) DO NOTHING
         RETURNING e.id INTO v_event_id;
 
@@ -146,7 +162,8 @@ BEGIN
                         affiliate_code, source_updated_at, created_at, updated_at)
                 VALUES (p_source, p_external_event_id, p_external_conversion_id, p_order_id,
                         p_commission_amount, p_sale_amount, p_currency, p_status,
-                        p_affiliate_id, p_affiliate_code, p_source_updated_at, now(), now())
+                        p_affiliate_id, p_affiliate_code, p_source_updated_at, v_first_seen,
+                        v_first_seen)
                 ON CONFLICT (source, external_conversion_id) DO UPDATE SET
                     order_id          = coalesce(excluded.order_id, c.order_id),
                     commission_amount = excluded.commission_amount,
@@ -178,7 +195,8 @@ BEGIN
                        (source, external_event_id, order_id, commission_amount,
                         sale_amount, currency, tracking_id, status, created_at, updated_at)
                 VALUES (p_source, p_external_event_id, p_order_id, p_commission_amount,
-                        p_sale_amount, p_currency, p_tracking_id, p_status, now(), now())
+                        p_sale_amount, p_currency, p_tracking_id, p_status, v_first_seen,
+                        v_first_seen)
                 ON CONFLICT (source, external_event_id) DO NOTHING
                 RETURNING c.id, c.status INTO v_conversion_id, v_status;
                 applied := v_conversion_id IS NOT NULL;

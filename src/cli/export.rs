@@ -8,7 +8,7 @@ use clap::Args;
 use crate::read::{ExportFilter, MAX_LIMIT, Timestamp, parse_source};
 use crate::store::Store;
 
-#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
 pub struct ExportArgs {
     /// Only this source.
     #[arg(long)]

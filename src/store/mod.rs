@@ -12,6 +12,7 @@ pub(crate) mod counts;
 mod postgres;
 pub(crate) mod rows;
 mod sqlite;
+pub mod transfer;
 mod url;
 
 use std::future::Future;
@@ -32,6 +33,7 @@ use crate::read::{
 pub use self::backup::{BackupError, BackupReport};
 pub use self::postgres::PostgresStore;
 pub use self::sqlite::SqliteStore;
+pub use self::transfer::{Transfer, open_transfer};
 pub use self::url::{DatabaseUrl, UrlError};
 
 /// A store failure. Every variant is answered 503 with `Retry-After`: the provider

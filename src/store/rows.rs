@@ -5,7 +5,7 @@
 
 use crate::model::outbox::ForwardInfo;
 use crate::model::{StoredConflict, StoredEvent};
-use crate::read::{ConversionItem, EventItem, ExportItem, Pruned, SourceStats, payload_value};
+use crate::read::{ConversionItem, EventItem, ExportItem, Pruned, SourceStats, payload_raw};
 use crate::store::{PRUNE_BATCH, StoreError};
 
 /// A result row of either backend, read by column index. Integers of any width come
@@ -131,7 +131,7 @@ pub(crate) fn export_item(row: &impl Columns) -> Result<ExportItem, StoreError> 
         source: row.text(1)?,
         event_id: row.text(2)?,
         event_type: row.opt_text(3)?,
-        payload: payload_value(row.opt_text(4)?.as_deref()),
+        payload: payload_raw(row.opt_text(4)?.as_deref()),
         first_seen_at: row.text(5)?,
         last_seen_at: row.text(6)?,
         delivery_count: row.int(7)?,

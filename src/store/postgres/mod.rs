@@ -26,6 +26,7 @@ mod flusher;
 mod ops;
 mod outbox;
 mod process;
+mod transfer;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +48,7 @@ mod sql {
     pub const PROCESS_FUNCTION: &str =
         include_str!("../../../sql/postgres/process_webhook_idempotently.sql");
     pub const PROCESS: &str = include_str!("../../../sql/postgres/process.sql");
+    pub const IMPORT_BATCH: &str = include_str!("../../../sql/postgres/import_batch.sql");
     pub const COUNT_DELIVERIES: &str = include_str!("../../../sql/postgres/count_deliveries.sql");
     pub const GET_EVENT: &str = include_str!("../../../sql/postgres/get_event.sql");
     pub const LIST_CONFLICTS: &str = include_str!("../../../sql/postgres/list_conflicts.sql");

@@ -21,6 +21,7 @@ mod backup;
 mod ops;
 mod outbox;
 mod process;
+mod transfer;
 mod writer;
 
 use std::path::Path;

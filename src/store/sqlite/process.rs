@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::writer::{ReplyTo, Writer};
 use super::{SqliteStore, map_err, sql};
 use crate::model::clock::now_text;
-use crate::model::{NewConversion, NewEvent, Outcome, Receipt};
+use crate::model::{History, NewConversion, NewEvent, Outcome, Receipt};
 use crate::store::{Pending, Receiving, StoreError};
 
 /// An event already on record, as the duplicate check needs it.
@@ -46,11 +46,16 @@ fn read_duplicate(
 }
 
 /// One event inside the writer's transaction (in its own savepoint): a duplicate or
-/// conflict if the id is on record by now, else the event and its conversion.
-pub(super) fn apply(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+/// conflict if the id is on record by now, else the event and its conversion. An
+/// imported event brings its `history`, which its rows keep instead of the time now.
+pub(super) fn apply(
+    conn: &Connection,
+    event: &NewEvent,
+    history: Option<&History>,
+) -> Result<Outcome, StoreError> {
     match find(conn, event)? {
-        Some(existing) => answer_known(conn, existing, event),
-        None => insert_new(conn, event),
+        Some(existing) => answer_known(conn, existing, event, history),
+        None => insert_new(conn, event, history),
     }
 }
 
@@ -60,9 +65,15 @@ fn answer_known(
     conn: &Connection,
     existing: Existing,
     event: &NewEvent,
+    history: Option<&History>,
 ) -> Result<Outcome, StoreError> {
     let now = now_text();
     if existing.fingerprint == event.fingerprint {
+        // An imported line of an event on record is not a delivery: importing a file
+        // twice changes nothing.
+        if history.is_some() {
+            return Ok(Outcome::Duplicate(existing.receipt()));
+        }
         conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
             .map_err(map_err)?;
         return Ok(Outcome::Duplicate(existing.receipt()));
@@ -88,14 +99,27 @@ fn answer_known(
 
 /// Records a new event and creates or moves its conversion, inside the writer's
 /// transaction (one writer per process serialises every delivery of one conversion).
-fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+fn insert_new(
+    conn: &Connection,
+    event: &NewEvent,
+    history: Option<&History>,
+) -> Result<Outcome, StoreError> {
     let now = now_text();
+    let (first_seen_at, last_seen_at, delivery_count) = match history {
+        Some(h) => (
+            h.first_seen_at.as_str(),
+            h.last_seen_at.as_str(),
+            h.delivery_count,
+        ),
+        None => (now.as_str(), now.as_str(), 1),
+    };
+    // A conversion is created (or moved) when its event was first seen.
     let conversion = match &event.conversion {
         None => None,
         Some(c) if c.external_conversion_id.is_some() => {
-            Some(apply_conversion(conn, event, c, &now)?)
+            Some(apply_conversion(conn, event, c, first_seen_at)?)
         }
-        Some(c) => Some(create_sale_conversion(conn, event, c, &now)?),
+        Some(c) => Some(create_sale_conversion(conn, event, c, first_seen_at)?),
     };
     let conversion_id = conversion.as_ref().map(|c| c.id);
     let webhook_event_id = conn
@@ -109,7 +133,9 @@ fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError
                     event.payload,
                     event.fingerprint,
                     conversion_id,
-                    now,
+                    first_seen_at,
+                    last_seen_at,
+                    delivery_count,
                 ],
                 |row| row.get::<_, i64>(0),
             )

@@ -372,7 +372,7 @@ impl WriterState {
         let mut outcomes = Vec::with_capacity(events.len());
         for (event, _) in events {
             let mut savepoint = tx.savepoint().map_err(map_err)?;
-            let outcome = super::process::apply(&savepoint, event);
+            let outcome = super::process::apply(&savepoint, event, None);
             if outcome.is_ok() {
                 savepoint.commit().map_err(map_err)?;
             } else {
