@@ -22,9 +22,12 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A body with odd key order, spacing and number text: none of it may change on the way.
 const ODD_BODY: &str = "{\"z\":1, \"type\":\"t\",\"id\":\"odd\",\n  \"a\":{\"y\":1.50,\"x\":1e2,\"big\":12345678901234567890.000},\"m\":-0.0}";
 
+/// Source, headers and body of one delivery.
+type Delivery = (&'static str, Vec<(&'static str, &'static str)>, String);
+
 /// Sales with repeats, a conflict, a Refersion lifecycle and an odd body.
 async fn record_history(app: &Arc<App>) {
-    let deliveries: Vec<(&str, Vec<(&str, &str)>, String)> = vec![
+    let deliveries: Vec<Delivery> = vec![
         ("refersion", vec![], sale("s1", "0.10")),
         ("refersion", vec![], sale("s1", "0.10")),
         ("refersion", vec![], sale("s1", "0.10")),
