@@ -86,6 +86,17 @@ fn run(command: Command, config: Config) -> Result<(), String> {
                 .map_err(|e| format!("cannot migrate {}: {e}", config.database_url))?;
             import(store.as_ref(), &config, &args)
         }
+        Command::Copy(args) => {
+            let report = cli::copy::run(&args, &config.store)?;
+            println!("{report}");
+            for (table, key) in &report.different {
+                eprintln!("hooklatch: {table} {key}: present on the target with other content; left as it is");
+            }
+            match report.different.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} rows differ between the stores")),
+            }
+        }
         Command::Prune(args) => {
             println!(
                 "{}",

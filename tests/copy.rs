@@ -9,7 +9,10 @@ use common::{Backend, TestDb, conversion_body, post, sale};
 use hooklatch::App;
 use hooklatch::cli;
 use hooklatch::read::ConversionFilter;
-use hooklatch::store::{Transfer, open_transfer};
+use hooklatch::config::DatabaseUrl;
+use hooklatch::model::{EventId, Source};
+use hooklatch::store::transfer::{Table, row_key};
+use hooklatch::store::{AdminReads, Outbox, Transfer, open_transfer};
 use warp::http::StatusCode;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -156,4 +159,155 @@ fn import_keeps_timestamps_counts_bodies_and_conversion_dates_and_twice_changes_
         ));
         assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
     }
+}
+
+/// Forwards in every state, with their attempt history, written straight into the store
+/// (the same SQL on both backends).
+fn add_forwards(db: &TestDb) {
+    for (event, state, delivered) in [
+        ("s1", "delivered", "'2026-01-02T00:00:00.000001Z'"),
+        ("s2", "failed", "NULL"),
+        ("odd", "pending", "NULL"),
+    ] {
+        common::execute_sql(
+            &db.url,
+            &format!(
+                "INSERT INTO forward_outbox (webhook_event_id, source, state, attempts, \
+                 next_attempt_at, last_status, last_error, delivered_at, created_at) \
+                 SELECT id, source, '{state}', 2, '2026-01-03T04:05:06.123456Z', 500, 'boom', \
+                 {delivered}, '2026-01-01T00:00:00.000000Z' \
+                 FROM webhook_events WHERE external_event_id = '{event}'"
+            ),
+        );
+        common::execute_sql(
+            &db.url,
+            &format!(
+                "INSERT INTO forward_attempts (webhook_event_id, at, status, duration_ms, error, response) \
+                 SELECT id, '2026-01-02T00:00:00.000000Z', 500, 12, 'boom', 'no' \
+                 FROM webhook_events WHERE external_event_id = '{event}'"
+            ),
+        );
+    }
+}
+
+/// Every row of every table, as the copy reads it.
+fn all_rows(db: &TestDb) -> Vec<Vec<hooklatch::store::transfer::CopyRow>> {
+    let store = transfer(db);
+    Table::ALL
+        .iter()
+        .map(|table| store.read_rows(*table, i64::MIN, i64::MAX, 100_000).unwrap())
+        .collect()
+}
+
+fn copy(from: &TestDb, to: &TestDb) -> cli::copy::CopyReport {
+    cli::copy::copy(
+        transfer(from).as_ref(),
+        transfer(to).as_ref(),
+        &mut cli::copy::Progress::quiet(),
+    )
+    .expect("copy")
+}
+
+fn url_text(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+        DatabaseUrl::Postgres(url) => url.clone(),
+        DatabaseUrl::SqliteMemory => unreachable!("a file store"),
+    }
+}
+
+/// Issue 18: a rich store is copied and compared row by row, ids kept; retries get the
+/// same ids and a new event a larger one; a pending forward keeps its id (so its
+/// `webhook-id`); a second copy changes nothing; a divergent row makes the exit code 1.
+#[test]
+fn copy_moves_every_row_with_its_id_and_a_second_copy_changes_nothing() {
+    for (from, to) in pairs() {
+        let name = "copy_rows";
+        let (Some(origin), Some(target)) = (TestDb::fresh(from, name), TestDb::fresh(to, name))
+        else {
+            continue;
+        };
+        runtime().block_on(record_history(&origin.app()));
+        add_forwards(&origin);
+        let rows = all_rows(&origin);
+        let total: usize = rows.iter().map(Vec::len).sum();
+        assert!(rows.iter().all(|t| !t.is_empty()), "every table has rows: {rows:?}");
+
+        let report = copy(&origin, &target);
+        assert_eq!(report.to_string(), format!("{total} rows copied, 0 already present, 0 different"));
+        assert_eq!(all_rows(&target), rows, "{from:?} -> {to:?}");
+        assert_eq!(export(&target), export(&origin));
+
+        let again = copy(&origin, &target);
+        assert_eq!(again.to_string(), format!("0 rows copied, {total} already present, 0 different"));
+        assert_eq!(all_rows(&target), rows, "a second copy changes nothing");
+
+        // A retry is answered with the ids it got before the move; a new event gets a
+        // larger id than any copied one.
+        let app = target.app();
+        let retry = runtime().block_on(post(&app, "/webhooks/refersion", &[], &sale("s1", "0.10")));
+        assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
+        let s1 = origin
+            .store
+            .event(&Source::parse("refersion").unwrap(), &EventId::parse("s1", "id").unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(retry.body["webhook_event_id"], s1.id);
+        assert_eq!(retry.body["conversion_id"], s1.conversion_id.unwrap());
+        let new = runtime().block_on(post(&app, "/webhooks/refersion", &[], &sale("s9", "1.00")));
+        assert_eq!(new.status, StatusCode::OK, "{new:?}");
+        let max_event = rows[1].iter().map(|r| row_key(r).unwrap()).max().unwrap();
+        assert!(new.body["webhook_event_id"].as_i64().unwrap() > max_event, "{new:?}");
+        let max_conversion = rows[0].iter().map(|r| row_key(r).unwrap()).max().unwrap();
+        assert!(new.body["conversion_id"].as_i64().unwrap() > max_conversion, "{new:?}");
+
+        // The pending forward is claimed on the target under its old id: the same
+        // `webhook-id: hl_<id>` goes to the app.
+        let odd = origin
+            .store
+            .event(&Source::parse("acme").unwrap(), &EventId::parse("odd", "id").unwrap())
+            .unwrap()
+            .unwrap();
+        common::execute_sql(&target.url, "UPDATE forward_outbox SET next_attempt_at = '2000-01-01T00:00:00.000000Z'");
+        let jobs = target
+            .store
+            .claim_forwards("test", std::time::Duration::from_secs(60), 10)
+            .unwrap();
+        assert_eq!(jobs.iter().map(|j| j.webhook_event_id).collect::<Vec<_>>(), [odd.id]);
+        assert_eq!(jobs[0].payload.as_deref(), Some(ODD_BODY));
+
+        // A row that differs is reported, left alone, and fails the command.
+        common::execute_sql(
+            &target.url,
+            "UPDATE webhook_events SET delivery_count = 99 WHERE external_event_id = 's2'",
+        );
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"))
+            .args(["copy", "--from", &url_text(&origin.url), "--to", &url_text(&target.url)])
+            .env_remove("HOOKLATCH_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("webhook_events"), "{stderr}");
+        assert!(stderr.contains("copy: 100%"), "progress, one line per 10 %: {stderr}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("1 different"), "{output:?}");
+    }
+}
+
+/// SQLite → PostgreSQL → SQLite gives the same `export` output, and the same rows.
+#[test]
+fn sqlite_to_postgres_to_sqlite_gives_identical_export() {
+    let name = "copy_round_trip";
+    let Some(middle) = TestDb::fresh(Backend::Postgres, name) else {
+        return;
+    };
+    let origin = TestDb::fresh(Backend::Sqlite, name).unwrap();
+    let last = TestDb::fresh(Backend::Sqlite, name).unwrap();
+    runtime().block_on(record_history(&origin.app()));
+    add_forwards(&origin);
+    copy(&origin, &middle);
+    copy(&middle, &last);
+    assert_eq!(export(&last), export(&origin));
+    assert_eq!(all_rows(&last), all_rows(&origin));
 }

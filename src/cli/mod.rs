@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{Config, LoadError, Settings};
 
 pub mod backup;
+pub mod copy;
 pub mod events;
 pub mod export;
 pub mod forward;
@@ -53,6 +54,9 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Feed exported JSON lines (a file, or - for stdin) through the idempotent step.
     Import(import::ImportArgs),
+    /// Copy every event, conversion and forward from one store to another, ids kept
+    /// (SQLite ↔ PostgreSQL); running it again changes nothing.
+    Copy(copy::CopyArgs),
     /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
     Prune(prune::PruneArgs),
     /// Forwarding to your app: queue events again, pause, resume, replay a window.

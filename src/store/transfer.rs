@@ -12,8 +12,92 @@ use crate::store::{DatabaseUrl, Store, StoreError, StoreOptions};
 /// by hundreds of events, small enough that a failing batch is quick to retry.
 pub const IMPORT_BATCH: usize = 500;
 
+/// The tables `copy` moves, in the order it moves them: a row only refers to rows of the
+/// tables before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Conversions,
+    Events,
+    Conflicts,
+    Outbox,
+    Attempts,
+}
+
+impl Table {
+    pub const ALL: [Table; 5] = [
+        Table::Conversions,
+        Table::Events,
+        Table::Conflicts,
+        Table::Outbox,
+        Table::Attempts,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Conversions => "conversions",
+            Table::Events => "webhook_events",
+            Table::Conflicts => "webhook_conflicts",
+            Table::Outbox => "forward_outbox",
+            Table::Attempts => "forward_attempts",
+        }
+    }
+}
+
+/// One row as both backends can read and write it: every column as text (numbers as
+/// their decimal text, timestamps as stored text), `None` for NULL, in the column order
+/// of `sql/<backend>/copy_read_<table>.sql`. The first column is the row's integer key.
+pub type CopyRow = Vec<Option<String>>;
+
+/// What a table held when the copy began: its row count and largest key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bound {
+    pub rows: i64,
+    pub max_key: i64,
+}
+
+/// What writing one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Written {
+    /// Rows that were not there and now are.
+    pub inserted: u64,
+    /// Rows already there with exactly the same content.
+    pub present: u64,
+    /// Keys of rows already there (or whose unique key is taken) with other content: left
+    /// as they are.
+    pub different: Vec<i64>,
+}
+
+/// The key of a copied row (its first column).
+pub fn row_key(row: &CopyRow) -> Result<i64, StoreError> {
+    row.first()
+        .and_then(|key| key.as_deref())
+        .and_then(|key| key.parse().ok())
+        .ok_or_else(|| StoreError::Internal("a copied row has no integer key".into()))
+}
+
 /// Bulk writes and reads for the commands that move a store (SPEC §5.2).
 pub trait Transfer: Store {
+    /// Row count and largest key of every table in [`Table::ALL`] order, read in one
+    /// snapshot, so rows within the bounds refer only to rows within them.
+    fn copy_bounds(&self) -> Result<Vec<Bound>, StoreError>;
+
+    /// Up to `limit` rows of `table` with `after < key <= upto`, in key order.
+    fn read_rows(
+        &self,
+        table: Table,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<CopyRow>, StoreError>;
+
+    /// Writes rows read from another store in one transaction, keys kept. A row whose key
+    /// (or one of its unique keys) is taken is left alone: counted as present when the
+    /// row there is the same, else reported in `different`.
+    fn write_rows(&self, table: Table, rows: Vec<CopyRow>) -> Result<Written, StoreError>;
+
+    /// After the rows are in: moves the id sequences past every copied id.
+    fn finish_copy(&self) -> Result<(), StoreError>;
+
     /// Records imported events in order, in one transaction, through the same idempotent
     /// step as a delivery, each keeping its `history`: the event's timestamps and
     /// `delivery_count`, and `created_at` = `first_seen_at` for a conversion it creates.

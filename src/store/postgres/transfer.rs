@@ -1,12 +1,18 @@
-//! Bulk moves into PostgreSQL ([`Transfer`]): an import batch is one statement (one round
-//! trip, one commit) calling `process_webhook_idempotently` once per line.
+//! Bulk moves into and out of PostgreSQL ([`Transfer`]): an import batch is one statement
+//! (one round trip, one commit) calling `process_webhook_idempotently` once per line; a
+//! copy batch is one multi-row `INSERT … SELECT FROM unnest(…)` (one text array per
+//! column), and only the rows it did not write are read back to compare.
 
+use std::collections::HashSet;
+
+use postgres::GenericClient;
 use postgres::types::ToSql;
 use rust_decimal::Decimal;
 
 use super::errors::get;
 use super::{PostgresStore, sql};
 use crate::model::{History, NewConversion, NewEvent, Outcome, Receipt};
+use crate::store::transfer::{Bound, CopyRow, Table, Written, row_key};
 use crate::store::{StoreError, Transfer};
 
 /// One array per parameter of the function, one element per line.
@@ -114,4 +120,119 @@ impl Transfer for PostgresStore {
             })
             .collect()
     }
+
+    fn copy_bounds(&self) -> Result<Vec<Bound>, StoreError> {
+        let row = self.with_conn(|conn| conn.client.query_one(COPY_BOUNDS, &[]))?;
+        (0..Table::ALL.len())
+            .map(|i| {
+                Ok(Bound {
+                    rows: get(&row, 2 * i)?,
+                    max_key: get(&row, 2 * i + 1)?,
+                })
+            })
+            .collect()
+    }
+
+    fn read_rows(
+        &self,
+        table: Table,
+        after: i64,
+        upto: i64,
+        limit: u32,
+    ) -> Result<Vec<CopyRow>, StoreError> {
+        let rows = self.with_conn(|conn| read(&mut conn.client, table, after, upto, limit))?;
+        rows_as_text(&rows)
+    }
+
+    fn write_rows(&self, table: Table, rows: Vec<CopyRow>) -> Result<Written, StoreError> {
+        let width = rows.first().map_or(0, Vec::len);
+        let columns: Vec<Vec<Option<&str>>> = (0..width)
+            .map(|i| {
+                rows.iter()
+                    .map(|row| row.get(i).and_then(|v| v.as_deref()))
+                    .collect()
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> = columns
+            .iter()
+            .map(|c| c as &(dyn ToSql + Sync))
+            .collect();
+        let (inserted, present) = self.with_conn(|conn| {
+            let mut tx = conn.client.transaction()?;
+            let inserted: HashSet<i64> = tx
+                .query(statements(table).1, &params)?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<Result<_, _>>()?;
+            let mut present = Vec::new();
+            for row in &rows {
+                let key = row_key(row).unwrap_or(i64::MIN);
+                if !inserted.contains(&key) {
+                    present.push((key, read(&mut tx, table, key - 1, key, 1)?));
+                }
+            }
+            tx.commit()?;
+            Ok((inserted, present))
+        })?;
+        let mut written = Written {
+            inserted: inserted.len() as u64,
+            ..Written::default()
+        };
+        let mut by_key = std::collections::HashMap::new();
+        for row in &rows {
+            by_key.insert(row_key(row)?, row);
+        }
+        for (key, there) in present {
+            let there = rows_as_text(&there)?;
+            if there.first().is_some_and(|r| Some(&r) == by_key.get(&key)) {
+                written.present += 1;
+            } else {
+                written.different.push(key);
+            }
+        }
+        Ok(written)
+    }
+
+    fn finish_copy(&self) -> Result<(), StoreError> {
+        self.with_conn(|conn| conn.client.query_one(COPY_SEQUENCES, &[]).map(drop))
+    }
+}
+
+const COPY_BOUNDS: &str = include_str!("../../../sql/postgres/copy_bounds.sql");
+const COPY_SEQUENCES: &str = include_str!("../../../sql/postgres/copy_sequences.sql");
+
+/// `(read, insert)` statements of a table.
+fn statements(table: Table) -> (&'static str, &'static str) {
+    macro_rules! pair {
+        ($name:literal) => {
+            (
+                include_str!(concat!("../../../sql/postgres/copy_read_", $name, ".sql")),
+                include_str!(concat!("../../../sql/postgres/copy_insert_", $name, ".sql")),
+            )
+        };
+    }
+    match table {
+        Table::Conversions => pair!("conversions"),
+        Table::Events => pair!("webhook_events"),
+        Table::Conflicts => pair!("webhook_conflicts"),
+        Table::Outbox => pair!("forward_outbox"),
+        Table::Attempts => pair!("forward_attempts"),
+    }
+}
+
+fn read(
+    client: &mut impl GenericClient,
+    table: Table,
+    after: i64,
+    upto: i64,
+    limit: u32,
+) -> Result<Vec<postgres::Row>, postgres::Error> {
+    client.query(statements(table).0, &[&after, &i64::from(limit), &upto])
+}
+
+/// Every column of the read statements is text.
+fn rows_as_text(rows: &[postgres::Row]) -> Result<Vec<CopyRow>, StoreError> {
+    rows.iter()
+        .map(|row| (0..row.len()).map(|i| get(row, i)).collect())
+        .collect()
 }

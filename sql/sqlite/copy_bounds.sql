@@ -1,0 +1,14 @@
+-- hooklatch copy: how many rows each table holds and its largest key, in one statement so
+-- the bounds are one snapshot (a row within them only refers to rows within them). Tables
+-- in copy order: conversions, webhook_events, webhook_conflicts, forward_outbox,
+-- forward_attempts.
+SELECT (SELECT count(*) FROM conversions),
+       (SELECT coalesce(max(id), 0) FROM conversions),
+       (SELECT count(*) FROM webhook_events),
+       (SELECT coalesce(max(id), 0) FROM webhook_events),
+       (SELECT count(*) FROM webhook_conflicts),
+       (SELECT coalesce(max(id), 0) FROM webhook_conflicts),
+       (SELECT count(*) FROM forward_outbox),
+       (SELECT coalesce(max(webhook_event_id), 0) FROM forward_outbox),
+       (SELECT count(*) FROM forward_attempts),
+       (SELECT coalesce(max(id), 0) FROM forward_attempts)

@@ -1,0 +1,7 @@
+-- hooklatch copy (SPEC §5.2): reads a batch of `forward_attempts`, every column, in key order after ?1 up to ?3 (the bound taken when the copy began). Generated alike for
+-- each table; the column order is the one src/store/transfer.rs names.
+SELECT id, webhook_event_id, at, status, duration_ms, error, response
+  FROM forward_attempts
+ WHERE id > ?1 AND id <= ?3
+ ORDER BY id
+ LIMIT ?2
