@@ -28,13 +28,16 @@ use crate::metrics;
 use crate::model::Source;
 use crate::model::clock::unix_now;
 use crate::model::outbox::{AttemptOutcome, ForwardJob};
-use crate::store::{Store, run_blocking};
+use crate::store::{Store, StoreError, run_blocking};
 
 /// Poll interval on PostgreSQL: bounds the delay for entries another instance committed.
 const POLL_POSTGRES: Duration = Duration::from_millis(250);
 /// On SQLite new entries always come with an in-process wake-up; the poll only finds due
 /// retries and CLI requeues (a read; only a poll that finds one takes the writer).
 const POLL_SQLITE: Duration = Duration::from_secs(1);
+/// Pause between two tries to record an attempt's outcome while the store is away (a
+/// failover): the entry stays leased meanwhile, so a recorded delivery is not sent again.
+const RECORD_RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How often the backlog gauges are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// Bytes of an app's answer read so its connection can go back to the pool; a longer
@@ -148,6 +151,11 @@ impl Forwarder {
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
         let mut store_down = false;
+        // A claim that failed may have committed all the same (the answer lost with the
+        // server): those entries are leased to this worker, which does not know them.
+        // Once nothing is in flight, every lease it holds is such a one; releasing them
+        // sends them now rather than when the lease runs out.
+        let mut release_due = false;
         let mut gauges_due = Instant::now();
         // A dropped handle counts as a stop, so the loop never spins on a closed channel.
         while !*stop.borrow() && stop.has_changed().is_ok() {
@@ -155,6 +163,20 @@ impl Forwarder {
             if Instant::now() >= gauges_due {
                 gauges_due = Instant::now() + GAUGES_EVERY;
                 self.refresh_gauges().await;
+            }
+            if release_due && in_flight.is_empty() {
+                let (store, owner) = (self.store.clone(), self.owner.clone());
+                if let Ok(released) =
+                    run_blocking(move || store.release_forwards(Some(&owner))).await
+                {
+                    release_due = false;
+                    if released > 0 {
+                        tracing::info!(
+                            released,
+                            "released forwards claimed while the store was away"
+                        );
+                    }
+                }
             }
             let free = permits.available_permits();
             let mut claimed = 0;
@@ -177,6 +199,7 @@ impl Forwarder {
                         }
                     }
                     Err(e) => {
+                        release_due = true;
                         if !store_down {
                             tracing::warn!(error = %e, "forwarding paused: cannot claim outbox entries");
                             store_down = true;
@@ -252,13 +275,33 @@ impl Forwarder {
                 "forward attempt failed"
             ),
         }
-        let (store, owner, id) = (self.store.clone(), self.owner.clone(), job.webhook_event_id);
-        let recorded = run_blocking(move || store.record_forward(id, &owner, &outcome)).await;
+        let recorded = self.record(job.webhook_event_id, outcome).await;
         if let Err(e) = recorded {
             // The entry keeps its lease until it expires, then is sent again with the
             // same webhook-id: at least once, never lost.
             tracing::warn!(source = %job.source, event_id = %job.event_id, error = %e, "forward outcome not recorded; it will be retried");
             metrics::store_error(e.kind());
+        }
+    }
+
+    /// Records an attempt's outcome, trying again while the store is unreachable or busy
+    /// (a failover), for at most half the lease, so the entry is never claimed by
+    /// another worker while this one still tries.
+    async fn record(&self, id: i64, outcome: AttemptOutcome) -> Result<(), StoreError> {
+        let give_up = Instant::now() + self.lease() / 2;
+        let outcome = Arc::new(outcome);
+        loop {
+            let (store, owner, o) = (self.store.clone(), self.owner.clone(), outcome.clone());
+            match run_blocking(move || store.record_forward(id, &owner, &o)).await {
+                Err(e)
+                    if !matches!(e, StoreError::Internal(_))
+                        && Instant::now() + RECORD_RETRY_EVERY < give_up =>
+                {
+                    tracing::debug!(error = %e, "forward outcome not recorded yet; trying again");
+                    tokio::time::sleep(RECORD_RETRY_EVERY).await;
+                }
+                result => return result,
+            }
         }
     }
 

@@ -1,6 +1,9 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
-//! one call of `count_duplicate_deliveries` (see `crate::store::counts`).
+//! one call of `count_duplicate_deliveries` (see `crate::store::counts`). A flush that
+//! fails (the server lost, a failover under way) is tried again every
+//! [`RECONNECT_EVERY`] until it commits, on a connection to whichever server now takes
+//! writes.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -8,9 +11,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use postgres::types::Type;
 use r2d2::Pool;
 
-use super::{Manager, PgConn, connection_lost, sql};
+use super::failover::{Failover, RECONNECT_EVERY};
+use super::{Manager, PgConn, sql};
 use crate::store::counts::{Counts, FLUSH_DELAY};
 
 pub struct Flusher {
@@ -23,7 +28,11 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn start(pool: Pool<Manager>, wait: Duration) -> std::io::Result<Flusher> {
+    pub fn start(
+        pool: Pool<Manager>,
+        failover: Arc<Failover>,
+        wait: Duration,
+    ) -> std::io::Result<Flusher> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         let counts = Arc::new(Counts::default());
         let flushing = Arc::new(Mutex::new(()));
@@ -32,7 +41,10 @@ impl Flusher {
             let flushing = flushing.clone();
             std::thread::Builder::new()
                 .name("hooklatch-pg-counts".into())
-                .spawn(move || run(&pool, &counts, &flushing, &woken, wait))?
+                .spawn(move || {
+                    let flush = || flush_pooled(&pool, &failover, &counts, &flushing, wait);
+                    run(flush, &woken);
+                })?
         };
         Ok(Flusher {
             wake: Some(wake),
@@ -69,48 +81,64 @@ impl Drop for Flusher {
     }
 }
 
-fn run(
-    pool: &Pool<Manager>,
-    counts: &Counts,
-    flushing: &Mutex<()>,
-    woken: &Receiver<()>,
-    wait: Duration,
-) {
-    while woken.recv().is_ok() {
-        // Let more counts gather (a retry storm sends many at once); stop waiting early
-        // only when the store is closing.
-        let due = Instant::now() + FLUSH_DELAY;
-        let closing = loop {
-            match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
+fn run(flush: impl Fn() -> bool, woken: &Receiver<()>) {
+    let mut failed = false;
+    loop {
+        let closing = if failed {
+            // Counts are waiting for the server to come back: try again soon, whether or
+            // not another duplicate arrives.
+            matches!(
+                woken.recv_timeout(RECONNECT_EVERY),
+                Err(RecvTimeoutError::Disconnected)
+            )
+        } else {
+            if woken.recv().is_err() {
+                break;
+            }
+            // Let more counts gather (a retry storm sends many at once); stop waiting
+            // early only when the store is closing.
+            let due = Instant::now() + FLUSH_DELAY;
+            loop {
+                match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                    Ok(()) => continue,
+                    Err(RecvTimeoutError::Timeout) => break false,
+                    Err(RecvTimeoutError::Disconnected) => break true,
+                }
             }
         };
-        flush_pooled(pool, counts, flushing, wait);
+        failed = !flush();
         if closing {
             return;
         }
     }
-    flush_pooled(pool, counts, flushing, wait);
+    flush();
 }
 
-fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {
+/// True when every pending count is committed.
+fn flush_pooled(
+    pool: &Pool<Manager>,
+    failover: &Failover,
+    counts: &Counts,
+    flushing: &Mutex<()>,
+    wait: Duration,
+) -> bool {
     let _flushing = flushing.lock();
-    let result = pool
-        .get_timeout(wait)
+    let result = failover
+        .checkout(pool, Instant::now() + wait)
         .map_err(|e| e.to_string())
         .and_then(|mut conn| {
             flush(&mut conn, counts).map_err(|e| {
-                if connection_lost(&e) {
-                    conn.broken = true;
-                }
+                failover.after_error(&mut conn, &e);
                 e.to_string()
             })
         });
-    if let Err(e) = result {
-        // The counts went back into `counts`: the next duplicate wakes this thread again.
-        tracing::warn!(error = %e, "duplicate counts not committed yet");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            // The counts went back into `counts`, for the next try.
+            tracing::warn!(error = %e, "duplicate counts not committed yet");
+            false
+        }
     }
 }
 
@@ -128,10 +156,15 @@ fn flush(conn: &mut PgConn, counts: &Counts) -> Result<(), postgres::Error> {
         ns.push(*n);
         seen.push(at.as_str());
     }
-    match conn
-        .client
-        .execute(sql::COUNT_DELIVERIES, &[&ids, &ns, &seen])
-    {
+    // Typed, so it goes out unnamed in one round trip (and through a transaction pooler).
+    match conn.client.execute_typed(
+        sql::COUNT_DELIVERIES,
+        &[
+            (&ids, Type::INT8_ARRAY),
+            (&ns, Type::INT8_ARRAY),
+            (&seen, Type::TEXT_ARRAY),
+        ],
+    ) {
         Ok(_) => Ok(()),
         Err(e) => {
             counts.restore(pending);
