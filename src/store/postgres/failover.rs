@@ -129,11 +129,13 @@ mod tests {
     #[test]
     fn a_late_error_from_an_older_epoch_retires_nothing() {
         let failover = Failover::default();
-        let err = postgres::Config::new()
+        let Err(err) = postgres::Config::new()
             .host("127.0.0.1")
             .port(1)
             .connect(NoTls)
-            .expect_err("nothing listens on port 1");
+        else {
+            panic!("nothing listens on port 1");
+        };
         failover.retire(0, &err);
         assert_eq!(failover.epoch(), 1);
         failover.retire(0, &err);
