@@ -119,6 +119,8 @@ impl Run {
                 retry_max: Duration::from_millis(100),
                 max_attempts: 100,
                 concurrency: 4,
+                pause_after: 1000,
+                alert_to: None,
             },
             ..Config::default()
         };
