@@ -75,6 +75,11 @@ pub struct Settings {
         default_value = "full"
     )]
     pub sqlite_synchronous: SqliteSynchronous,
+    /// PostgreSQL: `false` sends every statement unnamed and no startup `options`, for a transaction pooler (PgBouncer 1.18)
+    #[arg(long, env = "HOOKLATCH_PG_PREPARED_STATEMENTS", global = true, value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "true", action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub pg_prepared_statements: bool,
     /// Accept unsigned deliveries on every source without a secret, even off loopback
     #[arg(long, env = "HOOKLATCH_ALLOW_UNSIGNED", global = true, value_name = "BOOL",
           num_args = 0..=1, require_equals = true, default_missing_value = "true",

@@ -76,6 +76,11 @@ pub struct StoreOptions {
     /// SQLite only: `synchronous=FULL` (true, the default) makes every acknowledged event
     /// survive power loss; false uses `NORMAL`, which survives a process crash only.
     pub sqlite_full_sync: bool,
+    /// PostgreSQL only: each connection keeps the receive call as a named prepared
+    /// statement (true, the default). False sends every statement unnamed and no startup
+    /// `options`, so a transaction pooler (PgBouncer 1.18) can carry the connections;
+    /// still one round trip per webhook.
+    pub pg_prepared_statements: bool,
 }
 
 impl Default for StoreOptions {
@@ -85,6 +90,7 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             sqlite_full_sync: true,
+            pg_prepared_statements: true,
         }
     }
 }

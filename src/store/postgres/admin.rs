@@ -58,14 +58,8 @@ impl PostgresStore {
     }
 
     fn execute(&self, statement: &str, params: &[Param<'_>]) -> Result<u64, StoreError> {
-        // The sync client has no typed execute that reports the row count; prepare with
-        // the types, then execute (two round trips; pruning is not on a hot path).
-        self.with_conn(|conn| {
-            let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-            let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(v, _)| *v).collect();
-            let prepared = conn.client.prepare_typed(statement, &types)?;
-            conn.client.execute(&prepared, &values)
-        })
+        // Unnamed, so it also works through a transaction pooler.
+        self.with_conn(|conn| conn.client.execute_typed(statement, params))
     }
 }
 

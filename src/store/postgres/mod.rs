@@ -4,7 +4,9 @@
 //! One round trip per webhook: the whole receive step is the PL/pgSQL function
 //! `process_webhook_idempotently` (sql/postgres/), and each pooled connection carries its
 //! own prepared statement calling it ([`PgConn`]). A call is then a single
-//! Bind/Execute/Sync write and one answer. The statement is prepared on the connection's
+//! Bind/Execute/Sync write and one answer. With `pg_prepared_statements = false` (a
+//! transaction pooler) it is sent unnamed instead, Parse/Bind/Execute/Sync in one write:
+//! still one round trip, the server parsing it each time. The statement is prepared on the connection's
 //! first `process()`, not at connect time, because a fresh database has no function
 //! until `migrate()` ran.
 //!
@@ -50,7 +52,6 @@ mod sql {
     pub const LIST_CONFLICTS: &str = include_str!("../../../sql/postgres/list_conflicts.sql");
     pub const PING: &str = include_str!("../../../sql/postgres/ping.sql");
     pub const MIGRATION_LOCK: &str = include_str!("../../../sql/postgres/migration_lock.sql");
-    pub const MIGRATION_UNLOCK: &str = include_str!("../../../sql/postgres/migration_unlock.sql");
 }
 
 /// A pooled connection and what it has prepared.
@@ -115,6 +116,8 @@ pub struct PostgresStore {
     /// migration may legitimately take longer than a request.
     migration_config: Config,
     failover: Arc<Failover>,
+    /// `pg_prepared_statements`: keep the receive call prepared per connection.
+    prepared_statements: bool,
     connect_timeout: Duration,
     /// One permit per pooled connection: requests beyond that wait here (async, cheap)
     /// until their deadline instead of piling up on blocking threads.
@@ -141,13 +144,19 @@ impl PostgresStore {
         let migration_config = config.clone();
 
         // Server-side limits, so no lock wait or statement outlives the store timeout.
-        let millis = options.statement_timeout.as_millis();
-        let limits = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
-        let merged = match config.get_options() {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing} {limits}"),
-            _ => limits,
-        };
-        config.options(&merged);
+        // Not through a transaction pooler: PgBouncer refuses `options` as a startup
+        // parameter unless told to ignore it, and would then drop the limits silently.
+        // There the role carries them (`ALTER ROLE … SET`, see the README), and each
+        // request is still bounded by its deadline and cancel.
+        if options.pg_prepared_statements {
+            let millis = options.statement_timeout.as_millis();
+            let limits = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
+            let merged = match config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => format!("{existing} {limits}"),
+                _ => limits,
+            };
+            config.options(&merged);
+        }
         // A server that vanished without closing the socket (host down, network cut)
         // would otherwise leave a request waiting for TCP's own retries, for minutes.
         config.tcp_user_timeout(options.connect_timeout + options.statement_timeout);
@@ -177,6 +186,7 @@ impl PostgresStore {
             pool: Some(pool.clone()),
             migration_config,
             failover: failover.clone(),
+            prepared_statements: options.pg_prepared_statements,
             connect_timeout: options.connect_timeout,
             permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             flusher: Some(
