@@ -113,7 +113,10 @@ async fn pruning_keeps_every_payload_still_owed_to_the_app_and_dry_run_agrees(db
     worker.stop().await;
     // Pending: the app has not had it yet (no worker runs now).
     deliver(&app, "shop", "pending").await;
-    assert_eq!(forward_state(db, "pending").await.as_deref(), Some("pending"));
+    assert_eq!(
+        forward_state(db, "pending").await.as_deref(),
+        Some("pending")
+    );
     // Not forwarded at all.
     deliver(&app, "acme", "plain").await;
 
@@ -126,8 +129,14 @@ async fn pruning_keeps_every_payload_still_owed_to_the_app_and_dry_run_agrees(db
     })
     .await
     .unwrap();
-    assert_eq!(pruned.events, 2, "the delivered one and the unforwarded one");
-    assert_eq!(dry.events, pruned.events, "--dry-run counts what prune clears");
+    assert_eq!(
+        pruned.events, 2,
+        "the delivered one and the unforwarded one"
+    );
+    assert_eq!(
+        dry.events, pruned.events,
+        "--dry-run counts what prune clears"
+    );
     assert!(!payload_kept(db, "shop", "delivered").await);
     assert!(!payload_kept(db, "acme", "plain").await);
     assert!(payload_kept(db, "shop", "failed").await, "owed: failed");
@@ -188,10 +197,14 @@ fn walks_everything(plan: &[String]) -> bool {
         if line.starts_with("SCAN forward_outbox") || line.starts_with("Seq Scan") {
             return true;
         }
-        let index = ["Index Scan using ", "Index Only Scan using ", "Bitmap Index Scan on "]
-            .iter()
-            .find_map(|step| line.strip_prefix(step))
-            .and_then(|rest| rest.split_whitespace().next());
+        let index = [
+            "Index Scan using ",
+            "Index Only Scan using ",
+            "Bitmap Index Scan on ",
+        ]
+        .iter()
+        .find_map(|step| line.strip_prefix(step))
+        .and_then(|rest| rest.split_whitespace().next());
         let Some(index) = index else { return false };
         let ranged = plan
             .get(i + 1)
