@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::forward_app::TestApp;
-use common::{Backend, TestDb, post};
+use common::{TestDb, post};
 use hooklatch::App;
 use hooklatch::config::{Config, DatabaseUrl, SourceSettings};
 use hooklatch::forward::{ForwardConfig, Forwarder};
@@ -225,14 +225,12 @@ fn backlog_plan(url: &DatabaseUrl) -> Vec<String> {
                 include_str!("../sql/sqlite/forward_backlog.sql")
             );
             let mut stmt = conn.prepare(&sql).unwrap();
-            let lines = stmt
-                .query_map(["2026-01-01T00:00:00.000000Z"], |row| {
-                    row.get::<_, String>(3)
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect();
-            lines
+            stmt.query_map(["2026-01-01T00:00:00.000000Z"], |row| {
+                row.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
         }
         DatabaseUrl::Postgres(url) => {
             let url = url.clone();
