@@ -10,14 +10,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::forward_app::TestApp;
-use common::{TestDb, post};
+use common::{Backend, TestDb, post};
 use hooklatch::App;
 use hooklatch::config::{Config, DatabaseUrl, SourceSettings};
 use hooklatch::forward::{ForwardConfig, Forwarder};
-use hooklatch::model::{EventId, Source};
+use hooklatch::model::{EventId, NewEvent, Outcome, Source};
 use hooklatch::read::Timestamp;
 use hooklatch::sources::Preset;
-use hooklatch::store::run_blocking;
+use hooklatch::store::{
+    AdminReads, Receiving, SqliteStore, StoreError, StoreOptions, run_blocking,
+};
 
 contract!(
     pruning_keeps_every_payload_still_owed_to_the_app_and_dry_run_agrees,
@@ -253,4 +255,185 @@ fn backlog_plan(url: &DatabaseUrl) -> Vec<String> {
         }
         DatabaseUrl::SqliteMemory => unreachable!(),
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. A duplicate's count reaches the database after a failed commit (SPEC §1.5)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sqlite_a_failed_count_commit_is_retried_without_another_delivery() {
+    counts_survive_a_failed_commit(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_a_failed_count_commit_is_retried_without_another_delivery() {
+    counts_survive_a_failed_commit(Backend::Postgres);
+}
+
+/// Another client blocks every write to the events, so the commit of a duplicate's count
+/// fails (on the lock timeout) both on the store's own schedule and when a read asks for
+/// it. Once the lock is gone, the count must reach a direct reader of the store with no
+/// further delivery or read to wake anything up.
+fn counts_survive_a_failed_commit(backend: Backend) {
+    let options = StoreOptions {
+        statement_timeout: Duration::from_millis(300),
+        pool_size: 4,
+        ..StoreOptions::default()
+    };
+    let Some(db) = TestDb::fresh_with(backend, "counts_retry", &options) else {
+        return;
+    };
+    let event = new_event("counted");
+    assert!(matches!(
+        db.store.process(&event).unwrap(),
+        Outcome::Processed(_)
+    ));
+    let blocker = WriteBlocker::hold(&db.url);
+    assert!(matches!(
+        db.store.process(&event).unwrap(),
+        Outcome::Duplicate(_)
+    ));
+    if let DatabaseUrl::Postgres(url) = &db.url {
+        // The store's own commit of the count is under way, and stuck on the lock.
+        assert!(common::some_session_waits_for_a_lock(url, PATIENCE));
+    }
+    // A read commits pending counts first; it waits for the attempt under way, then makes
+    // its own, and both fail.
+    let read = db.store.event(&event.source, &event.event_id);
+    assert!(read.is_err(), "the count cannot be committed yet: {read:?}");
+    blocker.release();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while direct_delivery_count(&db.url, "counted") != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the duplicate's count never reached the store after the failed commit"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn new_event(id: &str) -> NewEvent {
+    NewEvent {
+        source: Source::parse("shop").unwrap(),
+        event_id: EventId::parse(id, "id").unwrap(),
+        event_type: Some("order.created".into()),
+        payload: format!(r#"{{"id":"{id}"}}"#),
+        fingerprint: format!("fp-{id}"),
+        conversion: None,
+        forward: false,
+    }
+}
+
+/// `delivery_count` of event `id`, read straight from the database.
+fn direct_delivery_count(url: &DatabaseUrl, id: &str) -> i64 {
+    const SQL: &str = "SELECT delivery_count FROM webhook_events WHERE external_event_id = ";
+    match url {
+        DatabaseUrl::Sqlite(path) => rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row(&format!("{SQL}?1"), [id], |row| row.get(0))
+            .unwrap(),
+        DatabaseUrl::Postgres(url) => {
+            let (url, id) = (url.clone(), id.to_owned());
+            std::thread::spawn(move || {
+                let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+                client
+                    .query_one(&format!("{SQL}$1"), &[&id])
+                    .unwrap()
+                    .get::<_, i64>(0)
+            })
+            .join()
+            .unwrap()
+        }
+        DatabaseUrl::SqliteMemory => unreachable!(),
+    }
+}
+
+/// Another client holding a lock that refuses every write to the events and lets reads
+/// through: SQLite's write lock, PostgreSQL's EXCLUSIVE table lock.
+enum WriteBlocker {
+    Sqlite(rusqlite::Connection),
+    Postgres(std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>),
+}
+
+impl WriteBlocker {
+    fn hold(url: &DatabaseUrl) -> WriteBlocker {
+        match url {
+            DatabaseUrl::Sqlite(path) => {
+                let conn = rusqlite::Connection::open(path).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                WriteBlocker::Sqlite(conn)
+            }
+            DatabaseUrl::Postgres(url) => {
+                let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+                let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+                let url = url.clone();
+                let holder = std::thread::spawn(move || {
+                    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+                    let mut tx = client.transaction().unwrap();
+                    tx.batch_execute("LOCK TABLE webhook_events IN EXCLUSIVE MODE")
+                        .unwrap();
+                    locked_tx.send(()).unwrap();
+                    let _ = release_rx.recv_timeout(Duration::from_secs(60));
+                    tx.rollback().unwrap();
+                });
+                locked_rx
+                    .recv_timeout(Duration::from_secs(10))
+                    .expect("lock taken");
+                WriteBlocker::Postgres(release_tx, holder)
+            }
+            DatabaseUrl::SqliteMemory => unreachable!(),
+        }
+    }
+
+    fn release(self) {
+        match self {
+            WriteBlocker::Sqlite(conn) => conn.execute_batch("ROLLBACK").unwrap(),
+            WriteBlocker::Postgres(release, holder) => {
+                release.send(()).unwrap();
+                holder.join().expect("lock holder");
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. The SQLite writer outlives a panic in one batch
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sqlite_a_panic_in_one_batch_fails_that_batch_and_the_writer_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("hooklatch.db"), &StoreOptions::default())
+        .expect("open");
+    hooklatch::store::Operations::migrate(&store).expect("migrate");
+    let first = new_event("before");
+    assert!(matches!(
+        store.process(&first).unwrap(),
+        Outcome::Processed(_)
+    ));
+
+    // Any code the writer runs may panic; this job stands for it.
+    let failed = store.with_writer(|_| -> Result<(), StoreError> { panic!("injected") });
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "the panicking job's caller gets a 503-class error: {failed:?}"
+    );
+
+    // The writer is still there: new events are recorded, duplicates counted, ready.
+    let after = new_event("after");
+    assert!(
+        matches!(store.process(&after), Ok(Outcome::Processed(_))),
+        "a new event after the panic"
+    );
+    assert!(matches!(
+        store.process(&first).unwrap(),
+        Outcome::Duplicate(_)
+    ));
+    let stored = store
+        .event(&first.source, &first.event_id)
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.delivery_count, 2);
+    store.ping().expect("ready after the panic");
 }

@@ -136,7 +136,8 @@ pub trait Receiving: Send + Sync + 'static {
         }))
     }
 
-    /// Succeeds when the store answers a trivial query.
+    /// Succeeds when the store answers a trivial query and can write (SPEC §7: /readyz
+    /// says 503 for a store that cannot write, e.g. SQLite with its file unwritable).
     fn ping(&self) -> Result<(), StoreError>;
 }
 
