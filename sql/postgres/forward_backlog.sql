@@ -3,4 +3,5 @@
 SELECT (SELECT count(*) FROM forward_outbox WHERE state = 'pending'),
        (SELECT count(*) FROM forward_outbox WHERE state = 'failed'),
        extract(epoch FROM now() - (SELECT min(created_at) FROM forward_outbox
-                                   WHERE state = 'pending'))::float8
+                                   WHERE state = 'pending'))::float8,
+       (SELECT count(*) FROM forward_sources WHERE paused_at IS NOT NULL)

@@ -3,4 +3,5 @@
 SELECT (SELECT count(*) FROM forward_outbox WHERE state = 'pending'),
        (SELECT count(*) FROM forward_outbox WHERE state = 'failed'),
        (julianday(?1) - julianday((SELECT min(created_at) FROM forward_outbox
-                                   WHERE state = 'pending'))) * 86400.0
+                                   WHERE state = 'pending'))) * 86400.0,
+       (SELECT count(*) FROM forward_sources WHERE paused_at IS NOT NULL)
