@@ -50,6 +50,8 @@ fn one_attempt() -> ForwardConfig {
         retry_max: Duration::from_millis(80),
         max_attempts: 1,
         concurrency: 1,
+        pause_after: 1000,
+        alert_to: None,
     }
 }
 
