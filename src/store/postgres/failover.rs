@@ -13,6 +13,7 @@
 //! again every [`RECONNECT_EVERY`] until one accepts writes. Meanwhile requests that
 //! find no connection within their deadline get a 503 with `Retry-After`.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,6 +29,29 @@ use super::{Manager, PgConn};
 /// own back-off doubles up to half the connect timeout, so it is never reached: a round
 /// only fails after this loop gives up, which it does only when the store closes.
 pub(super) const RECONNECT_EVERY: Duration = Duration::from_millis(250);
+
+thread_local! {
+    /// Set by the notice callback, which runs on the thread that waits for the answer.
+    static UNREPLICATED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Called with every notice. A commit whose wait for the synchronous standby was
+/// cancelled (our deadline's cancel, or the server shutting down) is reported as a
+/// success with only this WARNING to tell: committed on this server, perhaps not on the
+/// standby that is about to be promoted.
+pub(super) fn note(notice: &postgres::error::DbError) {
+    if notice
+        .message()
+        .contains("wait for synchronous replication")
+    {
+        UNREPLICATED.set(true);
+    }
+}
+
+/// Whether the last statement on this thread was such a commit; clears it.
+pub(super) fn take_unreplicated() -> bool {
+    UNREPLICATED.replace(false)
+}
 
 /// What the connections of one store share about the server they talk to.
 #[derive(Debug, Default)]
@@ -55,6 +79,19 @@ impl Failover {
             tracing::warn!(
                 error = %pg_text(why),
                 "PostgreSQL server lost or no longer writable: dropping every pooled connection to it and reconnecting"
+            );
+        }
+    }
+
+    /// Retires epoch `seen` because a commit on it was not confirmed by the standby.
+    pub(super) fn retire_unreplicated(&self, seen: u64) {
+        if self
+            .epoch
+            .compare_exchange(seen, seen + 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            tracing::warn!(
+                "a commit was not confirmed by the synchronous standby: dropping every pooled connection to this server and reconnecting"
             );
         }
     }

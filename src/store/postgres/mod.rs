@@ -139,6 +139,7 @@ impl PostgresStore {
             config.application_name("hooklatch");
         }
         config.notice_callback(|notice| {
+            failover::note(&notice);
             tracing::debug!(notice = %notice.message(), "PostgreSQL notice");
         });
         let migration_config = config.clone();

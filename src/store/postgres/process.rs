@@ -11,7 +11,7 @@ use postgres::types::{ToSql, Type};
 use rust_decimal::Decimal;
 
 use super::errors::get;
-use super::{PostgresStore, sql};
+use super::{PostgresStore, failover, sql};
 use crate::model::clock::now_text;
 use crate::model::{NewConversion, NewEvent, Outcome, Receipt};
 use crate::store::{Pending, Receiving, StoreError};
@@ -119,10 +119,11 @@ impl PostgresStore {
                 {
                     let mut slot = cancel.0.lock();
                     if matches!(*slot, Cancel::Cancelled) {
-                        return Ok(None);
+                        return Ok(Ok(None));
                     }
                     *slot = Cancel::Running(conn.client.cancel_token());
                 }
+                failover::take_unreplicated();
                 let row = match &statement {
                     Some(statement) => conn.client.query_one(statement, &params),
                     None => {
@@ -136,12 +137,25 @@ impl PostgresStore {
                 }
                 .map(Some);
                 *cancel.0.lock() = Cancel::Idle;
+                if row.is_ok() && failover::take_unreplicated() {
+                    // Committed here, but maybe not on the standby a failover promotes:
+                    // no 2xx for it. The provider's retry finds it, or not, on the
+                    // primary that takes writes next.
+                    conn.broken = true;
+                    self.failover.retire_unreplicated(conn.epoch);
+                    return Ok(Err(()));
+                }
                 if row.is_err() {
                     // Prepare again next time, in case the function was replaced with another
                     // shape underneath this statement; one extra round trip after a failure.
                     conn.process = None;
                 }
-                row
+                row.map(Ok)
+            })?
+            .map_err(|()| {
+                StoreError::Unavailable(
+                    "the commit was not confirmed by the synchronous standby".into(),
+                )
             })?
             .ok_or_else(|| {
                 StoreError::Timeout("the deadline passed before the statement started".into())
