@@ -30,6 +30,7 @@ contract!(
     api_rejections_keep_refusals_without_bodies_or_secrets,
     payload_retention_pass_prunes_what_is_older_than_the_retention,
     the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf,
+    cli_tables_escape_control_characters_of_stored_ids,
 );
 
 fn source(name: &str) -> Source {
@@ -1128,4 +1129,52 @@ async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db:
     )
     .await;
     assert!(page.contains("Forward again"));
+}
+
+/// Issue 17 item 13 (SPEC §5.2): an event id is the sender's choice; printed raw, ESC,
+/// BEL, DEL or CSI (U+009B) would drive the operator's terminal.
+async fn cli_tables_escape_control_characters_of_stored_ids(db: &TestDb) {
+    let app = db.app();
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2Jx\u{7f}\u{9b}31m\u{202e}gnp.exe";
+    let body = json!({"id": hostile, "type": "order.\u{1b}[31mred", "note": "\u{9b}"}).to_string();
+    let reply = post(&app, "/webhooks/acme", &[], &body).await;
+    assert!(reply.status.is_success(), "{reply:?}");
+    let store = db.store.clone();
+    let (list, show) = hooklatch::store::run_blocking(move || {
+        use hooklatch::cli::events::{EventsCommand, ListArgs, ShowArgs, run};
+        let mut list = Vec::new();
+        let args = ListArgs {
+            source: None,
+            since: None,
+            limit: 10,
+            json: false,
+        };
+        run(store.as_ref(), &EventsCommand::List(args), &mut list).unwrap();
+        let mut show = Vec::new();
+        let args = ShowArgs {
+            source: "acme".into(),
+            event_id: hostile.into(),
+            json: false,
+        };
+        run(store.as_ref(), &EventsCommand::Show(args), &mut show).unwrap();
+        Ok((
+            String::from_utf8(list).unwrap(),
+            String::from_utf8(show).unwrap(),
+        ))
+    })
+    .await
+    .unwrap();
+    for (what, text) in [("list", &list), ("show", &show)] {
+        let raw: Vec<char> = text
+            .chars()
+            .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}')
+            .collect();
+        assert!(raw.is_empty(), "{what} prints {raw:?} raw:\n{text}");
+        assert!(text.contains(r"\u{1b}]0;owned\u{7}"), "{what}:\n{text}");
+    }
+    assert!(list.contains(r"order.\u{1b}[31mred"), "{list}");
+    assert!(
+        show.contains(r"\u{9b}"),
+        "the payload's C1 control too:\n{show}"
+    );
 }

@@ -366,6 +366,16 @@ fn text_logs_have_one_line_per_delivery_and_nothing_secret() {
     ] {
         assert!(first.contains(field), "{field} in {first}");
     }
+    for line in &deliveries {
+        // Rounded to the microsecond: at most three decimals (issue 17 item 17).
+        let value = line
+            .split("latency_ms=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no latency in {line}"));
+        let decimals = value.split_once('.').map_or(0, |(_, f)| f.len());
+        assert!(decimals <= 3, "latency_ms={value} in {line}");
+    }
     assert!(
         deliveries[1].contains("outcome=\"duplicate\""),
         "{}",

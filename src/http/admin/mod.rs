@@ -11,7 +11,7 @@ pub mod detail;
 mod listing;
 pub mod query;
 pub mod rejections;
-pub mod requeue;
+mod requeue;
 
 use std::sync::Arc;
 
