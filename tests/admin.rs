@@ -31,6 +31,8 @@ contract!(
     payload_retention_pass_prunes_what_is_older_than_the_retention,
     the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf,
     cli_tables_escape_control_characters_of_stored_ids,
+    amounts_have_at_most_eighteen_integer_digits_and_sum_exactly,
+    a_refusal_reason_is_bounded_and_never_quotes_the_body,
 );
 
 fn source(name: &str) -> Source {
@@ -1177,4 +1179,84 @@ async fn cli_tables_escape_control_characters_of_stored_ids(db: &TestDb) {
         show.contains(r"\u{9b}"),
         "the payload's C1 control too:\n{show}"
     );
+}
+
+/// Issue 17 item 12 (SPEC §7): an unbounded amount made SQLite's summary panic for good
+/// while PostgreSQL answered. At most 18 integer digits, and sums equal on both stores.
+async fn amounts_have_at_most_eighteen_integer_digits_and_sum_exactly(db: &TestDb) {
+    let app = db.admin_app();
+    let body = |id: &str, sale: &str, commission: &str| {
+        format!(
+            r#"{{"event_type":"sale","event_id":"{id}","order_id":"O{id}","commission_amount":{commission},"sale_amount":{sale},"tracking_id":"t"}}"#
+        )
+    };
+    for (id, sale, commission, field) in [
+        ("big1", "1234567890123456789", "1.00", "sale_amount"),
+        (
+            "big2",
+            "\"1000000000000000000.000001\"",
+            "1.00",
+            "sale_amount",
+        ),
+        ("big3", "10.00", "1e18", "commission_amount"),
+        (
+            "big4",
+            "10.00",
+            "99999999999999999999999999999999",
+            "commission_amount",
+        ),
+    ] {
+        let reply = post(
+            &app,
+            "/webhooks/refersion",
+            &[],
+            &body(id, sale, commission),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{id}: {reply:?}");
+        assert_eq!(reply.body["field"], field, "{id}: {reply:?}");
+    }
+    assert_eq!(db.totals().events, 0, "nothing stored");
+    for id in ["m1", "m2", "m3"] {
+        let largest = body(id, "999999999999999999.999999", "\"999999999999999999.5\"");
+        let reply = post(&app, "/webhooks/refersion", &[], &largest).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+    let summary = admin_get(&app, "/admin/api/conversions/summary", Some(ADMIN_TOKEN)).await;
+    assert_eq!(summary.status, StatusCode::OK, "{summary:?}");
+    assert_eq!(
+        summary.body,
+        json!({"groups": [{"status": null, "currency": null, "count": 3,
+            "sale_amount": "2999999999999999999.999997",
+            "commission_amount": "2999999999999999998.5"}]})
+    );
+}
+
+/// Issue 17 item 11 (SPEC §7): a duplicate-key refusal kept the whole key, up to the
+/// body limit, as its reason; 100 of them held about 50 MB.
+async fn a_refusal_reason_is_bounded_and_never_quotes_the_body(db: &TestDb) {
+    let app = db.admin_app();
+    let key = format!("KeyFromTheBody{}", "k".repeat(20_000));
+    for body in [
+        format!(r#"{{"id":"d1","{key}":1,"{key}":2}}"#),
+        format!(r#"{{"id":"d2","nested":{{"SecretKeyName":1,"SecretKeyName":2}}}}"#),
+    ] {
+        let reply = post(&app, "/webhooks/acme", &[], &body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+        let message = reply.body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("duplicate key"), "{message}");
+        assert!(!message.contains("KeyFromTheBody") && !message.contains("SecretKeyName"));
+    }
+    let reply = admin_get(&app, "/admin/api/rejections", Some(ADMIN_TOKEN)).await;
+    let items = reply.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    for item in items {
+        let reason = item["reason"].as_str().unwrap();
+        assert!(reason.chars().count() <= 200, "{} chars", reason.len());
+        assert!(reason.contains("duplicate key"), "{reason}");
+        assert!(
+            !reason.contains("KeyFromTheBody") && !reason.contains("SecretKeyName"),
+            "{reason}"
+        );
+    }
 }

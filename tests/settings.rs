@@ -319,7 +319,9 @@ fn logs_for(format: &str) -> String {
         common::http_post(addr, "/webhooks/shopify", &forged, &body).status,
         401
     );
-    let invalid = format!(r#"{{"note":"{BODY_MARKER}"}}"#);
+    // A duplicate key, long: its refusal used to quote the key (issue 17 item 11).
+    let key = BODY_MARKER.repeat(100);
+    let invalid = format!(r#"{{"note":"{BODY_MARKER}","{key}":1,"{key}":2}}"#);
     assert_eq!(
         common::http_post(addr, "/webhooks/acme", &[], &invalid).status,
         400
@@ -416,5 +418,12 @@ fn json_logs_are_one_object_per_line_with_the_delivery_fields() {
     assert_eq!(first["outcome"], "processed");
     assert!(first["latency_ms"].as_f64().is_some(), "{first}");
     assert_eq!(deliveries[2]["outcome"], "invalid_signature");
+    let refused = deliveries[3];
+    assert_eq!(refused["outcome"], "invalid_payload", "{refused}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("duplicate key") && error.chars().count() <= 200,
+        "{refused}"
+    );
     assert_eq!(deliveries[2]["status"], 401);
 }

@@ -57,7 +57,8 @@ where
             };
             let status = error.status().as_u16();
             if error.status().is_client_error() {
-                tracing::info!(source = %source, outcome = error.code(), reason, status, latency_ms, error = %error, "delivery refused");
+                let error_text = crate::error::bounded(&error.to_string());
+                tracing::info!(source = %source, outcome = error.code(), reason, status, latency_ms, error = %error_text, "delivery refused");
                 record_refusal(&app, &source, &error, known_id);
             } else {
                 tracing::warn!(source = %source, outcome = error.code(), reason, status, latency_ms, "delivery failed");
