@@ -1239,7 +1239,7 @@ async fn a_refusal_reason_is_bounded_and_never_quotes_the_body(db: &TestDb) {
     let key = format!("KeyFromTheBody{}", "k".repeat(20_000));
     for body in [
         format!(r#"{{"id":"d1","{key}":1,"{key}":2}}"#),
-        format!(r#"{{"id":"d2","nested":{{"SecretKeyName":1,"SecretKeyName":2}}}}"#),
+        r#"{"id":"d2","nested":{"SecretKeyName":1,"SecretKeyName":2}}"#.to_owned(),
     ] {
         let reply = post(&app, "/webhooks/acme", &[], &body).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
