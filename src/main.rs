@@ -86,6 +86,13 @@ fn run(command: Command, config: Config) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::VerifyTotals(args) => {
+            println!(
+                "{}",
+                cli::totals::run(open_migrated(&config)?.as_ref(), &args)?
+            );
+            Ok(())
+        }
         Command::Forward(command) => {
             let store = open_migrated(&config)?;
             println!(

@@ -1,6 +1,7 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
-//! one call of `count_duplicate_deliveries` (see `crate::store::counts`).
+//! one call of `count_duplicate_deliveries` (see `crate::store::counts`). The same thread
+//! folds the totals' delta rows every [`FOLD_EVERY`] (see `super::totals`).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -76,7 +77,17 @@ fn run(
     woken: &Receiver<()>,
     wait: Duration,
 ) {
-    while woken.recv().is_ok() {
+    let mut next_fold = Instant::now() + FOLD_EVERY;
+    loop {
+        match woken.recv_timeout(next_fold.saturating_duration_since(Instant::now())) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => {
+                fold_pooled(pool, wait);
+                next_fold = Instant::now() + FOLD_EVERY;
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
         // Let more counts gather (a retry storm sends many at once); stop waiting early
         // only when the store is closing.
         let due = Instant::now() + FLUSH_DELAY;
@@ -91,8 +102,35 @@ fn run(
         if closing {
             return;
         }
+        // A steady stream of duplicates never lets the wait above time out.
+        if Instant::now() >= next_fold {
+            fold_pooled(pool, wait);
+            next_fold = Instant::now() + FOLD_EVERY;
+        }
     }
     flush_pooled(pool, counts, flushing, wait);
+}
+
+/// How often each instance folds the totals' deltas: often enough that reads add up a
+/// second's worth of delta rows at most, rarely enough to cost nothing when idle.
+pub const FOLD_EVERY: Duration = Duration::from_secs(1);
+
+fn fold_pooled(pool: &Pool<Manager>, wait: Duration) {
+    let result = pool
+        .get_timeout(wait)
+        .map_err(|e| e.to_string())
+        .and_then(|mut conn| {
+            super::totals::fold(&mut conn).map_err(|e| {
+                if connection_lost(&e) {
+                    conn.broken = true;
+                }
+                e.to_string()
+            })
+        });
+    if let Err(e) = result {
+        // The deltas stay where they are, and reads still add them: nothing is lost.
+        tracing::debug!(error = %e, "totals not folded yet");
+    }
 }
 
 fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {

@@ -26,6 +26,7 @@ mod flusher;
 mod ops;
 mod outbox;
 mod process;
+mod totals;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
