@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::{Backend, TestDb};
 use hooklatch::model::{Amount, EventId, NewConversion, NewEvent, Outcome, Source};
-use hooklatch::store::{Operations, PostgresStore, Receiving, Store, StoreError, StoreOptions};
+use hooklatch::store::{
+    AdminReads, Operations, PostgresStore, Receiving, Store, StoreError, StoreOptions,
+};
 
 fn fresh(test: &str) -> Option<TestDb> {
     TestDb::fresh(Backend::Postgres, test)
@@ -32,6 +34,9 @@ fn url(db: &TestDb) -> String {
 fn options(pool_size: u32) -> StoreOptions {
     StoreOptions {
         pool_size,
+        // The totals' background fold is housekeeping, not a webhook's round trip: kept
+        // out of the round-trip count.
+        totals_fold_every: std::time::Duration::from_secs(3600),
         ..StoreOptions::default()
     }
 }
@@ -252,6 +257,14 @@ fn every_webhook_is_one_round_trip_new_duplicate_or_conflict() {
             );
         }
         assert_eq!(proxy.take(), 1, "{case}: round trips for one process()");
+        if expected == "Duplicate" {
+            // A duplicate's count is committed in the background 20 ms later (batched,
+            // not part of the webhook's round trip): commit it now, off the count.
+            store
+                .event(&event.source, &event.event_id)
+                .expect("flush and read");
+            proxy.take();
+        }
     }
     drop(store);
 }
@@ -462,7 +475,11 @@ fn four_instances_migrating_at_once_apply_each_migration_once() {
         .map(|row| row.get(0))
         .collect();
     // One history row per migration compiled in, each applied once.
-    let expected: Vec<i32> = (1..=hooklatch::store::migration_names().len() as i32).collect();
+    // (Numbers are reserved per lane, so the list may have gaps until every lane lands.)
+    let expected: Vec<i32> = hooklatch::store::migration_names()
+        .iter()
+        .map(|name| name[..3].parse().expect("NNN_name"))
+        .collect();
     assert_eq!(applied, expected);
     let functions: i64 = admin
         .query_one(

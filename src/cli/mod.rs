@@ -59,7 +59,7 @@ pub enum Command {
     /// Recount every row and compare with the kept totals (`stats`, the summary);
     /// fails on drift. `--repair` rebuilds them from the rows.
     VerifyTotals(totals::VerifyTotalsArgs),
-    /// Forwarding to your app: queue events again.
+    /// Forwarding to your app: queue events again, pause, resume, replay a window.
     #[command(subcommand)]
     Forward(ForwardCommand),
 }

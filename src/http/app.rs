@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::admin::auth::Admin;
 use super::admin::rejections::Rejections;
 use crate::config::{Config, OnConflict, Sources};
+use crate::forward::Alerter;
 use crate::store::{Store, StoreError, run_blocking};
 
 /// What every request handler shares.
@@ -26,6 +27,8 @@ pub struct App {
     pub rejections: Rejections,
     /// Notified after each commit of a forwarding event, so the worker sends at once.
     pub forward_wake: Arc<Notify>,
+    /// Alerts for the operator's pauses and resumes (`alert_to`).
+    pub alerts: Alerter,
 }
 
 impl App {
@@ -44,6 +47,7 @@ impl App {
             admin: config.admin_token.as_deref().map(Admin::new),
             rejections: Rejections::default(),
             forward_wake: Arc::new(Notify::new()),
+            alerts: Alerter::new(&config.forward),
         }
     }
 

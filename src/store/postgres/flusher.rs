@@ -1,7 +1,7 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
 //! one call of `count_duplicate_deliveries` (see `crate::store::counts`). The same thread
-//! folds the totals' delta rows every [`FOLD_EVERY`] (see `super::totals`).
+//! folds the totals' delta rows every `StoreOptions::totals_fold_every` (1 s) (see `super::totals`).
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -24,7 +24,11 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn start(pool: Pool<Manager>, wait: Duration) -> std::io::Result<Flusher> {
+    pub fn start(
+        pool: Pool<Manager>,
+        wait: Duration,
+        fold_every: Duration,
+    ) -> std::io::Result<Flusher> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         let counts = Arc::new(Counts::default());
         let flushing = Arc::new(Mutex::new(()));
@@ -33,7 +37,7 @@ impl Flusher {
             let flushing = flushing.clone();
             std::thread::Builder::new()
                 .name("hooklatch-pg-counts".into())
-                .spawn(move || run(&pool, &counts, &flushing, &woken, wait))?
+                .spawn(move || run(&pool, &counts, &flushing, &woken, wait, fold_every))?
         };
         Ok(Flusher {
             wake: Some(wake),
@@ -76,14 +80,15 @@ fn run(
     flushing: &Mutex<()>,
     woken: &Receiver<()>,
     wait: Duration,
+    fold_every: Duration,
 ) {
-    let mut next_fold = Instant::now() + FOLD_EVERY;
+    let mut next_fold = Instant::now() + fold_every;
     loop {
         match woken.recv_timeout(next_fold.saturating_duration_since(Instant::now())) {
             Ok(()) => {}
             Err(RecvTimeoutError::Timeout) => {
-                fold_pooled(pool, wait);
-                next_fold = Instant::now() + FOLD_EVERY;
+                fold_pooled(pool);
+                next_fold = Instant::now() + fold_every;
                 continue;
             }
             Err(RecvTimeoutError::Disconnected) => break,
@@ -104,31 +109,24 @@ fn run(
         }
         // A steady stream of duplicates never lets the wait above time out.
         if Instant::now() >= next_fold {
-            fold_pooled(pool, wait);
-            next_fold = Instant::now() + FOLD_EVERY;
+            fold_pooled(pool);
+            next_fold = Instant::now() + fold_every;
         }
     }
     flush_pooled(pool, counts, flushing, wait);
 }
 
-/// How often each instance folds the totals' deltas: often enough that reads add up a
-/// second's worth of delta rows at most, rarely enough to cost nothing when idle.
-pub const FOLD_EVERY: Duration = Duration::from_secs(1);
-
-fn fold_pooled(pool: &Pool<Manager>, wait: Duration) {
-    let result = pool
-        .get_timeout(wait)
-        .map_err(|e| e.to_string())
-        .and_then(|mut conn| {
-            super::totals::fold(&mut conn).map_err(|e| {
-                if connection_lost(&e) {
-                    conn.broken = true;
-                }
-                e.to_string()
-            })
-        });
-    if let Err(e) = result {
-        // The deltas stay where they are, and reads still add them: nothing is lost.
+/// Opportunistic: folds on an idle pooled connection, or not at all this time (the
+/// deltas wait for the next fold, and reads add them meanwhile), so housekeeping never
+/// waits for a connection a webhook could use.
+fn fold_pooled(pool: &Pool<Manager>) {
+    let Some(mut conn) = pool.try_get() else {
+        return;
+    };
+    if let Err(e) = super::totals::fold(&mut conn) {
+        if connection_lost(&e) {
+            conn.broken = true;
+        }
         tracing::debug!(error = %e, "totals not folded yet");
     }
 }
