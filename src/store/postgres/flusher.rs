@@ -1,7 +1,15 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
 //! one call of `count_duplicate_deliveries` (see `crate::store::counts`). The same thread
-//! folds the totals' delta rows every `StoreOptions::totals_fold_every` (1 s) (see `super::totals`).
+//! folds the totals' delta rows every `StoreOptions::totals_fold_every` (see
+//! `super::totals`). After a failed
+//! commit it tries again on its own, backing off up to [`RETRY_MAX`]: no later count
+//! would wake it, since counts already pending make a new one look like part of a batch.
+//!
+//! Lock order: a pooled connection first, then the `flushing` lock, for this thread and
+//! for a reader's flush alike. A reader holds its connection when it flushes; were the
+//! thread to take the lock first and then wait for a connection, a pool drained by such
+//! readers would stall both until the pool timeout.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -12,7 +20,7 @@ use parking_lot::Mutex;
 use r2d2::Pool;
 
 use super::{Manager, PgConn, connection_lost, sql};
-use crate::store::counts::{Counts, FLUSH_DELAY};
+use crate::store::counts::{Counts, FLUSH_DELAY, RETRY_MAX, next_retry};
 
 pub struct Flusher {
     wake: Option<SyncSender<()>>,
@@ -57,10 +65,19 @@ impl Flusher {
         }
     }
 
-    /// Commits what is pending on `conn`, now.
+    /// Commits what is pending on `conn`, now. On failure the counts stay pending and
+    /// the thread is told, so it retries them even if no other count ever arrives.
     pub fn flush_on(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        let _flushing = self.flushing.lock();
-        flush(conn, &self.counts)
+        let result = {
+            let _flushing = self.flushing.lock();
+            flush(conn, &self.counts)
+        };
+        if result.is_err()
+            && let Some(wake) = &self.wake
+        {
+            let _ = wake.try_send(());
+        }
+        result
     }
 }
 
@@ -74,6 +91,14 @@ impl Drop for Flusher {
     }
 }
 
+/// Why the thread woke up.
+enum Woke {
+    Count,
+    Retry,
+    Fold,
+    Closing,
+}
+
 fn run(
     pool: &Pool<Manager>,
     counts: &Counts,
@@ -82,38 +107,54 @@ fn run(
     wait: Duration,
     fold_every: Duration,
 ) {
+    // Set while the last commit failed and counts are still pending: the next try's wait.
+    let mut retry: Option<Duration> = None;
     let mut next_fold = Instant::now() + fold_every;
     loop {
-        match woken.recv_timeout(next_fold.saturating_duration_since(Instant::now())) {
-            Ok(()) => {}
-            Err(RecvTimeoutError::Timeout) => {
-                fold_pooled(pool);
-                next_fold = Instant::now() + fold_every;
-                continue;
-            }
-            Err(RecvTimeoutError::Disconnected) => break,
-        }
-        // Let more counts gather (a retry storm sends many at once); stop waiting early
-        // only when the store is closing.
-        let due = Instant::now() + FLUSH_DELAY;
-        let closing = loop {
-            match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
-            }
+        let until_fold = next_fold.saturating_duration_since(Instant::now());
+        let (delay, on_timeout) = match retry {
+            Some(delay) if delay < until_fold => (delay, Woke::Retry),
+            _ => (until_fold, Woke::Fold),
         };
-        flush_pooled(pool, counts, flushing, wait);
-        if closing {
-            return;
-        }
-        // A steady stream of duplicates never lets the wait above time out.
-        if Instant::now() >= next_fold {
+        let woke = match woken.recv_timeout(delay) {
+            Ok(()) => Woke::Count,
+            Err(RecvTimeoutError::Timeout) => on_timeout,
+            Err(RecvTimeoutError::Disconnected) => Woke::Closing,
+        };
+        if matches!(woke, Woke::Fold) || Instant::now() >= next_fold {
+            // Also after a count: a steady stream of duplicates never lets the wait time out.
             fold_pooled(pool);
             next_fold = Instant::now() + fold_every;
         }
+        let closing = match woke {
+            Woke::Closing => true,
+            Woke::Fold => {
+                if retry.is_none() {
+                    continue;
+                }
+                false
+            }
+            Woke::Retry => false,
+            // Let more counts gather (a retry storm sends many at once); stop waiting
+            // early only when the store is closing.
+            Woke::Count => {
+                let due = Instant::now() + FLUSH_DELAY;
+                loop {
+                    match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => break false,
+                        Err(RecvTimeoutError::Disconnected) => break true,
+                    }
+                }
+            }
+        };
+        if closing {
+            flush_before_closing(pool, counts, flushing, wait);
+            return;
+        }
+        let committed = flush_pooled(pool, counts, flushing, wait);
+        retry = (!committed && !counts.is_empty()).then(|| next_retry(retry));
     }
-    flush_pooled(pool, counts, flushing, wait);
 }
 
 /// Opportunistic: folds on an idle pooled connection, or not at all this time (the
@@ -131,12 +172,40 @@ fn fold_pooled(pool: &Pool<Manager>) {
     }
 }
 
-fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {
-    let _flushing = flushing.lock();
+/// The store is closing: what is pending is committed, retried while the store refuses
+/// for up to `wait`, so a passing fault at shutdown does not lose the last counts.
+fn flush_before_closing(
+    pool: &Pool<Manager>,
+    counts: &Counts,
+    flushing: &Mutex<()>,
+    wait: Duration,
+) {
+    let give_up = Instant::now() + wait;
+    let mut retry = None;
+    while !flush_pooled(pool, counts, flushing, wait) && !counts.is_empty() {
+        let delay = next_retry(retry);
+        if Instant::now() + delay > give_up {
+            tracing::error!("duplicate counts lost at shutdown: the store refused them");
+            return;
+        }
+        std::thread::sleep(delay);
+        retry = Some(delay);
+    }
+}
+
+/// One try; true when nothing is left pending from it.
+fn flush_pooled(
+    pool: &Pool<Manager>,
+    counts: &Counts,
+    flushing: &Mutex<()>,
+    wait: Duration,
+) -> bool {
+    // The connection before the lock: see the module header.
     let result = pool
         .get_timeout(wait)
         .map_err(|e| e.to_string())
         .and_then(|mut conn| {
+            let _flushing = flushing.lock();
             flush(&mut conn, counts).map_err(|e| {
                 if connection_lost(&e) {
                     conn.broken = true;
@@ -144,9 +213,12 @@ fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wai
                 e.to_string()
             })
         });
-    if let Err(e) = result {
-        // The counts went back into `counts`: the next duplicate wakes this thread again.
-        tracing::warn!(error = %e, "duplicate counts not committed yet");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, retry_within_ms = RETRY_MAX.as_millis() as u64, "duplicate counts not committed yet");
+            false
+        }
     }
 }
 

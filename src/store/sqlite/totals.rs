@@ -85,19 +85,19 @@ impl Delta {
             .groups
             .entry((counted.status, counted.currency))
             .or_default();
-        group.0 += sign;
-        if sign > 0 {
-            group.1 += sale;
-            group.2 += commission;
+        let (sale, commission) = if sign > 0 {
+            (sale, commission)
         } else {
-            group.1 -= sale;
-            group.2 -= commission;
-        }
+            (-sale, -commission)
+        };
+        group.0 += sign;
+        group.1 = add(group.1, sale)?;
+        group.2 = add(group.2, commission)?;
         Ok(())
     }
 
     /// Takes in the delta of one event whose savepoint committed.
-    pub fn absorb(&mut self, other: Delta) {
+    pub fn absorb(&mut self, other: Delta) -> Result<(), StoreError> {
         for (source, d) in other.sources {
             let entry = self.sources.entry(source).or_default();
             entry.events += d.events;
@@ -110,9 +110,10 @@ impl Delta {
         for (key, (count, sale, commission)) in other.groups {
             let group = self.groups.entry(key).or_default();
             group.0 += count;
-            group.1 += sale;
-            group.2 += commission;
+            group.1 = add(group.1, sale)?;
+            group.2 = add(group.2, commission)?;
         }
+        Ok(())
     }
 
     /// Adds the delta to the kept totals, in the caller's transaction.
@@ -184,8 +185,8 @@ fn add_group(
             .map_err(map_err)?;
         return Ok(());
     }
-    let sale = decimal(&kept_sale)? + sale;
-    let commission = decimal(&kept_commission)? + commission;
+    let sale = add(decimal(&kept_sale)?, sale)?;
+    let commission = add(decimal(&kept_commission)?, commission)?;
     conn.prepare_cached(sql::UPDATE_CONVERSION_TOTAL)
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -197,6 +198,13 @@ fn add_group(
         })
         .map_err(map_err)?;
     Ok(())
+}
+
+/// Checked: `+` panics on overflow, and one stored amount out of range (from before
+/// amounts were bounded) must fail its batch with an error, not the writer thread.
+fn add(a: Decimal, b: Decimal) -> Result<Decimal, StoreError> {
+    a.checked_add(b)
+        .ok_or_else(|| StoreError::Internal("a conversion total overflows".into()))
 }
 
 fn decimal(text: &str) -> Result<Decimal, StoreError> {
@@ -238,8 +246,8 @@ fn count_conversions(conn: &Connection) -> Result<Vec<SummaryGroup>, StoreError>
         let commission = decimal(&row.get::<_, String>(3).map_err(map_err)?)?;
         let group = groups.entry(key).or_default();
         group.0 += 1;
-        group.1 += sale;
-        group.2 += commission;
+        group.1 = add(group.1, sale)?;
+        group.2 = add(group.2, commission)?;
     }
     let mut groups: Vec<SummaryGroup> = groups
         .into_iter()
