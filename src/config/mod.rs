@@ -142,6 +142,7 @@ impl Config {
                 statement_timeout: s.store_timeout,
                 sqlite_full_sync: s.sqlite_synchronous == SqliteSynchronous::Full,
                 pg_prepared_statements: s.pg_prepared_statements,
+                ..StoreOptions::default()
             },
             body_timeout: s.body_timeout,
             shutdown_grace: s.shutdown_grace,

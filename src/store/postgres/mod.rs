@@ -28,6 +28,7 @@ mod flusher;
 mod ops;
 mod outbox;
 mod process;
+mod totals;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -191,9 +192,15 @@ impl PostgresStore {
             connect_timeout: options.connect_timeout,
             permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             flusher: Some(
-                flusher::Flusher::start(pool.clone(), failover, options.connect_timeout).map_err(
-                    |e| StoreError::Internal(format!("cannot start the counts thread: {e}")),
-                )?,
+                flusher::Flusher::start(
+                    pool.clone(),
+                    failover,
+                    options.connect_timeout,
+                    options.totals_fold_every,
+                )
+                .map_err(|e| {
+                    StoreError::Internal(format!("cannot start the counts thread: {e}"))
+                })?,
             ),
         };
         // Waits for the first connection; dropping the store on failure closes the pool.
