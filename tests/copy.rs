@@ -8,11 +8,11 @@ use std::sync::Arc;
 use common::{Backend, TestDb, conversion_body, post, sale};
 use hooklatch::App;
 use hooklatch::cli;
-use hooklatch::read::ConversionFilter;
 use hooklatch::config::DatabaseUrl;
 use hooklatch::model::{EventId, Source};
+use hooklatch::read::ConversionFilter;
 use hooklatch::store::transfer::{Table, row_key};
-use hooklatch::store::{AdminReads, Outbox, Transfer, open_transfer};
+use hooklatch::store::{Transfer, open_transfer};
 use warp::http::StatusCode;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -195,7 +195,11 @@ fn all_rows(db: &TestDb) -> Vec<Vec<hooklatch::store::transfer::CopyRow>> {
     let store = transfer(db);
     Table::ALL
         .iter()
-        .map(|table| store.read_rows(*table, i64::MIN, i64::MAX, 100_000).unwrap())
+        .map(|table| {
+            store
+                .read_rows(*table, i64::MIN, i64::MAX, 100_000)
+                .unwrap()
+        })
         .collect()
 }
 
@@ -231,16 +235,84 @@ fn copy_moves_every_row_with_its_id_and_a_second_copy_changes_nothing() {
         add_forwards(&origin);
         let rows = all_rows(&origin);
         let total: usize = rows.iter().map(Vec::len).sum();
-        assert!(rows.iter().all(|t| !t.is_empty()), "every table has rows: {rows:?}");
+        assert!(
+            rows.iter().all(|t| !t.is_empty()),
+            "every table has rows: {rows:?}"
+        );
 
         let report = copy(&origin, &target);
-        assert_eq!(report.to_string(), format!("{total} rows copied, 0 already present, 0 different"));
+        assert_eq!(
+            report.to_string(),
+            format!("{total} rows copied, 0 already present, 0 different")
+        );
         assert_eq!(all_rows(&target), rows, "{from:?} -> {to:?}");
         assert_eq!(export(&target), export(&origin));
+        // The totals were rebuilt on the target: exact, and the same as the origin's.
+        let check = target.store.verify_totals().unwrap();
+        assert!(
+            check.drift.is_empty(),
+            "{from:?} -> {to:?}: {:?}",
+            check.drift
+        );
+        assert_eq!(
+            target.store.source_stats().unwrap(),
+            origin.store.source_stats().unwrap()
+        );
+        assert_eq!(
+            target.store.conversion_summary().unwrap(),
+            origin.store.conversion_summary().unwrap()
+        );
 
         let again = copy(&origin, &target);
-        assert_eq!(again.to_string(), format!("0 rows copied, {total} already present, 0 different"));
+        assert_eq!(
+            again.to_string(),
+            format!("0 rows copied, {total} already present, 0 different")
+        );
         assert_eq!(all_rows(&target), rows, "a second copy changes nothing");
+
+        // A row that differs is reported, left alone, and fails the command.
+        common::execute_sql(
+            &target.url,
+            "UPDATE webhook_events SET delivery_count = 99 WHERE external_event_id = 's2'",
+        );
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"))
+            .args([
+                "copy",
+                "--from",
+                &url_text(&origin.url),
+                "--to",
+                &url_text(&target.url),
+            ])
+            .env_remove("HOOKLATCH_CONFIG")
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("webhook_events"), "{stderr}");
+        assert!(
+            stderr.contains("copy: 100%"),
+            "progress, one line per 10 %: {stderr}"
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stdout).contains(&format!(
+                "0 rows copied, {} already present, 1 different",
+                total - 1
+            )),
+            "{output:?}"
+        );
+        let s2 = origin
+            .store
+            .event(
+                &Source::parse("refersion").unwrap(),
+                &EventId::parse("s2", "id").unwrap(),
+            )
+            .unwrap()
+            .unwrap();
+        assert!(
+            stderr.contains(&format!("webhook_events {}:", s2.id)),
+            "{stderr}"
+        );
 
         // A retry is answered with the ids it got before the move; a new event gets a
         // larger id than any copied one.
@@ -249,7 +321,10 @@ fn copy_moves_every_row_with_its_id_and_a_second_copy_changes_nothing() {
         assert_eq!(retry.status, StatusCode::ACCEPTED, "{retry:?}");
         let s1 = origin
             .store
-            .event(&Source::parse("refersion").unwrap(), &EventId::parse("s1", "id").unwrap())
+            .event(
+                &Source::parse("refersion").unwrap(),
+                &EventId::parse("s1", "id").unwrap(),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(retry.body["webhook_event_id"], s1.id);
@@ -257,41 +332,39 @@ fn copy_moves_every_row_with_its_id_and_a_second_copy_changes_nothing() {
         let new = runtime().block_on(post(&app, "/webhooks/refersion", &[], &sale("s9", "1.00")));
         assert_eq!(new.status, StatusCode::OK, "{new:?}");
         let max_event = rows[1].iter().map(|r| row_key(r).unwrap()).max().unwrap();
-        assert!(new.body["webhook_event_id"].as_i64().unwrap() > max_event, "{new:?}");
+        assert!(
+            new.body["webhook_event_id"].as_i64().unwrap() > max_event,
+            "{new:?}"
+        );
         let max_conversion = rows[0].iter().map(|r| row_key(r).unwrap()).max().unwrap();
-        assert!(new.body["conversion_id"].as_i64().unwrap() > max_conversion, "{new:?}");
+        assert!(
+            new.body["conversion_id"].as_i64().unwrap() > max_conversion,
+            "{new:?}"
+        );
 
         // The pending forward is claimed on the target under its old id: the same
         // `webhook-id: hl_<id>` goes to the app.
         let odd = origin
             .store
-            .event(&Source::parse("acme").unwrap(), &EventId::parse("odd", "id").unwrap())
+            .event(
+                &Source::parse("acme").unwrap(),
+                &EventId::parse("odd", "id").unwrap(),
+            )
             .unwrap()
             .unwrap();
-        common::execute_sql(&target.url, "UPDATE forward_outbox SET next_attempt_at = '2000-01-01T00:00:00.000000Z'");
+        common::execute_sql(
+            &target.url,
+            "UPDATE forward_outbox SET next_attempt_at = '2000-01-01T00:00:00.000000Z'",
+        );
         let jobs = target
             .store
             .claim_forwards("test", std::time::Duration::from_secs(60), 10)
             .unwrap();
-        assert_eq!(jobs.iter().map(|j| j.webhook_event_id).collect::<Vec<_>>(), [odd.id]);
-        assert_eq!(jobs[0].payload.as_deref(), Some(ODD_BODY));
-
-        // A row that differs is reported, left alone, and fails the command.
-        common::execute_sql(
-            &target.url,
-            "UPDATE webhook_events SET delivery_count = 99 WHERE external_event_id = 's2'",
+        assert_eq!(
+            jobs.iter().map(|j| j.webhook_event_id).collect::<Vec<_>>(),
+            [odd.id]
         );
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"))
-            .args(["copy", "--from", &url_text(&origin.url), "--to", &url_text(&target.url)])
-            .env_remove("HOOKLATCH_CONFIG")
-            .env("RUST_LOG", "warn")
-            .output()
-            .unwrap();
-        assert_eq!(output.status.code(), Some(1), "{output:?}");
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(stderr.contains("webhook_events"), "{stderr}");
-        assert!(stderr.contains("copy: 100%"), "progress, one line per 10 %: {stderr}");
-        assert!(String::from_utf8_lossy(&output.stdout).contains("1 different"), "{output:?}");
+        assert_eq!(jobs[0].payload.as_deref(), Some(ODD_BODY));
     }
 }
 

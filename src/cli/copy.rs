@@ -52,8 +52,7 @@ impl std::fmt::Display for CopyReport {
 pub fn run(args: &CopyArgs, options: &StoreOptions) -> Result<CopyReport, String> {
     let open = |text: &str, what: &str| -> Result<_, String> {
         let url = DatabaseUrl::parse(text).map_err(|e| format!("--{what}: {e}"))?;
-        let store =
-            open_transfer(&url, options).map_err(|e| format!("cannot open {url}: {e}"))?;
+        let store = open_transfer(&url, options).map_err(|e| format!("cannot open {url}: {e}"))?;
         store
             .migrate()
             .map_err(|e| format!("cannot migrate {url}: {e}"))?;
@@ -94,6 +93,9 @@ pub fn copy(
         }
     }
     to.finish_copy()?;
+    // The rows went in without the totals kept as events arrive (SQLite keeps them in
+    // the writer, not in triggers): rebuild them from the rows now on the target.
+    to.recompute_totals()?;
     progress.done();
     Ok(report)
 }

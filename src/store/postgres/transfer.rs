@@ -153,10 +153,8 @@ impl Transfer for PostgresStore {
                     .collect()
             })
             .collect();
-        let params: Vec<&(dyn ToSql + Sync)> = columns
-            .iter()
-            .map(|c| c as &(dyn ToSql + Sync))
-            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> =
+            columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
         let (inserted, present) = self.with_conn(|conn| {
             let mut tx = conn.client.transaction()?;
             let inserted: HashSet<i64> = tx

@@ -5,6 +5,7 @@
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::totals::Delta;
 use super::{SqliteStore, map_err};
 use crate::model::{History, NewEvent, Outcome};
 use crate::store::transfer::{Bound, CopyRow, Table, Written, row_key};
@@ -16,10 +17,15 @@ impl Transfer for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_err)?;
+            // The totals move with the rows, in the same transaction.
+            let mut totals = Delta::default();
             let outcomes = batch
                 .iter()
-                .map(|(event, history)| super::process::apply(&tx, event, Some(history)))
+                .map(|(event, history)| {
+                    super::process::apply(&tx, event, Some(history), &mut totals)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
+            totals.write(&tx)?;
             tx.commit().map_err(map_err)?;
             Ok(outcomes)
         })
