@@ -16,6 +16,7 @@ pub mod export;
 pub mod forward;
 pub mod import;
 pub mod prune;
+pub mod totals;
 
 pub use forward::ForwardCommand;
 
@@ -55,6 +56,9 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
     Prune(prune::PruneArgs),
+    /// Recount every row and compare with the kept totals (`stats`, the summary);
+    /// fails on drift. `--repair` rebuilds them from the rows.
+    VerifyTotals(totals::VerifyTotalsArgs),
     /// Forwarding to your app: queue events again, pause, resume, replay a window.
     #[command(subcommand)]
     Forward(ForwardCommand),
@@ -69,6 +73,29 @@ impl Cli {
     ) -> Result<(Cli, Config), LoadError> {
         crate::config::load(args, env)
     }
+}
+
+/// `text` with every control character (C0, DEL, C1) and bidirectional override written
+/// as `\u{1b}`, for the tables the CLI prints (SPEC §5.2): a stored event id is whatever
+/// a sender chose, and raw it could move the cursor, recolour or retitle the operator's
+/// terminal, or reorder what the line appears to say.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hostile(c) {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
 }
 
 #[cfg(test)]

@@ -75,6 +75,11 @@ pub struct Settings {
         default_value = "full"
     )]
     pub sqlite_synchronous: SqliteSynchronous,
+    /// PostgreSQL: `false` sends every statement unnamed and no startup `options`, for a transaction pooler (PgBouncer 1.18)
+    #[arg(long, env = "HOOKLATCH_PG_PREPARED_STATEMENTS", global = true, value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          default_value = "true", action = ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub pg_prepared_statements: bool,
     /// Accept unsigned deliveries on every source without a secret, even off loopback
     #[arg(long, env = "HOOKLATCH_ALLOW_UNSIGNED", global = true, value_name = "BOOL",
           num_args = 0..=1, require_equals = true, default_missing_value = "true",
@@ -84,7 +89,7 @@ pub struct Settings {
     #[arg(long, env = "HOOKLATCH_ADMIN_TOKEN", global = true, hide = true, hide_env_values = true,
           value_parser = AdminToken::parse)]
     pub admin_token: Option<AdminToken>,
-    /// Clear stored payloads older than this, hourly (`90d`, `12h`, `30m`)
+    /// Clear stored payloads older than this, hourly (`90d`, `12h`, `30m`, `45s`)
     #[arg(long, env = "HOOKLATCH_PAYLOAD_RETENTION", global = true, value_name = "AGE",
           value_parser = parse_age)]
     pub payload_retention: Option<Duration>,

@@ -141,6 +141,8 @@ impl Config {
                 connect_timeout: s.connect_timeout,
                 statement_timeout: s.store_timeout,
                 sqlite_full_sync: s.sqlite_synchronous == SqliteSynchronous::Full,
+                pg_prepared_statements: s.pg_prepared_statements,
+                ..StoreOptions::default()
             },
             body_timeout: s.body_timeout,
             shutdown_grace: s.shutdown_grace,

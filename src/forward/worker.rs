@@ -12,9 +12,12 @@
 //! query per instance per interval and needs no connection of its own.
 //!
 //! Claims are leases (see `Outbox::claim_forwards`), longer than an attempt can take, so
-//! two instances never send one entry at once. SIGTERM stops claiming, abandons
-//! attempts in flight and releases this worker's leases: those entries stay pending and
-//! are sent again (same `webhook-id`) by the next start or another instance.
+//! two instances never send one entry at once. SIGTERM stops claiming at once (SPEC §6)
+//! and lets the attempts in flight finish and be recorded, each bounded by
+//! `forward_timeout`, while the HTTP side uses its grace: a normal restart never sends
+//! an event twice. Only an attempt still unrecorded past that bound is abandoned; its
+//! lease is released with the others, so it stays pending and the next start (or
+//! another instance) sends it again with the same `webhook-id`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,14 +32,19 @@ use crate::config::Sources;
 use crate::metrics;
 use crate::model::Source;
 use crate::model::clock::{now_text, unix_now};
-use crate::model::outbox::{AttemptOutcome, AttemptReport, ForwardJob, RESPONSE_KEPT};
-use crate::store::{Store, run_blocking};
+use crate::model::outbox::{
+    AttemptOutcome, AttemptReport, ForwardJob, RESPONSE_KEPT, SourceChange,
+};
+use crate::store::{Store, StoreError, run_blocking};
 
 /// Poll interval on PostgreSQL: bounds the delay for entries another instance committed.
 const POLL_POSTGRES: Duration = Duration::from_millis(250);
 /// On SQLite new entries always come with an in-process wake-up; the poll only finds due
 /// retries and CLI requeues (a read; only a poll that finds one takes the writer).
 const POLL_SQLITE: Duration = Duration::from_secs(1);
+/// Pause between two tries to record an attempt's outcome while the store is away (a
+/// failover): the entry stays leased meanwhile, so a recorded delivery is not sent again.
+const RECORD_RETRY_EVERY: Duration = Duration::from_millis(250);
 /// How often the backlog gauges are refreshed.
 const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// Bytes of an app's answer read so its connection can go back to the pool; a longer
@@ -73,15 +81,35 @@ pub struct Forwarder {
     alerts: Alerter,
 }
 
+/// How long past `forward_timeout` a stopping worker waits for attempts in flight: the
+/// attempt itself is over by then, this is for recording its outcome.
+const RECORD_GRACE: Duration = Duration::from_secs(2);
+
 /// A running worker; [`ForwarderHandle::stop`] ends it.
 pub struct ForwarderHandle {
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
 }
 
+/// Stops a worker's claiming from elsewhere (the shutdown signal), without waiting.
+#[derive(Clone)]
+pub struct StopClaiming(Arc<watch::Sender<bool>>);
+
+impl StopClaiming {
+    pub fn now(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
 impl ForwarderHandle {
-    /// Stops claiming, abandons attempts in flight and releases their leases, so those
-    /// entries stay pending for the next start.
+    /// A switch that stops claiming the moment it is flipped; attempts in flight go on.
+    pub fn stop_claiming(&self) -> StopClaiming {
+        StopClaiming(self.stop.clone())
+    }
+
+    /// Stops claiming, waits for the attempts in flight to finish and be recorded (each
+    /// bounded by `forward_timeout`), then releases this worker's leases, so an entry
+    /// left unfinished stays pending for the next start.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -136,7 +164,10 @@ impl Forwarder {
     pub fn spawn(self) -> ForwarderHandle {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(Arc::new(self).run(stopped));
-        ForwarderHandle { stop, task }
+        ForwarderHandle {
+            stop: Arc::new(stop),
+            task,
+        }
     }
 
     /// Longer than an attempt plus recording it can take, so a live worker never loses
@@ -158,6 +189,11 @@ impl Forwarder {
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
         let mut store_down = false;
+        // A claim that failed may have committed all the same (the answer lost with the
+        // server): those entries are leased to this worker, which does not know them.
+        // Once nothing is in flight, every lease it holds is such a one; releasing them
+        // sends them now rather than when the lease runs out.
+        let mut release_due = false;
         let mut gauges_due = Instant::now();
         // A dropped handle counts as a stop, so the loop never spins on a closed channel.
         while !*stop.borrow() && stop.has_changed().is_ok() {
@@ -165,6 +201,20 @@ impl Forwarder {
             if Instant::now() >= gauges_due {
                 gauges_due = Instant::now() + GAUGES_EVERY;
                 self.refresh_gauges().await;
+            }
+            if release_due && in_flight.is_empty() {
+                let (store, owner) = (self.store.clone(), self.owner.clone());
+                if let Ok(released) =
+                    run_blocking(move || store.release_forwards(Some(&owner))).await
+                {
+                    release_due = false;
+                    if released > 0 {
+                        tracing::info!(
+                            released,
+                            "released forwards claimed while the store was away"
+                        );
+                    }
+                }
             }
             let free = permits.available_permits();
             let mut claimed = 0;
@@ -180,6 +230,11 @@ impl Forwarder {
                             store_down = false;
                         }
                         claimed = jobs.len();
+                        if *stop.borrow() {
+                            // Stopped while this claim ran: none of it starts; the leases
+                            // are released below.
+                            break;
+                        }
                         for job in jobs {
                             // Only this loop takes permits, and it claimed no more than
                             // were free.
@@ -190,6 +245,7 @@ impl Forwarder {
                         }
                     }
                     Err(e) => {
+                        release_due = true;
                         if !store_down {
                             tracing::warn!(error = %e, "forwarding paused: cannot claim outbox entries");
                             store_down = true;
@@ -218,11 +274,18 @@ impl Forwarder {
                 Some(_) = in_flight.join_next(), if free == 0 => {}
             }
         }
+        // No new claim from here on; what is in flight finishes and is recorded.
+        let finishing = in_flight.len();
+        let _ = tokio::time::timeout(self.options.timeout + RECORD_GRACE, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
         let abandoned = in_flight.len();
         in_flight.shutdown().await;
         let (store, owner) = (self.store.clone(), self.owner.clone());
         match run_blocking(move || store.release_forwards(Some(&owner))).await {
             Ok(released) => tracing::info!(
+                finished = finishing - abandoned,
                 abandoned,
                 released,
                 "forwarding stopped; unfinished forwards stay pending"
@@ -290,8 +353,7 @@ impl Forwarder {
             response,
             pause_after,
         };
-        let (store, owner, id) = (self.store.clone(), self.owner.clone(), job.webhook_event_id);
-        let recorded = run_blocking(move || store.record_forward(id, &owner, &report)).await;
+        let recorded = self.record(job.webhook_event_id, report).await;
         match recorded {
             Ok(None) => {}
             Ok(Some(paused)) => {
@@ -308,6 +370,31 @@ impl Forwarder {
                 // the same webhook-id: at least once, never lost.
                 tracing::warn!(source = %job.source, event_id = %job.event_id, error = %e, "forward outcome not recorded; it will be retried");
                 metrics::store_error(e.kind());
+            }
+        }
+    }
+
+    /// Records an attempt, trying again while the store is unreachable or busy (a
+    /// failover), for at most half the lease, so the entry is never claimed by another
+    /// worker while this one still tries.
+    async fn record(
+        &self,
+        id: i64,
+        report: AttemptReport,
+    ) -> Result<Option<SourceChange>, StoreError> {
+        let give_up = Instant::now() + self.lease() / 2;
+        let report = Arc::new(report);
+        loop {
+            let (store, owner, r) = (self.store.clone(), self.owner.clone(), report.clone());
+            match run_blocking(move || store.record_forward(id, &owner, &r)).await {
+                Err(e)
+                    if !matches!(e, StoreError::Internal(_))
+                        && Instant::now() + RECORD_RETRY_EVERY < give_up =>
+                {
+                    tracing::debug!(error = %e, "forward outcome not recorded yet; trying again");
+                    tokio::time::sleep(RECORD_RETRY_EVERY).await;
+                }
+                result => return result,
             }
         }
     }
@@ -373,7 +460,7 @@ impl Forwarder {
             }
         })
         .await;
-        let kept = Some(String::from_utf8_lossy(&kept).into_owned());
+        let kept = Some(answer_text(&kept));
         if status.is_success() {
             let outcome = AttemptOutcome::Delivered {
                 status: status.as_u16(),
@@ -421,6 +508,17 @@ impl Forwarder {
     }
 }
 
+/// The kept bytes of an answer as text: a character cut by the 1 KiB limit is dropped
+/// rather than replaced, so the text never grows past the limit; other invalid bytes
+/// become U+FFFD.
+fn answer_text(bytes: &[u8]) -> String {
+    let whole = match std::str::from_utf8(bytes) {
+        Err(e) if e.error_len().is_none() => &bytes[..e.valid_up_to()],
+        _ => bytes,
+    };
+    String::from_utf8_lossy(whole).into_owned()
+}
+
 /// A client error on one line, without its URL: a URL may carry credentials or a token
 /// in its query, and this text goes to logs and the store.
 fn error_without_url(err: reqwest::Error) -> String {
@@ -430,6 +528,14 @@ fn error_without_url(err: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_cut_by_the_limit_is_dropped_not_replaced() {
+        let text = "aé".as_bytes();
+        assert_eq!(answer_text(&text[..2]), "a");
+        assert_eq!(answer_text(text), "aé");
+        assert_eq!(answer_text(b"a\xffb"), "a\u{fffd}b");
+    }
 
     #[test]
     fn backoff_doubles_from_initial_to_max_within_twenty_percent() {

@@ -11,6 +11,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::app::App;
+use super::peer::WithPeer;
 use super::routes::routes;
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
@@ -36,9 +37,9 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Per-connection failures (reset before accept) are not the
                     // listener's; anything else (EMFILE) gets a pause, not a busy loop.
@@ -55,7 +56,10 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let builder = builder.clone();
-        let service = TowerToHyperService::new(service.clone());
+        let service = TowerToHyperService::new(WithPeer {
+            inner: service.clone(),
+            peer,
+        });
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);

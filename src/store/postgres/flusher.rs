@@ -1,6 +1,17 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
-//! one call of `count_duplicate_deliveries` (see `crate::store::counts`).
+//! one call of `count_duplicate_deliveries` (see `crate::store::counts`). The same thread
+//! folds the totals' delta rows every `StoreOptions::totals_fold_every` (see
+//! `super::totals`). After a failed
+//! commit it tries again on its own, backing off up to [`RETRY_MAX`]: no later count
+//! would wake it, since counts already pending make a new one look like part of a batch.
+//! After a failover the next try runs on a connection to whichever server now takes
+//! writes ([`Failover`]).
+//!
+//! Lock order: a pooled connection first, then the `flushing` lock, for this thread and
+//! for a reader's flush alike. A reader holds its connection when it flushes; were the
+//! thread to take the lock first and then wait for a connection, a pool drained by such
+//! readers would stall both until the pool timeout.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -8,10 +19,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use postgres::types::Type;
 use r2d2::Pool;
 
-use super::{Manager, PgConn, connection_lost, sql};
-use crate::store::counts::{Counts, FLUSH_DELAY};
+use super::failover::Failover;
+use super::{Manager, PgConn, sql};
+use crate::store::counts::{Counts, FLUSH_DELAY, RETRY_MAX, next_retry};
 
 pub struct Flusher {
     wake: Option<SyncSender<()>>,
@@ -23,7 +36,12 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn start(pool: Pool<Manager>, wait: Duration) -> std::io::Result<Flusher> {
+    pub fn start(
+        pool: Pool<Manager>,
+        failover: Arc<Failover>,
+        wait: Duration,
+        fold_every: Duration,
+    ) -> std::io::Result<Flusher> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         let counts = Arc::new(Counts::default());
         let flushing = Arc::new(Mutex::new(()));
@@ -32,7 +50,16 @@ impl Flusher {
             let flushing = flushing.clone();
             std::thread::Builder::new()
                 .name("hooklatch-pg-counts".into())
-                .spawn(move || run(&pool, &counts, &flushing, &woken, wait))?
+                .spawn(move || {
+                    run(
+                        &(pool, failover),
+                        &counts,
+                        &flushing,
+                        &woken,
+                        wait,
+                        fold_every,
+                    )
+                })?
         };
         Ok(Flusher {
             wake: Some(wake),
@@ -52,10 +79,19 @@ impl Flusher {
         }
     }
 
-    /// Commits what is pending on `conn`, now.
+    /// Commits what is pending on `conn`, now. On failure the counts stay pending and
+    /// the thread is told, so it retries them even if no other count ever arrives.
     pub fn flush_on(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        let _flushing = self.flushing.lock();
-        flush(conn, &self.counts)
+        let result = {
+            let _flushing = self.flushing.lock();
+            flush(conn, &self.counts)
+        };
+        if result.is_err()
+            && let Some(wake) = &self.wake
+        {
+            let _ = wake.try_send(());
+        }
+        result
     }
 }
 
@@ -69,48 +105,129 @@ impl Drop for Flusher {
     }
 }
 
+/// Where connections come from: the pool, and which of its connections are current.
+type Source = (Pool<Manager>, Arc<Failover>);
+
+/// Why the thread woke up.
+enum Woke {
+    Count,
+    Retry,
+    Fold,
+    Closing,
+}
+
 fn run(
-    pool: &Pool<Manager>,
+    pool: &Source,
     counts: &Counts,
     flushing: &Mutex<()>,
     woken: &Receiver<()>,
     wait: Duration,
+    fold_every: Duration,
 ) {
-    while woken.recv().is_ok() {
-        // Let more counts gather (a retry storm sends many at once); stop waiting early
-        // only when the store is closing.
-        let due = Instant::now() + FLUSH_DELAY;
-        let closing = loop {
-            match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
+    // Set while the last commit failed and counts are still pending: the next try's wait.
+    let mut retry: Option<Duration> = None;
+    let mut next_fold = Instant::now() + fold_every;
+    loop {
+        let until_fold = next_fold.saturating_duration_since(Instant::now());
+        let (delay, on_timeout) = match retry {
+            Some(delay) if delay < until_fold => (delay, Woke::Retry),
+            _ => (until_fold, Woke::Fold),
+        };
+        let woke = match woken.recv_timeout(delay) {
+            Ok(()) => Woke::Count,
+            Err(RecvTimeoutError::Timeout) => on_timeout,
+            Err(RecvTimeoutError::Disconnected) => Woke::Closing,
+        };
+        if matches!(woke, Woke::Fold) || Instant::now() >= next_fold {
+            // Also after a count: a steady stream of duplicates never lets the wait time out.
+            fold_pooled(pool);
+            next_fold = Instant::now() + fold_every;
+        }
+        let closing = match woke {
+            Woke::Closing => true,
+            Woke::Fold => {
+                if retry.is_none() {
+                    continue;
+                }
+                false
+            }
+            Woke::Retry => false,
+            // Let more counts gather (a retry storm sends many at once); stop waiting
+            // early only when the store is closing.
+            Woke::Count => {
+                let due = Instant::now() + FLUSH_DELAY;
+                loop {
+                    match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => break false,
+                        Err(RecvTimeoutError::Disconnected) => break true,
+                    }
+                }
             }
         };
-        flush_pooled(pool, counts, flushing, wait);
         if closing {
+            flush_before_closing(pool, counts, flushing, wait);
             return;
         }
+        let committed = flush_pooled(pool, counts, flushing, wait);
+        retry = (!committed && !counts.is_empty()).then(|| next_retry(retry));
     }
-    flush_pooled(pool, counts, flushing, wait);
 }
 
-fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {
-    let _flushing = flushing.lock();
-    let result = pool
-        .get_timeout(wait)
+/// Opportunistic: folds on an idle pooled connection, or not at all this time (the
+/// deltas wait for the next fold, and reads add them meanwhile), so housekeeping never
+/// waits for a connection a webhook could use.
+fn fold_pooled((pool, failover): &Source) {
+    let Some(mut conn) = pool.try_get() else {
+        return;
+    };
+    if conn.epoch != failover.epoch() {
+        // A connection to a server this store has left: discarded, no fold this time.
+        conn.broken = true;
+        return;
+    }
+    if let Err(e) = super::totals::fold(&mut conn) {
+        failover.after_error(&mut conn, &e);
+        tracing::debug!(error = %e, "totals not folded yet");
+    }
+}
+
+/// The store is closing: what is pending is committed, retried while the store refuses
+/// for up to `wait`, so a passing fault at shutdown does not lose the last counts.
+fn flush_before_closing(pool: &Source, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {
+    let give_up = Instant::now() + wait;
+    let mut retry = None;
+    while !flush_pooled(pool, counts, flushing, wait) && !counts.is_empty() {
+        let delay = next_retry(retry);
+        if Instant::now() + delay > give_up {
+            tracing::error!("duplicate counts lost at shutdown: the store refused them");
+            return;
+        }
+        std::thread::sleep(delay);
+        retry = Some(delay);
+    }
+}
+
+/// One try; true when nothing is left pending from it.
+fn flush_pooled(pool: &Source, counts: &Counts, flushing: &Mutex<()>, wait: Duration) -> bool {
+    // The connection before the lock: see the module header.
+    let (pool, failover) = pool;
+    let result = failover
+        .checkout(pool, Instant::now() + wait)
         .map_err(|e| e.to_string())
         .and_then(|mut conn| {
+            let _flushing = flushing.lock();
             flush(&mut conn, counts).map_err(|e| {
-                if connection_lost(&e) {
-                    conn.broken = true;
-                }
+                failover.after_error(&mut conn, &e);
                 e.to_string()
             })
         });
-    if let Err(e) = result {
-        // The counts went back into `counts`: the next duplicate wakes this thread again.
-        tracing::warn!(error = %e, "duplicate counts not committed yet");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, retry_within_ms = RETRY_MAX.as_millis() as u64, "duplicate counts not committed yet");
+            false
+        }
     }
 }
 
@@ -128,10 +245,15 @@ fn flush(conn: &mut PgConn, counts: &Counts) -> Result<(), postgres::Error> {
         ns.push(*n);
         seen.push(at.as_str());
     }
-    match conn
-        .client
-        .execute(sql::COUNT_DELIVERIES, &[&ids, &ns, &seen])
-    {
+    // Typed, so it goes out unnamed in one round trip (and through a transaction pooler).
+    match conn.client.execute_typed(
+        sql::COUNT_DELIVERIES,
+        &[
+            (&ids, Type::INT8_ARRAY),
+            (&ns, Type::INT8_ARRAY),
+            (&seen, Type::TEXT_ARRAY),
+        ],
+    ) {
         Ok(_) => Ok(()),
         Err(e) => {
             counts.restore(pending);

@@ -4,16 +4,17 @@
 //! One round trip per webhook: the whole receive step is the PL/pgSQL function
 //! `process_webhook_idempotently` (sql/postgres/), and each pooled connection carries its
 //! own prepared statement calling it ([`PgConn`]). A call is then a single
-//! Bind/Execute/Sync write and one answer. The statement is prepared on the connection's
+//! Bind/Execute/Sync write and one answer. With `pg_prepared_statements = false` (a
+//! transaction pooler) it is sent unnamed instead, Parse/Bind/Execute/Sync in one write:
+//! still one round trip, the server parsing it each time. The statement is prepared on the connection's
 //! first `process()`, not at connect time, because a fresh database has no function
 //! until `migrate()` ran.
 //!
 //! Checkout validation is off: r2d2's `test_on_check_out` would add a round trip to
-//! every webhook. Instead, the first error that shows a connection is gone marks it
-//! broken (r2d2 drops it on return) and starts a new connection *epoch*; connections
-//! from an older epoch are checked once with a trivial query before their next use. So
-//! after an outage one request per instance gets a 503, and service resumes without a
-//! restart.
+//! every webhook. Instead, the first error that shows the server is lost or no longer
+//! writable retires every connection to it and reconnects through the host list
+//! ([`failover`]). So after an outage or a failover the requests in flight get a 503,
+//! and service resumes without a restart.
 //!
 //! The sync client runs a private tokio runtime and panics when it blocks on a runtime
 //! thread, dropping included. Callers go through `run_blocking`; as a safety net every
@@ -22,23 +23,23 @@
 
 mod admin;
 mod errors;
+mod failover;
 mod flusher;
 mod ops;
 mod outbox;
 mod process;
+mod totals;
 mod transfer;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use parking_lot::Mutex;
+use std::time::{Duration, Instant};
 
 use postgres::types::Type;
-use postgres::{Client, Config, NoTls, Row, Statement};
+use postgres::{Client, Config, Row, Statement};
 use r2d2::{ManageConnection, Pool, PooledConnection};
 
-use self::errors::{connection_lost, detail, map_err, pg_text};
+use self::errors::{detail, map_err};
+use self::failover::Failover;
 use super::{StoreError, StoreOptions};
 // The driver's own text is terse ("db error"); the server's message is in the cause.
 use crate::error::chain;
@@ -54,7 +55,6 @@ mod sql {
     pub const LIST_CONFLICTS: &str = include_str!("../../../sql/postgres/list_conflicts.sql");
     pub const PING: &str = include_str!("../../../sql/postgres/ping.sql");
     pub const MIGRATION_LOCK: &str = include_str!("../../../sql/postgres/migration_lock.sql");
-    pub const MIGRATION_UNLOCK: &str = include_str!("../../../sql/postgres/migration_unlock.sql");
 }
 
 /// A pooled connection and what it has prepared.
@@ -62,7 +62,7 @@ struct PgConn {
     client: Client,
     /// The call of `process_webhook_idempotently`, prepared on first use.
     process: Option<Statement>,
-    /// The connection epoch this connection was last known good in.
+    /// The epoch this connection was opened in ([`failover`]).
     epoch: u64,
     /// Set when an error showed the connection is gone, so r2d2 discards it.
     broken: bool,
@@ -71,7 +71,7 @@ struct PgConn {
 /// Opens [`PgConn`]s; r2d2 owns when.
 struct Manager {
     config: Config,
-    epoch: Arc<AtomicU64>,
+    failover: Arc<Failover>,
 }
 
 impl ManageConnection for Manager {
@@ -79,10 +79,10 @@ impl ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<PgConn, postgres::Error> {
-        // Read before connecting: a connection opened while the epoch moves is checked once
-        // more, never once less.
-        let epoch = self.epoch.load(Ordering::Acquire);
-        let client = self.config.connect(NoTls)?;
+        // Read before connecting: a connection opened while the epoch moves is retired
+        // too, never kept by mistake.
+        let epoch = self.failover.epoch();
+        let client = self.failover.connect(&self.config)?;
         Ok(PgConn {
             client,
             process: None,
@@ -96,26 +96,20 @@ impl ManageConnection for Manager {
         conn.client.simple_query(sql::PING).map(|_| ())
     }
 
+    /// A connection of a retired epoch is discarded even when it still answers: its
+    /// server may be a demoted primary.
     fn has_broken(&self, conn: &mut PgConn) -> bool {
-        conn.broken || conn.client.is_closed()
+        conn.broken || conn.client.is_closed() || conn.epoch != self.failover.epoch()
     }
 }
 
-/// Failed connection attempts, which r2d2 retries until the connect timeout. Only the
-/// latest is kept, to explain the failure of the request that gave up waiting; r2d2's
-/// default handler would log every retry.
-#[derive(Debug, Default)]
-struct LastConnectError(Mutex<Option<String>>);
-
+/// Connection attempts are retried and explained by [`Failover::connect`]; r2d2's default
+/// handler would log each failure again.
 #[derive(Debug)]
-struct RecordErrors(Arc<LastConnectError>);
+struct Quiet;
 
-impl r2d2::HandleError<postgres::Error> for RecordErrors {
-    fn handle_error(&self, error: postgres::Error) {
-        let text = pg_text(&error);
-        tracing::debug!(error = %text, "PostgreSQL connection attempt failed");
-        *self.0.0.lock() = Some(text);
-    }
+impl r2d2::HandleError<postgres::Error> for Quiet {
+    fn handle_error(&self, _error: postgres::Error) {}
 }
 
 pub struct PostgresStore {
@@ -124,8 +118,9 @@ pub struct PostgresStore {
     /// Settings for the dedicated migration connection: no statement timeout, since a
     /// migration may legitimately take longer than a request.
     migration_config: Config,
-    epoch: Arc<AtomicU64>,
-    last_connect_error: Arc<LastConnectError>,
+    failover: Arc<Failover>,
+    /// `pg_prepared_statements`: keep the receive call prepared per connection.
+    prepared_statements: bool,
     connect_timeout: Duration,
     /// One permit per pooled connection: requests beyond that wait here (async, cheap)
     /// until their deadline instead of piling up on blocking threads.
@@ -147,24 +142,30 @@ impl PostgresStore {
             config.application_name("hooklatch");
         }
         config.notice_callback(|notice| {
+            failover::note(&notice);
             tracing::debug!(notice = %notice.message(), "PostgreSQL notice");
         });
         let migration_config = config.clone();
 
         // Server-side limits, so no lock wait or statement outlives the store timeout.
-        let millis = options.statement_timeout.as_millis();
-        let limits = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
-        let merged = match config.get_options() {
-            Some(existing) if !existing.trim().is_empty() => format!("{existing} {limits}"),
-            _ => limits,
-        };
-        config.options(&merged);
+        // Not through a transaction pooler: PgBouncer refuses `options` as a startup
+        // parameter unless told to ignore it, and would then drop the limits silently.
+        // There the role carries them (`ALTER ROLE … SET`, see the README), and each
+        // request is still bounded by its deadline and cancel.
+        if options.pg_prepared_statements {
+            let millis = options.statement_timeout.as_millis();
+            let limits = format!("-c statement_timeout={millis} -c lock_timeout={millis}");
+            let merged = match config.get_options() {
+                Some(existing) if !existing.trim().is_empty() => format!("{existing} {limits}"),
+                _ => limits,
+            };
+            config.options(&merged);
+        }
         // A server that vanished without closing the socket (host down, network cut)
         // would otherwise leave a request waiting for TCP's own retries, for minutes.
         config.tcp_user_timeout(options.connect_timeout + options.statement_timeout);
 
-        let epoch = Arc::new(AtomicU64::new(0));
-        let last_connect_error = Arc::new(LastConnectError::default());
+        let failover = Arc::new(Failover::default());
         let size = options.pool_size.max(1);
         let pool = Pool::builder()
             .max_size(size)
@@ -178,22 +179,28 @@ impl PostgresStore {
             .max_lifetime(None)
             .connection_timeout(options.connect_timeout)
             .test_on_check_out(false)
-            .error_handler(Box::new(RecordErrors(last_connect_error.clone())))
+            .error_handler(Box::new(Quiet))
             // Not `build()`: it waits until *every* connection is up. Startup only needs
             // one; the rest fill in behind.
             .build_unchecked(Manager {
                 config,
-                epoch: epoch.clone(),
+                failover: failover.clone(),
             });
         let store = PostgresStore {
             pool: Some(pool.clone()),
             migration_config,
-            epoch,
-            last_connect_error,
+            failover: failover.clone(),
+            prepared_statements: options.pg_prepared_statements,
             connect_timeout: options.connect_timeout,
             permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             flusher: Some(
-                flusher::Flusher::start(pool.clone(), options.connect_timeout).map_err(|e| {
+                flusher::Flusher::start(
+                    pool.clone(),
+                    failover,
+                    options.connect_timeout,
+                    options.totals_fold_every,
+                )
+                .map_err(|e| {
                     StoreError::Internal(format!("cannot start the counts thread: {e}"))
                 })?,
             ),
@@ -216,32 +223,15 @@ impl PostgresStore {
             .pool
             .as_ref()
             .ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
-        // Each pass discards one dead connection, so the pool size bounds the passes.
-        for _ in 0..=pool.max_size() {
-            let mut conn = pool
-                .get_timeout(wait)
-                .map_err(|_| self.no_connection(pool))?;
-            let epoch = self.epoch.load(Ordering::Acquire);
-            if conn.epoch == epoch {
-                return Ok(conn);
-            }
-            match conn.client.simple_query(sql::PING) {
-                Ok(_) => {
-                    conn.epoch = epoch;
-                    return Ok(conn);
-                }
-                Err(_) => conn.broken = true,
-            }
-        }
-        Err(StoreError::Unavailable(
-            "every pooled PostgreSQL connection was lost".into(),
-        ))
+        self.failover
+            .checkout(pool, Instant::now() + wait)
+            .map_err(|_| self.no_connection(pool))
     }
 
     /// Why `pool.get()` gave up: every connection busy, or none could be opened.
     fn no_connection(&self, pool: &Pool<Manager>) -> StoreError {
         let waited = self.connect_timeout.as_secs_f64();
-        if let Some(cause) = self.last_connect_error.0.lock().take() {
+        if let Some(cause) = self.failover.take_connect_error() {
             return StoreError::Unavailable(format!("no connection within {waited}s: {cause}"));
         }
         let state = pool.state();
@@ -275,10 +265,7 @@ impl PostgresStore {
         off_runtime(|| {
             let mut conn = self.conn_within(wait)?;
             work(&mut conn).map_err(|e| {
-                if connection_lost(&e) || conn.client.is_closed() {
-                    conn.broken = true;
-                    self.epoch.fetch_add(1, Ordering::AcqRel);
-                }
+                self.failover.after_error(&mut conn, &e);
                 map_err(&e)
             })
         })
@@ -305,6 +292,8 @@ impl Drop for PostgresStore {
     fn drop(&mut self) {
         // Its last counts are committed while the pool is still open.
         drop(self.flusher.take());
+        // Connection attempts still retrying give up, so the pool's threads end.
+        self.failover.close();
         let Some(pool) = self.pool.take() else { return };
         // Closing a sync client blocks on its private runtime, which panics on a tokio
         // worker thread; a plain thread is always allowed to.

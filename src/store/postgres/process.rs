@@ -7,14 +7,35 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use postgres::NoTls;
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 use rust_decimal::Decimal;
 
 use super::errors::get;
-use super::{PostgresStore, sql};
+use super::{PostgresStore, failover, sql};
 use crate::model::clock::now_text;
 use crate::model::{NewConversion, NewEvent, Outcome, Receipt};
 use crate::store::{Pending, Receiving, StoreError};
+
+/// The parameter types of `process.sql`, for the unnamed statement: given with the
+/// Bind, so no Parse/Describe round trip comes first.
+const PROCESS_TYPES: [Type; 16] = [
+    Type::TEXT,    // source
+    Type::TEXT,    // event id
+    Type::TEXT,    // event type
+    Type::TEXT,    // payload
+    Type::TEXT,    // fingerprint
+    Type::TEXT,    // order id
+    Type::NUMERIC, // commission
+    Type::NUMERIC, // sale amount
+    Type::TEXT,    // currency
+    Type::TEXT,    // tracking id
+    Type::TEXT,    // status
+    Type::TEXT,    // external conversion id
+    Type::TEXT,    // affiliate id
+    Type::TEXT,    // affiliate code
+    Type::TEXT,    // source_updated_at, cast by the statement
+    Type::BOOL,    // forward
+];
 
 /// Where the statement running for a request can be cancelled from, while it runs.
 #[derive(Default)]
@@ -87,28 +108,54 @@ impl PostgresStore {
         let row = self
             .with_conn_within(wait, |conn| {
                 let statement = match &conn.process {
-                    Some(statement) => statement.clone(),
+                    _ if !self.prepared_statements => None,
+                    Some(statement) => Some(statement.clone()),
                     None => {
                         let statement = conn.client.prepare(sql::PROCESS)?;
                         conn.process = Some(statement.clone());
-                        statement
+                        Some(statement)
                     }
                 };
                 {
                     let mut slot = cancel.0.lock();
                     if matches!(*slot, Cancel::Cancelled) {
-                        return Ok(None);
+                        return Ok(Ok(None));
                     }
                     *slot = Cancel::Running(conn.client.cancel_token());
                 }
-                let row = conn.client.query_one(&statement, &params).map(Some);
+                failover::take_unreplicated();
+                let row = match &statement {
+                    Some(statement) => conn.client.query_one(statement, &params),
+                    None => {
+                        let typed: Vec<(&(dyn ToSql + Sync), Type)> = params
+                            .iter()
+                            .zip(PROCESS_TYPES)
+                            .map(|(value, ty)| (*value, ty))
+                            .collect();
+                        conn.client.query_typed_one(sql::PROCESS, &typed)
+                    }
+                }
+                .map(Some);
                 *cancel.0.lock() = Cancel::Idle;
+                if row.is_ok() && failover::take_unreplicated() {
+                    // Committed here, but maybe not on the standby a failover promotes:
+                    // no 2xx for it. The provider's retry finds it, or not, on the
+                    // primary that takes writes next.
+                    conn.broken = true;
+                    self.failover.retire_unreplicated(conn.epoch);
+                    return Ok(Err(()));
+                }
                 if row.is_err() {
                     // Prepare again next time, in case the function was replaced with another
                     // shape underneath this statement; one extra round trip after a failure.
                     conn.process = None;
                 }
-                row
+                row.map(Ok)
+            })?
+            .map_err(|()| {
+                StoreError::Unavailable(
+                    "the commit was not confirmed by the synchronous standby".into(),
+                )
             })?
             .ok_or_else(|| {
                 StoreError::Timeout("the deadline passed before the statement started".into())

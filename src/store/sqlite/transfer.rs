@@ -4,6 +4,7 @@
 
 use rusqlite::TransactionBehavior;
 
+use super::totals::Delta;
 use super::{SqliteStore, map_err};
 use crate::model::{History, NewEvent, Outcome};
 use crate::store::{StoreError, Transfer};
@@ -14,10 +15,15 @@ impl Transfer for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_err)?;
+            // The whole batch commits or none of it, so one delta for the batch.
+            let mut delta = Delta::default();
             let outcomes = batch
                 .iter()
-                .map(|(event, history)| super::process::apply(&tx, event, Some(history)))
+                .map(|(event, history)| {
+                    super::process::apply(&tx, event, Some(history), &mut delta)
+                })
                 .collect::<Result<Vec<_>, _>>()?;
+            delta.write(&tx)?;
             tx.commit().map_err(map_err)?;
             Ok(outcomes)
         })

@@ -1,0 +1,331 @@
+//! A throwaway PostgreSQL primary with a synchronous streaming standby on loopback, for
+//! the failover tests (SPEC §10): `initdb`, `pg_basebackup -R`, and
+//! `synchronous_standby_names`, with the server binaries of the newest
+//! `/usr/lib/postgresql/*/bin`. The servers run as the `postgres` user when the tests run
+//! as root (PostgreSQL refuses to run as root). Everything lives in one temporary
+//! directory, removed with the servers when the [`Cluster`] is dropped.
+//!
+//! Without those binaries the tests say SKIPPED on the terminal; with `CI=true` they
+//! fail instead (`.ci/run` installs them).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use super::in_ci;
+
+/// The standby's name in `synchronous_standby_names`.
+const STANDBY_NAME: &str = "standby";
+
+/// One server of the pair.
+pub struct Node {
+    pub port: u16,
+    pub data: PathBuf,
+}
+
+impl Node {
+    /// A URL for this server alone.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `work` with a client on this server, on a plain thread: the sync client
+    /// must neither run nor be dropped on a tokio runtime thread.
+    pub fn with_client<T: Send>(&self, work: impl FnOnce(&mut postgres::Client) -> T + Send) -> T {
+        let url = self.url();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut config: postgres::Config = url.parse().expect("node URL");
+                config.connect_timeout(Duration::from_secs(5));
+                let mut client = config.connect(postgres::NoTls).expect("connect to a node");
+                work(&mut client)
+            })
+            .join()
+            .expect("client thread")
+        })
+    }
+}
+
+/// A primary and a synchronous standby, both running.
+pub struct Cluster {
+    bin: PathBuf,
+    /// Holds the data directories; removed last.
+    dir: tempfile::TempDir,
+    pub primary: Node,
+    pub standby: Node,
+}
+
+impl Cluster {
+    /// Starts the pair, or `None` (after a loud SKIPPED line) when the PostgreSQL server
+    /// binaries are not installed and `CI` is not set.
+    pub fn start(test: &str) -> Option<Cluster> {
+        let Some(bin) = server_bin() else {
+            let why = "no initdb/pg_ctl/pg_basebackup under /usr/lib/postgresql/*/bin";
+            if in_ci() {
+                panic!("CI=true but {why}");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIPPED ({why}): {test}");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("hooklatch-cluster-")
+            .tempdir()
+            .expect("temp dir");
+        give_to_postgres(dir.path());
+        let primary = Node {
+            port: free_port(),
+            data: dir.path().join("primary"),
+        };
+        let standby = Node {
+            port: free_port(),
+            data: dir.path().join("standby"),
+        };
+        let cluster = Cluster {
+            bin,
+            dir,
+            primary,
+            standby,
+        };
+        cluster.init_primary();
+        cluster.clone_standby();
+        cluster.wait_until_synchronous();
+        Some(cluster)
+    }
+
+    /// The URL listing `first` then `second`, as a multi-host libpq URL asking for the
+    /// one that accepts writes.
+    pub fn url(&self, first: &Node, second: &Node) -> String {
+        format!(
+            "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/postgres?target_session_attrs=read-write",
+            first.port, second.port
+        )
+    }
+
+    fn init_primary(&self) {
+        let data = self.primary.data.to_str().expect("path");
+        self.run(
+            "initdb",
+            &["-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
+        );
+        // Loopback only; durable enough for a test that crashes a server, not the
+        // machine (fsync off), and small. `synchronous_commit = on` with a named
+        // synchronous standby: a commit is acknowledged once the standby has it.
+        append(
+            &self.primary.data.join("postgresql.conf"),
+            &format!(
+                "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\n\
+                 fsync = off\nfull_page_writes = off\nshared_buffers = 16MB\nmax_connections = 60\n\
+                 wal_level = replica\nmax_wal_senders = 4\nsynchronous_commit = on\n\
+                 synchronous_standby_names = '{STANDBY_NAME}'\n",
+                port = self.primary.port,
+                sock = self.dir.path().display(),
+            ),
+        );
+        self.start_node(&self.primary);
+    }
+
+    fn clone_standby(&self) {
+        let data = self.standby.data.to_str().expect("path");
+        let port = self.primary.port.to_string();
+        self.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                data,
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "--no-sync",
+            ],
+        );
+        // Its own port; its name, so the primary waits for it; and no synchronous
+        // standby of its own, or its first commit after promotion would wait forever.
+        append(
+            &self.standby.data.join("postgresql.conf"),
+            &format!(
+                "port = {}\ncluster_name = '{STANDBY_NAME}'\nsynchronous_standby_names = ''\n",
+                self.standby.port
+            ),
+        );
+        append(
+            &self.standby.data.join("postgresql.auto.conf"),
+            &format!(
+                "primary_conninfo = 'host=127.0.0.1 port={} user=postgres application_name={STANDBY_NAME}'\n",
+                self.primary.port
+            ),
+        );
+        self.start_node(&self.standby);
+    }
+
+    fn start_node(&self, node: &Node) {
+        let data = node.data.to_str().expect("path");
+        let log = node.data.with_extension("log");
+        self.run(
+            "pg_ctl",
+            &["-D", data, "-l", log.to_str().expect("path"), "-w", "start"],
+        );
+    }
+
+    /// Waits until the primary reports its standby as synchronous, so every commit from
+    /// now on is on both.
+    fn wait_until_synchronous(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state: Option<String> = self.primary.with_client(|client| {
+                client
+                    .query_opt(
+                        "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1",
+                        &[&STANDBY_NAME],
+                    )
+                    .expect("pg_stat_replication")
+                    .map(|row| row.get(0))
+            });
+            if state.as_deref() == Some("sync") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the standby did not become synchronous (state {state:?}); see {}",
+                self.standby.data.with_extension("log").display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// `kill -9` of the primary's postmaster: a crash, nothing flushed or said to anyone.
+    pub fn crash_primary(&self) {
+        let pid = std::fs::read_to_string(self.primary.data.join("postmaster.pid"))
+            .expect("postmaster.pid");
+        let pid = pid.lines().next().expect("pid line").trim().to_owned();
+        let status = Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success(), "kill -9 {pid}");
+    }
+
+    /// The primary turns read-only without stopping: every write gets SQLSTATE 25006.
+    pub fn demote_primary(&self) {
+        self.primary.with_client(|client| {
+            client
+                .batch_execute("ALTER SYSTEM SET default_transaction_read_only = on")
+                .and_then(|()| client.batch_execute("SELECT pg_reload_conf()"))
+                .expect("demote");
+        });
+    }
+
+    /// Promotes the standby and returns once it accepts writes.
+    pub fn promote_standby(&self) {
+        let data = self.standby.data.to_str().expect("path");
+        self.run("pg_ctl", &["-D", data, "-w", "promote"]);
+    }
+
+    /// Runs a server binary as the `postgres` user (when root), failing the test with its
+    /// output on error.
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let path = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(&path)
+        };
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in [&self.standby, &self.primary] {
+            if node.data.join("postmaster.pid").exists() {
+                let data = node.data.to_str().unwrap_or_default();
+                // A crashed primary has no postmaster to stop: ignore that failure.
+                let path = self.bin.join("pg_ctl");
+                let args = ["-D", data, "-m", "immediate", "-w", "stop"];
+                let _ = if is_root() {
+                    Command::new("runuser")
+                        .args(["-u", "postgres", "--"])
+                        .arg(&path)
+                        .args(args)
+                        .output()
+                } else {
+                    Command::new(&path).args(args).output()
+                };
+            }
+        }
+    }
+}
+
+/// The newest PostgreSQL server binaries installed the Debian way.
+fn server_bin() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_str()?.parse().ok()?;
+            let bin = entry.path().join("bin");
+            ["initdb", "pg_ctl", "pg_basebackup"]
+                .iter()
+                .all(|b| bin.join(b).exists())
+                .then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+}
+
+/// Lets the `postgres` user create the data directories under `dir` (when root).
+fn give_to_postgres(dir: &Path) {
+    if !is_root() {
+        return;
+    }
+    let status = Command::new("chown")
+        .arg("postgres:postgres")
+        .arg(dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown postgres {}", dir.display());
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    file.write_all(text.as_bytes()).expect("append");
+}
