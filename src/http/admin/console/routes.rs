@@ -41,7 +41,11 @@ pub async fn dispatch(app: &App, admin: &Admin, req: Request<'_>) -> Result<Resp
         }),
         (&Method::POST, ["login"]) => {
             same_origin(req.headers)?;
-            session::sign_in(admin, &req.body, session::behind_tls(req.headers))
+            session::sign_in(
+                admin,
+                &req.body,
+                app.https || session::behind_tls(req.headers),
+            )
         }
         (&Method::POST, ["logout"]) => {
             same_origin(req.headers)?;
