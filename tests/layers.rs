@@ -167,3 +167,76 @@ fn the_reader_sees_grouped_and_plain_paths() {
         ["json", "error"]
     );
 }
+
+/// The paths the README's "Where things live" map names, with `{a,b}` expanded.
+fn mapped_paths(readme: &str) -> Vec<String> {
+    let section = readme
+        .split("## Where things live")
+        .nth(1)
+        .and_then(|s| s.split("\n```\n").nth(1))
+        .expect("the README has a map in a code block under \"Where things live\"");
+    let mut paths = Vec::new();
+    for line in section.lines() {
+        // Continuation lines of a description start with spaces, not a path.
+        if line.starts_with(' ') {
+            continue;
+        }
+        // A line names one path, or several separated by ", ".
+        for word in line.split_whitespace() {
+            paths.extend(expand(word.trim_end_matches(',')));
+            if !word.ends_with(',') {
+                break;
+            }
+        }
+    }
+    paths
+}
+
+fn expand(word: &str) -> Vec<String> {
+    match (word.find('{'), word.find('}')) {
+        (Some(open), Some(close)) if open < close => word[open + 1..close]
+            .split(',')
+            .flat_map(|part| expand(&format!("{}{part}{}", &word[..open], &word[close + 1..])))
+            .collect(),
+        _ => vec![word.to_string()],
+    }
+}
+
+/// The map matches the tree: every path it names exists, and every file under `src`
+/// is named, itself or through a folder the map names.
+#[test]
+fn the_readme_map_matches_the_tree() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = fs::read_to_string(root.join("README.md")).expect("README.md");
+    let named = mapped_paths(&readme);
+    let missing: Vec<_> = named
+        .iter()
+        .filter(|p| !p.contains("NNN") && !p.contains('<') && !root.join(p).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the README map names paths that do not exist: {missing:?}"
+    );
+
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    let unmapped: Vec<_> = files
+        .iter()
+        .map(|f| {
+            f.strip_prefix(root)
+                .expect("under the root")
+                .display()
+                .to_string()
+        })
+        .filter(|f| !f.ends_with("/tests.rs"))
+        .filter(|f| {
+            !named
+                .iter()
+                .any(|p| f == p || (p.ends_with('/') && f.starts_with(p.as_str())))
+        })
+        .collect();
+    assert!(
+        unmapped.is_empty(),
+        "add these files to the README's \"Where things live\" map (one line per room): {unmapped:?}"
+    );
+}

@@ -1,5 +1,5 @@
-//! One event with everything the admin side shows about it: the list item (counts,
-//! forwarding state), its payload and fingerprint, its conflicts and its conversion.
+//! Loads one event with everything the admin side shows about it (see
+//! [`crate::read::EventDetail`]) for the API and the console alike.
 
 use crate::http::app::App;
 use crate::http::error::ApiError;
