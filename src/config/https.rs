@@ -14,6 +14,10 @@ use crate::store::DatabaseUrl;
 /// Let's Encrypt's production directory, the default `acme_directory`.
 pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 
+/// Settings the TOML file may give as a list of strings (joined like the environment's
+/// comma-separated form).
+pub(super) const LIST_KEYS: &[&str] = &["acme_domains"];
+
 #[derive(Debug, Clone, Args)]
 pub struct HttpsSettings {
     /// HTTPS certificate chain (PEM file); with `tls_key`, the listener speaks only HTTPS. SIGHUP reloads both

@@ -122,11 +122,16 @@ pub fn load<C: Parser, T: Into<OsString> + Clone>(
                 toml::Value::Float(n) => n.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 // A list of names (acme_domains) is read like its environment form.
-                toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => items
-                    .iter()
-                    .filter_map(toml::Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(","),
+                toml::Value::Array(items)
+                    if super::https::LIST_KEYS.contains(&key.as_str())
+                        && items.iter().all(toml::Value::is_str) =>
+                {
+                    items
+                        .iter()
+                        .filter_map(toml::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
                 _ => {
                     return Err(file_error(path, &format!("{key} must be a single value")).into());
                 }
