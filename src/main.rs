@@ -89,12 +89,30 @@ fn run(command: Command, config: Config) -> Result<(), String> {
         }
         Command::Forward(command) => {
             let store = open_migrated(&config)?;
-            println!(
-                "{}",
-                hooklatch::cli::forward::run(store.as_ref(), &command)?
-            );
+            let (line, alert) =
+                cli::forward::execute(store.as_ref(), Some(&config.sources), &command)?;
+            println!("{line}");
+            if let Some(alert) = alert {
+                send_alert(&config, alert);
+            }
             Ok(())
         }
+    }
+}
+
+/// Sends one alert from a command (its few retries included) before the process exits.
+fn send_alert(config: &Config, alert: serde_json::Value) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => {
+            let alerter = hooklatch::forward::Alerter::new(&config.forward);
+            if !runtime.block_on(alerter.send(alert)) {
+                tracing::warn!("the alert could not be sent to alert_to");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "the alert could not be sent"),
     }
 }
 

@@ -20,6 +20,9 @@ pub const FORWARD_ATTEMPTS: &str = "hooklatch_forward_attempts_total";
 pub const FORWARD_PENDING: &str = "hooklatch_forward_pending";
 pub const FORWARD_FAILED: &str = "hooklatch_forward_failed";
 pub const FORWARD_OLDEST_PENDING: &str = "hooklatch_forward_oldest_pending_seconds";
+pub const FORWARD_PAUSED: &str = "hooklatch_forward_paused_sources";
+pub const FORWARD_ALERTS: &str = "hooklatch_forward_alerts_total";
+pub const FORWARD_RETRY_AFTER: &str = "hooklatch_forward_retry_after_total";
 
 /// Latency buckets in seconds: the targets are around a millisecond.
 const BUCKETS: [f64; 12] = [
@@ -120,4 +123,16 @@ pub fn forward_backlog(backlog: &crate::model::outbox::ForwardBacklog) {
     metrics::gauge!(FORWARD_PENDING).set(backlog.pending as f64);
     metrics::gauge!(FORWARD_FAILED).set(backlog.failed as f64);
     metrics::gauge!(FORWARD_OLDEST_PENDING).set(backlog.oldest_pending_secs.unwrap_or(0.0));
+    metrics::gauge!(FORWARD_PAUSED).set(backlog.paused_sources as f64);
+}
+
+/// One alert by type (`forwarding.paused`, `forwarding.resumed`) and result (`sent`,
+/// `failed` after its retries).
+pub fn alert(kind: &str, result: &'static str) {
+    metrics::counter!(FORWARD_ALERTS, "type" => kind.to_owned(), "result" => result).increment(1);
+}
+
+/// A `Retry-After` that set an event's next attempt.
+pub fn retry_after_honoured(source: &str) {
+    metrics::counter!(FORWARD_RETRY_AFTER, "source" => source.to_owned()).increment(1);
 }

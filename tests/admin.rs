@@ -30,6 +30,7 @@ contract!(
     api_rejections_keep_refusals_without_bodies_or_secrets,
     payload_retention_pass_prunes_what_is_older_than_the_retention,
     the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf,
+    the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts,
 );
 
 fn source(name: &str) -> Source {
@@ -1128,4 +1129,129 @@ async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db:
     )
     .await;
     assert!(page.contains("Forward again"));
+}
+
+async fn the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts(db: &TestDb) {
+    use hooklatch::config::SourceSettings;
+    use hooklatch::model::outbox::{AttemptOutcome, AttemptReport};
+    use hooklatch::sources::Preset;
+    let mut config = db.config();
+    config.sources.insert(
+        "shop",
+        SourceSettings {
+            // Nothing listens there, and no worker runs here: entries stay as set.
+            forward_to: Some("http://127.0.0.1:9/hook".into()),
+            ..SourceSettings::new(Preset::Standard, Vec::new())
+        },
+    );
+    let app = db.admin_app_with(&config);
+    deliver(&app, "shop", "f1", "t", "x").await;
+    let state = || {
+        db.store
+            .forwarding_sources()
+            .unwrap()
+            .into_iter()
+            .find(|s| s.source == "shop")
+            .map(|s| s.state())
+    };
+    let cookie = sign_in(&app).await;
+    let page = |path: &'static str| {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move {
+            let (status, _, html) = console(&app, "GET", path, Some(&cookie), None, &[]).await;
+            assert_eq!(status, StatusCode::OK, "{path}");
+            html
+        }
+    };
+    let html = page("/admin/forwarding").await;
+    assert!(
+        html.contains(r#"action="/admin/forwarding/shop/pause""#),
+        "{html}"
+    );
+    assert!(html.contains(r#"id="replay""#), "{html}");
+    assert!(
+        html.contains("http://127.0.0.1:9<"),
+        "destination without its path: {html}"
+    );
+    let csrf = csrf_of(&html);
+    let form = |body: String| {
+        let (app, cookie) = (app.clone(), cookie.clone());
+        async move {
+            let (status, headers, _) = console(
+                &app,
+                "POST",
+                if body.contains("source=") {
+                    "/admin/forwarding/replay"
+                } else if body.contains("resume") {
+                    "/admin/forwarding/shop/resume"
+                } else {
+                    "/admin/forwarding/shop/pause"
+                },
+                Some(&cookie),
+                Some(&body.replace("&resume", "")),
+                &[],
+            )
+            .await;
+            (status, headers)
+        }
+    };
+    // A forged token changes nothing.
+    let (status, _) = form("csrf=nope".into()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(state(), Some("active"));
+    let (status, _) = form(format!("csrf={csrf}")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(state(), Some("paused"));
+    assert!(
+        page("/admin/forwarding")
+            .await
+            .contains(r#"action="/admin/forwarding/shop/resume""#)
+    );
+    let (status, _) = form(format!("csrf={csrf}&resume")).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(state(), Some("active"));
+
+    let (status, _) = form("csrf=nope&source=shop&since=2000-01-01T00:00:00Z".to_owned()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, headers) = form(format!(
+        "csrf={csrf}&source=shop&since=2000-01-01T00%3A00%3A00Z&until="
+    ))
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(headers["location"], "/admin/forwarding?replayed=1");
+    let (_, _, html) = console(
+        &app,
+        "GET",
+        "/admin/forwarding?replayed=1",
+        Some(&cookie),
+        None,
+        &[],
+    )
+    .await;
+    assert!(html.contains("1 events queued again"), "{html}");
+
+    // One attempt recorded: the event page lists it with the app's answer.
+    let job = db
+        .store
+        .claim_forwards("me", std::time::Duration::from_secs(60), 1)
+        .unwrap()
+        .remove(0);
+    let report = AttemptReport {
+        response: Some("<b>upstream down</b>".into()),
+        ..AttemptReport::of(AttemptOutcome::Failed {
+            status: Some(502),
+            error: "HTTP 502 Bad Gateway".into(),
+            retry_in: Some(std::time::Duration::from_secs(600)),
+        })
+    };
+    db.store
+        .record_forward(job.webhook_event_id, "me", &report)
+        .unwrap();
+    let html = page("/admin/events/shop/f1").await;
+    assert!(html.contains(r#"id="forward-history""#), "{html}");
+    assert!(html.contains("HTTP 502 Bad Gateway"));
+    assert!(
+        html.contains("&lt;b&gt;upstream down&lt;/b&gt;"),
+        "escaped: {html}"
+    );
 }

@@ -31,6 +31,15 @@ contract!(
     a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires,
     no_more_than_forward_concurrency_attempts_are_in_flight,
     the_retry_command_queues_failed_forwards_and_refuses_to_guess,
+    forward_types_decide_which_new_events_get_an_outbox_entry,
+    history_keeps_each_attempt_with_its_answer_newest_first,
+    history_is_capped_at_20_attempts_and_1_kib_per_answer,
+    retry_after_on_429_or_503_sets_the_next_attempt_at_most_retry_max_away,
+    forward_rate_is_honoured_by_the_arrival_times_at_the_app,
+    consecutive_failures_pause_the_source_and_alert_once_per_incident,
+    a_pause_survives_a_restart,
+    pause_resume_and_replay_from_the_command_line,
+    replay_by_window_carries_the_same_webhook_id,
 );
 
 /// The Standard Webhooks test secret of providers.md §4.4.
@@ -51,6 +60,8 @@ fn fast(max_attempts: u32) -> ForwardConfig {
         retry_max: Duration::from_millis(80),
         max_attempts,
         concurrency: 4,
+        pause_after: 1000,
+        alert_to: None,
     }
 }
 
@@ -513,7 +524,9 @@ async fn a_leased_entry_is_claimed_by_no_one_else_until_the_lease_expires(db: &T
         store.record_forward(
             id,
             "one",
-            &hooklatch::model::outbox::AttemptOutcome::Delivered { status: 200 },
+            &hooklatch::model::outbox::AttemptReport::of(
+                hooklatch::model::outbox::AttemptOutcome::Delivered { status: 200 },
+            ),
         )
     })
     .await
@@ -615,6 +628,689 @@ async fn the_retry_command_queues_failed_forwards_and_refuses_to_guess(db: &Test
 }
 
 // ---------------------------------------------------------------------------------------
+// Looking after the app (SPEC §6.1)
+// ---------------------------------------------------------------------------------------
+
+/// An app with the admin side on, forwarding `shop` (and `typed`, `untyped`, with
+/// `forward_types`) to `target`, alerting to `alerts` when given; `tweak` adjusts the
+/// `shop` source.
+fn care_app(
+    store: Arc<dyn Store>,
+    db: &TestDb,
+    target: &TestApp,
+    alerts: Option<&TestApp>,
+    tweak: impl FnOnce(&mut SourceSettings),
+) -> Arc<App> {
+    let mut config: Config = db.config();
+    let mut shop = SourceSettings {
+        forward_to: Some(target.url()),
+        ..SourceSettings::new(Preset::Standard, Vec::new())
+    };
+    tweak(&mut shop);
+    config.sources.insert("shop", shop);
+    config.sources.insert(
+        "typed",
+        SourceSettings {
+            forward_to: Some(target.url()),
+            forward_types: Some(vec!["orders/*".into(), "NEW_CONVERSION".into()]),
+            ..SourceSettings::new(Preset::Standard, Vec::new())
+        },
+    );
+    config.sources.insert(
+        "untyped",
+        SourceSettings {
+            forward_to: Some(target.url()),
+            forward_types: Some(vec!["*".into()]),
+            ..SourceSettings::new(Preset::Standard, Vec::new())
+        },
+    );
+    config.forward = care_options(alerts, 5);
+    Arc::new(App::new(store, &config).with_admin_token(common::ADMIN_TOKEN))
+}
+
+/// `fast(max_attempts)` alerting to `alerts`, signed.
+fn care_options(alerts: Option<&TestApp>, max_attempts: u32) -> ForwardConfig {
+    ForwardConfig {
+        alert_to: alerts.map(TestApp::url),
+        ..fast(max_attempts)
+    }
+}
+
+async fn api_get(app: &Arc<App>, path: &str) -> serde_json::Value {
+    let reply = common::admin_get(app, path, Some(common::ADMIN_TOKEN)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{path}: {:?}", reply.body);
+    reply.body
+}
+
+async fn api_post(app: &Arc<App>, path: &str, body: &str) -> common::Reply {
+    common::request(
+        app,
+        warp::test::request()
+            .method("POST")
+            .path(path)
+            .header("authorization", format!("Bearer {}", common::ADMIN_TOKEN))
+            .body(body),
+    )
+    .await
+}
+
+/// The forwarding list's row for `source`.
+async fn forwarding_row(app: &Arc<App>, source: &str) -> serde_json::Value {
+    let list = api_get(app, "/admin/api/forwarding").await;
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|item| item["source"] == source)
+        .unwrap_or_else(|| panic!("{source} not in {list}"))
+        .clone()
+}
+
+async fn send(app: &Arc<App>, source: &str, body: &str) -> serde_json::Value {
+    let reply = post(app, &format!("/webhooks/{source}"), &[], body).await;
+    assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
+    reply.body
+}
+
+async fn forward_types_decide_which_new_events_get_an_outbox_entry(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = care_app(db.store.clone(), db, &target, None, |_| {});
+    let worker = start_worker(&app, fast(3));
+    send(&app, "typed", r#"{"id":"o1","type":"orders/create"}"#).await;
+    send(&app, "typed", r#"{"id":"c1","type":"customers/create"}"#).await;
+    send(&app, "typed", r#"{"id":"n1","type":"NEW_CONVERSION"}"#).await;
+    send(&app, "typed", r#"{"id":"n2","type":"NEW_CONVERSIONS"}"#).await;
+    send(&app, "typed", r#"{"id":"u1"}"#).await;
+    send(&app, "untyped", r#"{"id":"u2"}"#).await;
+    send(&app, "shop", r#"{"id":"any","type":"whatever"}"#).await;
+    for (source, id) in [
+        ("typed", "o1"),
+        ("typed", "n1"),
+        ("untyped", "u2"),
+        ("shop", "any"),
+    ] {
+        wait_for_state(&db.store, source, id, "delivered").await;
+    }
+    for id in ["c1", "n2", "u1"] {
+        assert_eq!(
+            state(&db.store, "typed", id).await,
+            None,
+            "{id} gets no entry"
+        );
+        let detail = api_get(&app, &format!("/admin/api/events/typed/{id}")).await;
+        assert!(detail["forward"].is_null(), "{detail}");
+    }
+    let mut sent: Vec<String> = target
+        .received()
+        .iter()
+        .map(|r| r.header("x-hooklatch-event-id").to_owned())
+        .collect();
+    sent.sort();
+    assert_eq!(sent, ["any", "n1", "o1", "u2"]);
+    worker.stop().await;
+}
+
+async fn history_keeps_each_attempt_with_its_answer_newest_first(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[Answer::Reply {
+        status: 500,
+        body: r#"{"error":"database is down"}"#,
+        retry_after: None,
+    }]);
+    let app = care_app(db.store.clone(), db, &target, None, |_| {});
+    let worker = start_worker(&app, fast(5));
+    send(&app, "shop", r#"{"id":"h1"}"#).await;
+    wait_for_state(&db.store, "shop", "h1", "delivered").await;
+    worker.stop().await;
+
+    let detail = api_get(&app, "/admin/api/events/shop/h1").await;
+    let history = detail["forward"]["history"].as_array().unwrap().clone();
+    assert_eq!(history.len(), 2, "{detail}");
+    let (last, first) = (&history[0], &history[1]);
+    assert_eq!(last["status"], 200);
+    assert_eq!(last["error"], serde_json::Value::Null);
+    assert_eq!(last["response"], "{}");
+    assert_eq!(first["status"], 500);
+    assert_eq!(first["error"], "HTTP 500 Internal Server Error");
+    assert_eq!(first["response"], r#"{"error":"database is down"}"#);
+    for attempt in &history {
+        assert!(attempt["duration_ms"].as_i64().unwrap() >= 0, "{attempt}");
+        let at = attempt["at"].as_str().unwrap();
+        assert!(at.ends_with('Z') && at.len() == 27, "{at}");
+    }
+    assert!(
+        first["at"].as_str().unwrap() < last["at"].as_str().unwrap(),
+        "newest first: {history:?}"
+    );
+    // The list shows the state, not the history.
+    let list = api_get(&app, "/admin/api/events?source=shop").await;
+    assert!(
+        list["items"][0]["forward"].get("history").is_none(),
+        "{list}"
+    );
+}
+
+async fn history_is_capped_at_20_attempts_and_1_kib_per_answer(db: &TestDb) {
+    let target = TestApp::start().await;
+    let long: &'static str =
+        Box::leak(format!("{}é{}", "a".repeat(1000), "b".repeat(2000)).into_boxed_str());
+    target.otherwise_answer(Answer::Reply {
+        status: 502,
+        body: long,
+        retry_after: None,
+    });
+    let app = care_app(db.store.clone(), db, &target, None, |_| {});
+    let worker = start_worker(
+        &app,
+        ForwardConfig {
+            retry_initial: Duration::from_millis(5),
+            retry_max: Duration::from_millis(10),
+            ..fast(23)
+        },
+    );
+    send(&app, "shop", r#"{"id":"cap"}"#).await;
+    let failed = wait_for_state(&db.store, "shop", "cap", "failed").await;
+    assert_eq!(failed.attempts, 23);
+    worker.stop().await;
+    let detail = api_get(&app, "/admin/api/events/shop/cap").await;
+    let history = detail["forward"]["history"].as_array().unwrap();
+    assert_eq!(history.len(), 20, "the last 20 of 23 attempts");
+    for attempt in history {
+        let response = attempt["response"].as_str().unwrap();
+        // The first 1 KiB: 1000 a, then the two bytes of é would cross byte 1024 only
+        // after 22 b's, so the text is exactly the first 1024 bytes.
+        assert_eq!(response.len(), 1024, "{}", response.len());
+        assert!(response.starts_with(&"a".repeat(1000)));
+    }
+    let ats: Vec<&str> = history.iter().map(|a| a["at"].as_str().unwrap()).collect();
+    let mut sorted = ats.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ats, sorted, "newest first");
+}
+
+async fn retry_after_on_429_or_503_sets_the_next_attempt_at_most_retry_max_away(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.script(&[
+        Answer::Reply {
+            status: 429,
+            body: "slow down",
+            retry_after: Some("30"),
+        },
+        Answer::Reply {
+            status: 503,
+            body: "maintenance",
+            retry_after: Some("Fri, 31 Dec 9999 23:59:59 GMT"),
+        },
+    ]);
+    let app = care_app(db.store.clone(), db, &target, None, |_| {});
+    let options = ForwardConfig {
+        retry_initial: Duration::from_millis(20),
+        retry_max: Duration::from_secs(60),
+        ..fast(5)
+    };
+    let worker = start_worker(&app, options.clone());
+    send(&app, "shop", r#"{"id":"ra"}"#).await;
+    let waiting = wait_for_forward(&db.store, "shop", "ra", |s| s.attempts == 1).await;
+    worker.stop().await;
+    // Not after the 20 ms backoff: no earlier than the 30 s the app asked for.
+    let delay = seconds_between(
+        &history_at(&app, "ra", 0).await,
+        &waiting.next_attempt_at.unwrap(),
+    );
+    assert!(
+        (29.0..=31.0).contains(&delay),
+        "next attempt {delay} s after the 429"
+    );
+    assert_eq!(target.received().len(), 1);
+    assert!(
+        hooklatch::metrics::render()
+            .contains(r#"hooklatch_forward_retry_after_total{source="shop"}"#)
+    );
+
+    // An HTTP date far away is capped at forward_retry_max.
+    let store = db.store.clone();
+    let (source, id) = (
+        Source::parse("shop").unwrap(),
+        EventId::parse("ra", "id").unwrap(),
+    );
+    run_blocking(move || store.requeue_forward(&source, &id))
+        .await
+        .unwrap();
+    let capped = ForwardConfig {
+        retry_max: Duration::from_secs(2),
+        ..options
+    };
+    let worker = start_worker(&app, capped);
+    let waiting = wait_for_forward(&db.store, "shop", "ra", |s| {
+        s.attempts == 1 && s.last_status == Some(503)
+    })
+    .await;
+    worker.stop().await;
+    let delay = seconds_between(
+        &history_at(&app, "ra", 0).await,
+        &waiting.next_attempt_at.unwrap(),
+    );
+    assert!((1.0..=2.5).contains(&delay), "capped at 2 s: {delay}");
+}
+
+/// The start of the event's `index`-th newest attempt.
+async fn history_at(app: &Arc<App>, id: &str, index: usize) -> String {
+    let detail = api_get(app, &format!("/admin/api/events/shop/{id}")).await;
+    detail["forward"]["history"][index]["at"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn seconds_between(from: &str, to: &str) -> f64 {
+    use time::format_description::well_known::Rfc3339;
+    let from = time::OffsetDateTime::parse(from, &Rfc3339).unwrap();
+    let to = time::OffsetDateTime::parse(to, &Rfc3339).unwrap();
+    (to - from).as_seconds_f64()
+}
+
+async fn forward_rate_is_honoured_by_the_arrival_times_at_the_app(db: &TestDb) {
+    let target = TestApp::start().await;
+    // 5 per second: starts at least 200 ms apart.
+    let app = care_app(db.store.clone(), db, &target, None, |shop| {
+        shop.forward_every = Some(Duration::from_millis(200));
+    });
+    for n in 0..6 {
+        send(&app, "shop", &format!(r#"{{"id":"r{n}"}}"#)).await;
+    }
+    // Every entry is due before the worker starts, and four slots could send at once.
+    let worker = start_worker(&app, fast(3));
+    for n in 0..6 {
+        wait_for_state(&db.store, "shop", &format!("r{n}"), "delivered").await;
+    }
+    worker.stop().await;
+    let mut arrivals: Vec<Instant> = target.received().iter().map(|r| r.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 6);
+    let span = arrivals[5] - arrivals[0];
+    assert!(
+        span >= Duration::from_millis(900),
+        "6 starts 200 ms apart span 1 s, not {span:?}"
+    );
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        // Arrival jitter aside, never two at once.
+        assert!(
+            gap >= Duration::from_millis(100),
+            "{gap:?} between two arrivals"
+        );
+    }
+    for window in arrivals.windows(6) {
+        assert!(
+            window[5] - window[0] >= Duration::from_millis(900),
+            "6 within a second"
+        );
+    }
+}
+
+async fn consecutive_failures_pause_the_source_and_alert_once_per_incident(db: &TestDb) {
+    let target = TestApp::start().await;
+    target.otherwise(500);
+    let alerts = TestApp::start().await;
+    let app = care_app(db.store.clone(), db, &target, Some(&alerts), |shop| {
+        shop.forward_pause_after = Some(3);
+        // The forward_to shows only its scheme, host and port.
+        shop.forward_to = Some(format!("http://user:pw@{}/hooks?token=secret", target.addr));
+    });
+    let worker = start_worker(&app, care_options(Some(&alerts), 50));
+    send(&app, "shop", r#"{"id":"p1"}"#).await;
+    send(&app, "shop", r#"{"id":"p2"}"#).await;
+    wait_for("the source to pause", || {
+        let app = app.clone();
+        async move { forwarding_row(&app, "shop").await["state"] == "paused" }
+    })
+    .await;
+    wait_for("the alert", || async { !alerts.received().is_empty() }).await;
+
+    // Paused: entries stay pending, nothing is given up, and no worker can claim them.
+    for id in ["p1", "p2"] {
+        assert_eq!(state(&db.store, "shop", id).await.unwrap().state, "pending");
+    }
+    let other = db.store.clone();
+    let claimable =
+        run_blocking(move || other.claim_forwards("other", Duration::from_secs(60), 10))
+            .await
+            .unwrap();
+    assert!(claimable.is_empty(), "{claimable:?}");
+    let row = forwarding_row(&app, "shop").await;
+    assert_eq!(row["destination"], format!("http://{}", target.addr));
+    assert!(row["consecutive_failures"].as_i64().unwrap() >= 3, "{row}");
+    assert!(row["paused_at"].is_string(), "{row}");
+    assert_eq!(
+        (row["pending"].as_i64(), row["failed"].as_i64()),
+        (Some(2), Some(0))
+    );
+    // A paused source's deliveries are still recorded and answered.
+    send(&app, "shop", r#"{"id":"p3"}"#).await;
+    assert_eq!(
+        state(&db.store, "shop", "p3").await.unwrap().state,
+        "pending"
+    );
+    assert!(
+        hooklatch::metrics::render().contains("hooklatch_forward_paused_sources"),
+        "the gauge exists"
+    );
+
+    let alert = &alerts.received()[0];
+    let body: serde_json::Value = serde_json::from_slice(&alert.body).unwrap();
+    assert_eq!(body["type"], "forwarding.paused");
+    assert_eq!(body["source"], "shop");
+    assert_eq!(body["consecutive_failures"], 3);
+    assert_eq!(body["last_error"], "HTTP 500 Internal Server Error");
+    assert!(body["at"].is_string());
+    let text = body["text"].as_str().unwrap();
+    assert!(
+        text.contains("shop") && text.contains("forward resume"),
+        "{text}"
+    );
+    let expected = standard_signature(
+        SECRET,
+        alert.header("webhook-id"),
+        alert.header("webhook-timestamp"),
+        &alert.body,
+    );
+    assert_eq!(alert.header("webhook-signature"), format!("v1,{expected}"));
+
+    // The app is fixed; the operator resumes: one resumed alert, and the backlog drains.
+    target.otherwise(200);
+    let resumed = api_post(&app, "/admin/api/forwarding/shop/resume", "").await;
+    assert_eq!(resumed.status, StatusCode::OK, "{:?}", resumed.body);
+    assert_eq!(resumed.body["state"], "active");
+    assert_eq!(resumed.body["changed"], true);
+    let again = api_post(&app, "/admin/api/forwarding/shop/resume", "").await;
+    assert_eq!(
+        again.body["changed"], false,
+        "already active: no second alert"
+    );
+    for id in ["p1", "p2", "p3"] {
+        wait_for_state(&db.store, "shop", id, "delivered").await;
+    }
+    wait_for("the resumed alert", || async {
+        alerts.received().len() >= 2
+    })
+    .await;
+    let kinds: Vec<String> = alerts
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["forwarding.paused", "forwarding.resumed"],
+        "once per incident"
+    );
+    assert_eq!(
+        forwarding_row(&app, "shop").await["consecutive_failures"],
+        0
+    );
+
+    // Paused by hand: no attempts until resumed.
+    let paused = api_post(&app, "/admin/api/forwarding/shop/pause", "").await;
+    assert_eq!(paused.body["state"], "paused");
+    let unknown = api_post(&app, "/admin/api/forwarding/shop/explode", "").await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let not_forwarding = api_post(
+        &app,
+        "/admin/api/forwarding/acme/replay",
+        r#"{"since":"2026-01-01T00:00:00Z"}"#,
+    )
+    .await;
+    assert_eq!(not_forwarding.status, StatusCode::CONFLICT);
+    worker.stop().await;
+}
+
+async fn a_pause_survives_a_restart(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = care_app(db.store.clone(), db, &target, None, |_| {});
+    let paused = api_post(&app, "/admin/api/forwarding/shop/pause", "").await;
+    assert_eq!(paused.status, StatusCode::OK, "{:?}", paused.body);
+    assert_eq!(paused.body["changed"], true);
+    drop(app);
+
+    // A new process on the same store: still paused, its worker sends nothing.
+    let restarted = care_app(db.reopen(), db, &target, None, |_| {});
+    assert_eq!(forwarding_row(&restarted, "shop").await["state"], "paused");
+    let worker = start_worker(&restarted, fast(3));
+    send(&restarted, "shop", r#"{"id":"kept"}"#).await;
+    let store = restarted.store.clone();
+    let claimable = run_blocking(move || store.claim_forwards("x", Duration::from_secs(60), 10))
+        .await
+        .unwrap();
+    assert!(claimable.is_empty());
+    assert_eq!(
+        state(&db.store, "shop", "kept").await.unwrap().state,
+        "pending"
+    );
+    let resumed = api_post(&restarted, "/admin/api/forwarding/shop/resume", "").await;
+    assert_eq!(resumed.body["changed"], true);
+    wait_for_state(&db.store, "shop", "kept", "delivered").await;
+    assert_eq!(target.received().len(), 1);
+    worker.stop().await;
+}
+
+async fn replay_by_window_carries_the_same_webhook_id(db: &TestDb) {
+    let target = TestApp::start().await;
+    let app = care_app(db.store.clone(), db, &target, None, |_| {});
+    let worker = start_worker(&app, fast(3));
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let reply = send(&app, "shop", &format!(r#"{{"id":"w{n}"}}"#)).await;
+        ids.push(format!("hl_{}", reply["webhook_event_id"]));
+        wait_for_state(&db.store, "shop", &format!("w{n}"), "delivered").await;
+    }
+    let seen = |n: usize| {
+        let app = app.clone();
+        async move {
+            api_get(&app, &format!("/admin/api/events/shop/w{n}")).await["first_seen_at"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let (since, until) = (seen(1).await, seen(2).await);
+    let replayed = api_post(
+        &app,
+        "/admin/api/forwarding/shop/replay",
+        &format!(r#"{{"since":"{since}","until":"{until}"}}"#),
+    )
+    .await;
+    assert_eq!(replayed.status, StatusCode::ACCEPTED, "{:?}", replayed.body);
+    assert_eq!(replayed.body["queued"], 1, "only w1 is in [since, until)");
+    wait_for("w1 again", || async { target.for_id(&ids[1]).len() == 2 }).await;
+    let again = target.for_id(&ids[1]);
+    assert_eq!(again[1].body, again[0].body);
+    assert_eq!(again[1].header("webhook-id"), ids[1], "the same webhook-id");
+    // Without until: everything since.
+    let all = api_post(
+        &app,
+        "/admin/api/forwarding/shop/replay",
+        &format!(r#"{{"since":"{since}"}}"#),
+    )
+    .await;
+    assert_eq!(all.body["queued"], 2);
+    wait_for("w2 again", || async { target.for_id(&ids[2]).len() == 2 }).await;
+    wait_for_state(&db.store, "shop", "w1", "delivered").await;
+    assert_eq!(target.for_id(&ids[0]).len(), 1, "w0 is before the window");
+    for (body, parameter) in [
+        ("{}", "since"),
+        (r#"{"since":"yesterday"}"#, "since"),
+        (
+            r#"{"since":"2026-01-02T00:00:00Z","until":"2026-01-01T00:00:00Z"}"#,
+            "until",
+        ),
+        ("[", "body"),
+    ] {
+        let refused = api_post(&app, "/admin/api/forwarding/shop/replay", body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(
+            refused.body["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(parameter)
+                || refused.body.to_string().contains(parameter),
+            "{body}: {:?}",
+            refused.body
+        );
+    }
+    worker.stop().await;
+}
+
+async fn pause_resume_and_replay_from_the_command_line(db: &TestDb) {
+    let target = TestApp::start().await;
+    let alerts = TestApp::start().await;
+    let app = care_app(db.store.clone(), db, &target, Some(&alerts), |_| {});
+    let reply = send(&app, "shop", r#"{"id":"cli1"}"#).await;
+    let since = api_get(&app, "/admin/api/events/shop/cli1").await["first_seen_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (url, forward_to, alert_to) = (db.url.to_string(), target.url(), alerts.url());
+    let run = move |args: Vec<String>| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"))
+            .arg("forward")
+            .args(&args)
+            .args(["--database-url", &url])
+            .env_remove("DATABASE_URL")
+            .env_remove("HOOKLATCH_CONFIG")
+            .env("HOOKLATCH_FORWARD_TO_SHOP", &forward_to)
+            .env("HOOKLATCH_ALERT_TO", &alert_to)
+            .env("RUST_LOG", "warn")
+            .output()
+            .expect("run hooklatch");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).trim().to_owned(),
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        )
+    };
+    let cli = |args: &[&str]| {
+        let run = run.clone();
+        let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        tokio::task::spawn_blocking(move || run(args))
+    };
+    let (code, stdout, stderr) = cli(&["pause", "shop"]).await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "forwarding of shop paused");
+    assert_eq!(
+        alerts.received().len(),
+        1,
+        "the command sent its alert before exiting"
+    );
+    assert_eq!(forwarding_row(&app, "shop").await["state"], "paused");
+    let (_, stdout, _) = cli(&["pause", "shop"]).await.unwrap();
+    assert_eq!(stdout, "forwarding of shop was already paused");
+    let (code, stdout, stderr) = cli(&["resume", "shop"]).await.unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "forwarding of shop resumed");
+    assert_eq!(alerts.received().len(), 2);
+    let (code, stdout, stderr) = cli(&["replay", "--source", "shop", "--since", &since])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout, "1 forwards of shop queued again");
+    let (code, _, stderr) = cli(&["replay", "--source", "acme", "--since", &since])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("does not forward"), "{stderr}");
+    let (code, _, stderr) = cli(&["replay", "--source", "shop", "--since", "Tuesday"])
+        .await
+        .unwrap();
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("--since"), "{stderr}");
+    let worker = start_worker(&app, fast(3));
+    wait_for_state(&db.store, "shop", "cli1", "delivered").await;
+    let id = format!("hl_{}", reply["webhook_event_id"]);
+    assert_eq!(target.for_id(&id).len(), 1);
+    worker.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL: one pause for every instance
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn postgres_two_instances_honour_one_pause() {
+    common::run_case(Backend::Postgres, "two_instances_pause", |db| {
+        Box::pin(two_instances_pause(db))
+    });
+}
+
+async fn two_instances_pause(db: &TestDb) {
+    let target = TestApp::start().await;
+    let alerts = TestApp::start().await;
+    target.otherwise(500);
+    let second_store = second_instance(db);
+    let first = care_app(db.store.clone(), db, &target, Some(&alerts), |s| {
+        s.forward_pause_after = Some(4);
+    });
+    let second = care_app(second_store.clone(), db, &target, Some(&alerts), |s| {
+        s.forward_pause_after = Some(4);
+    });
+    let workers = [
+        start_worker(&first, care_options(Some(&alerts), 50)),
+        start_worker(&second, care_options(Some(&alerts), 50)),
+    ];
+    // Failures on both instances count toward one pause, alerted once.
+    for n in 0..6 {
+        let app = if n % 2 == 0 { &first } else { &second };
+        send(app, "shop", &format!(r#"{{"id":"two-{n}"}}"#)).await;
+    }
+    wait_for("the shared pause", || {
+        let app = second.clone();
+        async move { forwarding_row(&app, "shop").await["state"] == "paused" }
+    })
+    .await;
+    wait_for("the alert", || async { !alerts.received().is_empty() }).await;
+    // Neither instance claims while paused.
+    for store in [db.store.clone(), second_store.clone()] {
+        let claimed = run_blocking(move || store.claim_forwards("x", Duration::from_secs(60), 50))
+            .await
+            .unwrap();
+        assert!(claimed.is_empty());
+    }
+    target.otherwise(200);
+    let resumed = api_post(&first, "/admin/api/forwarding/shop/resume", "").await;
+    assert_eq!(resumed.body["changed"], true);
+    for n in 0..6 {
+        wait_for_state(&db.store, "shop", &format!("two-{n}"), "delivered").await;
+    }
+    wait_for("the resumed alert", || async {
+        alerts.received().len() >= 2
+    })
+    .await;
+    for worker in workers {
+        worker.stop().await;
+    }
+    let kinds: Vec<String> = alerts
+        .received()
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.body).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["forwarding.paused", "forwarding.resumed"],
+        "one alert per incident"
+    );
+    drop(second_store);
+}
+
+// ---------------------------------------------------------------------------------------
 // PostgreSQL: several instances
 // ---------------------------------------------------------------------------------------
 
@@ -704,7 +1400,7 @@ fn sqlite_outbox_bookkeeping_leaves_the_writer_at_full_durability() {
         .record_forward(
             jobs[0].webhook_event_id,
             "me",
-            &AttemptOutcome::Delivered { status: 200 },
+            &hooklatch::model::outbox::AttemptReport::of(AttemptOutcome::Delivered { status: 200 }),
         )
         .unwrap();
     let level: i64 = store

@@ -16,10 +16,10 @@ use common::{
 };
 use hooklatch::App;
 use hooklatch::config::Config;
-use hooklatch::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
+use hooklatch::model::outbox::{ForwardBacklog, ForwardInfo};
 use hooklatch::model::{EventId, NewEvent, Outcome, Source, StoredConflict, StoredEvent};
 use hooklatch::read;
-use hooklatch::store::{AdminReads, Operations, Outbox, Receiving, StoreError};
+use hooklatch::store::{self as store, AdminReads, Operations, Outbox, Receiving, StoreError};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -182,6 +182,12 @@ impl AdminReads for DownStore {
     fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, StoreError> {
         Err(down())
     }
+    fn forward_history(
+        &self,
+        _: i64,
+    ) -> Result<Vec<hooklatch::model::outbox::AttemptRecord>, store::StoreError> {
+        Err(down())
+    }
     fn source_stats(&self) -> Result<Vec<read::SourceStats>, StoreError> {
         Err(down())
     }
@@ -211,15 +217,44 @@ impl Operations for DownStore {
 }
 
 impl Outbox for DownStore {
-    fn claim_forwards(
+    fn claim_forwards_except(
         &self,
         _: &str,
         _: Duration,
         _: usize,
-    ) -> Result<Vec<ForwardJob>, StoreError> {
+        _: &[String],
+    ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
         Err(down())
     }
-    fn record_forward(&self, _: i64, _: &str, _: &AttemptOutcome) -> Result<(), StoreError> {
+    fn record_forward(
+        &self,
+        _: i64,
+        _: &str,
+        _: &hooklatch::model::outbox::AttemptReport,
+    ) -> Result<Option<hooklatch::model::outbox::SourceChange>, store::StoreError> {
+        Err(down())
+    }
+    fn postpone_forward(&self, _: i64, _: &str, _: Duration) -> Result<(), store::StoreError> {
+        Err(down())
+    }
+    fn forwarding_sources(
+        &self,
+    ) -> Result<Vec<hooklatch::model::outbox::SourceForwarding>, store::StoreError> {
+        Err(down())
+    }
+    fn set_forwarding_paused(
+        &self,
+        _: &hooklatch::model::Source,
+        _: bool,
+    ) -> Result<Option<hooklatch::model::outbox::SourceChange>, store::StoreError> {
+        Err(down())
+    }
+    fn replay_forwards(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &read::Timestamp,
+        _: Option<&read::Timestamp>,
+    ) -> Result<u64, store::StoreError> {
         Err(down())
     }
     fn release_forwards(&self, _: Option<&str>) -> Result<u64, StoreError> {

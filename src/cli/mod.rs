@@ -55,7 +55,7 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
     Prune(prune::PruneArgs),
-    /// Forwarding to your app: queue events again.
+    /// Forwarding to your app: queue events again, pause, resume, replay a window.
     #[command(subcommand)]
     Forward(ForwardCommand),
 }

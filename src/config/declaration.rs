@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::{Arg, ArgAction, Args};
 
 use super::values::{
-    AdminToken, ForwardSecret, LogFormat, OnConflict, SqliteSynchronous, at_least_one, parse_age,
-    seconds,
+    AdminToken, AlertUrl, ForwardSecret, LogFormat, OnConflict, SqliteSynchronous, alert_url,
+    at_least_one, parse_age, seconds,
 };
 use crate::store::DatabaseUrl;
 
@@ -122,6 +122,14 @@ pub struct Settings {
     #[arg(long, env = "HOOKLATCH_FORWARD_CONCURRENCY", global = true, value_name = "N",
           default_value = "8", value_parser = at_least_one::<usize>)]
     pub forward_concurrency: usize,
+    /// Consecutive failed forward attempts to a source's app that pause its forwarding
+    #[arg(long, env = "HOOKLATCH_FORWARD_PAUSE_AFTER", global = true, value_name = "N",
+          default_value = "50", value_parser = at_least_one::<u32>)]
+    pub forward_pause_after: u32,
+    /// URL receiving a `forwarding.paused` / `forwarding.resumed` alert per incident
+    #[arg(long, env = "HOOKLATCH_ALERT_TO", global = true, value_name = "URL",
+          hide_env_values = true, value_parser = alert_url)]
+    pub alert_to: Option<AlertUrl>,
 }
 
 /// Settings that only make sense outside the file (the file's own path).

@@ -30,11 +30,13 @@ pub use declaration::Settings;
 pub use https::{AcmeSettings, DomainList, Https, HttpsSettings, LETS_ENCRYPT};
 pub use layering::{LoadError, load};
 pub use sources::{
-    FORWARD_TO_PREFIX, SECRET_PREFIX, SOURCE_KEYS, SourceKey, SourceSettings, Sources,
-    secret_variable,
+    FORWARD_TO_PREFIX, SECRET_PREFIX, SOURCE_KEYS, SourceKey, SourceSettings, Sources, destination,
+    secret_variable, type_matches,
 };
 pub use table::settings_table;
-pub use values::{AdminToken, ForwardSecret, LogFormat, OnConflict, SqliteSynchronous, parse_age};
+pub use values::{
+    AdminToken, AlertUrl, ForwardSecret, LogFormat, OnConflict, SqliteSynchronous, parse_age,
+};
 
 /// A setting that cannot be used; startup prints it on one line and exits 1.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +53,10 @@ pub struct ForwardConfig {
     pub retry_max: Duration,
     pub max_attempts: u32,
     pub concurrency: usize,
+    /// Consecutive failed attempts that pause a source (its own setting wins).
+    pub pause_after: u32,
+    /// Where alerts go (`alert_to`); none are sent without it.
+    pub alert_to: Option<String>,
 }
 
 impl fmt::Debug for ForwardConfig {
@@ -62,6 +68,11 @@ impl fmt::Debug for ForwardConfig {
             .field("retry_max", &self.retry_max)
             .field("max_attempts", &self.max_attempts)
             .field("concurrency", &self.concurrency)
+            .field("pause_after", &self.pause_after)
+            .field(
+                "alert_to",
+                &self.alert_to.as_deref().map(sources::destination),
+            )
             .finish()
     }
 }
@@ -152,6 +163,8 @@ impl Config {
                 retry_max: s.forward_retry_max,
                 max_attempts: s.forward_max_attempts,
                 concurrency: s.forward_concurrency,
+                pause_after: s.forward_pause_after,
+                alert_to: s.alert_to.map(|url| url.0),
             },
         })
     }

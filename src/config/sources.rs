@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -68,6 +69,9 @@ pub(super) struct FileSource {
     #[serde(default)]
     allow_unsigned: bool,
     forward_to: Option<String>,
+    forward_types: Option<Vec<String>>,
+    forward_rate: Option<f64>,
+    forward_pause_after: Option<u32>,
     // `generic` only:
     signature_header: Option<String>,
     encoding: Option<Encoding>,
@@ -109,6 +113,24 @@ pub const SOURCE_KEYS: &[SourceKey] = &[
         env: Some("HOOKLATCH_FORWARD_TO_<SOURCE>"),
         default: "none",
         about: "Forward each new event to this `http://` or `https://` URL",
+    },
+    SourceKey {
+        key: "forward_types",
+        env: None,
+        default: "every event",
+        about: "Forward only events whose type matches one of these patterns (`*` matches any run of characters), e.g. `[\"orders/*\"]`",
+    },
+    SourceKey {
+        key: "forward_rate",
+        env: None,
+        default: "unlimited",
+        about: "Most forward attempts per second to this source's app, per instance (fractions allowed)",
+    },
+    SourceKey {
+        key: "forward_pause_after",
+        env: None,
+        default: "`forward_pause_after`",
+        about: "Consecutive failed forward attempts that pause this source's forwarding",
     },
     SourceKey {
         key: "signature_header",
@@ -160,6 +182,13 @@ pub struct SourceSettings {
     pub allow_unsigned: bool,
     /// Where new events are forwarded.
     pub forward_to: Option<String>,
+    /// Event type patterns to forward (`*` any run of characters); `None`: every event.
+    pub forward_types: Option<Vec<String>>,
+    /// The least time between the starts of two attempts to this source's app
+    /// (1 / `forward_rate`); `None`: unlimited.
+    pub forward_every: Option<Duration>,
+    /// This source's own `forward_pause_after`.
+    pub forward_pause_after: Option<u32>,
 }
 
 impl SourceSettings {
@@ -170,8 +199,64 @@ impl SourceSettings {
             secrets,
             allow_unsigned: false,
             forward_to: None,
+            forward_types: None,
+            forward_every: None,
+            forward_pause_after: None,
         }
     }
+
+    /// Whether a new event of this type gets forwarded (SPEC §6.1): the source forwards,
+    /// and its type matches one of `forward_types` (an event without a type matches
+    /// only `*`).
+    pub fn forwards(&self, event_type: Option<&str>) -> bool {
+        if self.forward_to.is_none() {
+            return false;
+        }
+        match &self.forward_types {
+            None => true,
+            Some(patterns) => patterns.iter().any(|pattern| match event_type {
+                Some(event_type) => type_matches(pattern, event_type),
+                None => pattern == "*",
+            }),
+        }
+    }
+}
+
+/// A URL's scheme, host and port only (the port made explicit), never its path, query
+/// or credentials: what the forwarding list shows of `forward_to`.
+pub fn destination(url: &str) -> String {
+    let Ok(uri) = url.parse::<warp::http::Uri>() else {
+        return "?".into();
+    };
+    let scheme = uri.scheme_str().unwrap_or("?");
+    let port = uri
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    match uri.host() {
+        Some(host) => format!("{scheme}://{host}:{port}"),
+        None => "?".into(),
+    }
+}
+
+/// `*` matches any run of characters (none included); everything else matches itself.
+pub fn type_matches(pattern: &str, text: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        // No `*`: the whole text must be the pattern.
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 impl fmt::Debug for SourceSettings {
@@ -181,6 +266,9 @@ impl fmt::Debug for SourceSettings {
             .field("secrets", &format_args!("[{} hidden]", self.secrets.len()))
             .field("allow_unsigned", &self.allow_unsigned)
             .field("forward_to", &self.forward_to.as_deref().map(redact))
+            .field("forward_types", &self.forward_types)
+            .field("forward_every", &self.forward_every)
+            .field("forward_pause_after", &self.forward_pause_after)
             .finish()
     }
 }
@@ -310,6 +398,26 @@ impl Sources {
             .collect()
     }
 
+    /// The sources the configuration forwards: named in the file, or by a
+    /// `HOOKLATCH_FORWARD_TO_<SOURCE>` variable (read back as the lower-cased name).
+    pub fn forwarding_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .configured
+            .iter()
+            .filter(|(_, s)| s.forward_to.is_some())
+            .map(|(name, _)| name.clone())
+            .chain(
+                self.env_forward_to
+                    .keys()
+                    .map(|suffix| suffix.to_ascii_lowercase()),
+            )
+            .filter(|name| Source::parse(name).is_some_and(|s| self.forward_to(&s).is_some()))
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Whether any source forwards (for the missing `forward_secret` warning).
     pub fn any_forwarding(&self) -> bool {
         !self.env_forward_to.is_empty() || self.configured.values().any(|s| s.forward_to.is_some())
@@ -434,11 +542,37 @@ fn source_settings(name: &str, source: FileSource) -> Result<SourceSettings, Con
         }
         Some(secrets) => secrets,
     };
+    let forward_every = match source.forward_rate {
+        None => None,
+        Some(rate) if rate.is_finite() && rate > 0.0 && rate <= 1e6 => {
+            Some(Duration::from_secs_f64(1.0 / rate))
+        }
+        Some(_) => {
+            return Err(ConfigError(format!(
+                "[sources.{name}]: forward_rate must be a number of attempts per second above 0, such as 5 or 0.5"
+            )));
+        }
+    };
+    if source.forward_pause_after == Some(0) {
+        return Err(ConfigError(format!(
+            "[sources.{name}]: forward_pause_after must be at least 1"
+        )));
+    }
+    if let Some(types) = &source.forward_types
+        && types.iter().any(String::is_empty)
+    {
+        return Err(ConfigError(format!(
+            "[sources.{name}]: forward_types holds an empty pattern; use \"*\" for every event"
+        )));
+    }
     Ok(SourceSettings {
         preset,
         secrets,
         allow_unsigned: source.allow_unsigned,
         forward_to: source.forward_to,
+        forward_types: source.forward_types,
+        forward_every,
+        forward_pause_after: source.forward_pause_after,
     })
 }
 
@@ -476,4 +610,30 @@ fn validate_secrets(sources: &Sources) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod type_tests {
+    use super::type_matches;
+
+    #[test]
+    fn a_star_matches_any_run_of_characters() {
+        for (pattern, text, expected) in [
+            ("orders/*", "orders/create", true),
+            ("orders/*", "orders/", true),
+            ("orders/*", "order/create", false),
+            ("*", "", true),
+            ("*", "anything", true),
+            ("NEW_CONVERSION", "NEW_CONVERSION", true),
+            ("NEW_CONVERSION", "NEW_CONVERSIONS", false),
+            ("*.created", "charge.created", true),
+            ("*.created", "charge.created.late", false),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+        ] {
+            assert_eq!(type_matches(pattern, text), expected, "{pattern} on {text}");
+        }
+    }
 }

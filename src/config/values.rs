@@ -119,3 +119,28 @@ pub fn parse_age(text: &str) -> Result<Duration, String> {
         .map(Duration::from_secs)
         .ok_or_else(usage)
 }
+
+/// `alert_to`: an `http://` or `https://` URL with a host. The refusal never echoes it: a
+/// chat incoming-webhook URL is a secret.
+pub(super) fn alert_url(text: &str) -> Result<AlertUrl, String> {
+    let uri: Option<warp::http::Uri> = text.trim().parse().ok();
+    let ok = uri.is_some_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+    });
+    if ok {
+        Ok(AlertUrl(text.trim().to_owned()))
+    } else {
+        Err("must be an http:// or https:// URL (the value is not shown)".into())
+    }
+}
+
+/// Where alerts go. Its `Debug` hides its path and query (a chat webhook's token).
+#[derive(Clone, PartialEq, Eq)]
+pub struct AlertUrl(pub String);
+
+impl fmt::Debug for AlertUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AlertUrl({})", super::sources::destination(&self.0))
+    }
+}

@@ -66,6 +66,23 @@ pub fn headers(job: &ForwardJob, body: &[u8], timestamp: i64, key: Option<&[u8]>
     headers
 }
 
+/// The headers of an alert: JSON, its id and time, signed like forwards when a key is set.
+pub fn alert_headers(id: &str, body: &[u8], timestamp: i64, key: Option<&[u8]>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut put = |name: &'static str, value: &str| {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    };
+    put("webhook-id", id);
+    put("webhook-timestamp", &timestamp.to_string());
+    if let Some(key) = key {
+        put("webhook-signature", &signature(key, id, timestamp, body));
+    }
+    headers
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

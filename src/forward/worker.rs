@@ -17,17 +17,19 @@
 //! are sent again (same `webhook-id`) by the next start or another instance.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+use super::alert::Alerter;
+use super::pace::{self, Pacer};
 use super::{ForwardConfig, request};
 use crate::config::Sources;
 use crate::metrics;
 use crate::model::Source;
-use crate::model::clock::unix_now;
-use crate::model::outbox::{AttemptOutcome, ForwardJob};
+use crate::model::clock::{now_text, unix_now};
+use crate::model::outbox::{AttemptOutcome, AttemptReport, ForwardJob, RESPONSE_KEPT};
 use crate::store::{Store, run_blocking};
 
 /// Poll interval on PostgreSQL: bounds the delay for entries another instance committed.
@@ -40,6 +42,9 @@ const GAUGES_EVERY: Duration = Duration::from_secs(5);
 /// Bytes of an app's answer read so its connection can go back to the pool; a longer
 /// answer closes the connection instead of being read to the end.
 const DRAIN_LIMIT: usize = 64 * 1024;
+/// A claimed entry waits at most this long for its source's pace while holding a slot;
+/// one that would wait longer goes back to the outbox, due when its turn comes.
+const LONGEST_PACE_WAIT: Duration = Duration::from_secs(2);
 
 /// The delay before the retry that follows `failed` failed attempts (1 for the first):
 /// `retry_initial` doubling per attempt, capped at `retry_max`, then ±20 % jitter so
@@ -64,6 +69,8 @@ pub struct Forwarder {
     owner: String,
     wake: Arc<Notify>,
     poll: Duration,
+    pacer: Pacer,
+    alerts: Alerter,
 }
 
 /// A running worker; [`ForwarderHandle::stop`] ends it.
@@ -106,8 +113,11 @@ impl Forwarder {
         } else {
             POLL_SQLITE
         };
+        let alerts = Alerter::new(&options);
         Ok(Forwarder {
             store,
+            alerts,
+            pacer: Pacer::default(),
             options,
             sources,
             client,
@@ -158,9 +168,12 @@ impl Forwarder {
             }
             let free = permits.available_permits();
             let mut claimed = 0;
+            // Sources at their forward_rate are left in the outbox until their turn.
+            let (held, next_turn) = self.pacer.held();
             if free > 0 {
                 let (store, owner, lease) = (self.store.clone(), self.owner.clone(), self.lease());
-                match run_blocking(move || store.claim_forwards(&owner, lease, free)).await {
+                let claim = move || store.claim_forwards_except(&owner, lease, free, &held);
+                match run_blocking(claim).await {
                     Ok(jobs) => {
                         if store_down {
                             tracing::info!("forwarding resumed: the store answers again");
@@ -194,9 +207,13 @@ impl Forwarder {
                 }
                 continue;
             }
+            let poll = next_turn
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .unwrap_or(self.poll)
+                .min(self.poll);
             tokio::select! {
                 () = self.wake.notified() => {}
-                () = tokio::time::sleep(self.poll) => {}
+                () = tokio::time::sleep(poll) => {}
                 _ = stop.changed() => {}
                 Some(_) = in_flight.join_next(), if free == 0 => {}
             }
@@ -227,7 +244,21 @@ impl Forwarder {
 
     /// One attempt, recorded. The permit is held until the outcome is recorded.
     async fn attempt(self: Arc<Self>, job: ForwardJob, _permit: OwnedSemaphorePermit) {
-        let outcome = self.send(&job).await;
+        let settings = Source::parse(&job.source).map(|source| self.sources.settings(&source));
+        if let Some(every) = settings.as_ref().and_then(|s| s.forward_every) {
+            match self.pacer.reserve(&job.source, every, LONGEST_PACE_WAIT) {
+                Some(wait) if wait.is_zero() => {}
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return self.postpone(&job).await,
+            }
+        }
+        let pause_after = settings
+            .and_then(|s| s.forward_pause_after)
+            .unwrap_or(self.options.pause_after);
+        let at = now_text();
+        let started = Instant::now();
+        let (outcome, response) = self.send(&job).await;
+        let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
         let result = match &outcome {
             AttemptOutcome::Delivered { .. } => "delivered",
             AttemptOutcome::Failed { retry_in: None, .. } => "gave_up",
@@ -252,29 +283,62 @@ impl Forwarder {
                 "forward attempt failed"
             ),
         }
+        let report = AttemptReport {
+            outcome,
+            at,
+            duration_ms,
+            response,
+            pause_after,
+        };
         let (store, owner, id) = (self.store.clone(), self.owner.clone(), job.webhook_event_id);
-        let recorded = run_blocking(move || store.record_forward(id, &owner, &outcome)).await;
-        if let Err(e) = recorded {
-            // The entry keeps its lease until it expires, then is sent again with the
-            // same webhook-id: at least once, never lost.
-            tracing::warn!(source = %job.source, event_id = %job.event_id, error = %e, "forward outcome not recorded; it will be retried");
-            metrics::store_error(e.kind());
+        let recorded = run_blocking(move || store.record_forward(id, &owner, &report)).await;
+        match recorded {
+            Ok(None) => {}
+            Ok(Some(paused)) => {
+                tracing::warn!(
+                    source = %paused.source,
+                    consecutive_failures = paused.consecutive_failures,
+                    "forwarding paused: the app keeps failing; resume with `hooklatch forward resume {}`",
+                    paused.source
+                );
+                self.alerts.paused(&paused);
+            }
+            Err(e) => {
+                // The entry keeps its lease until it expires, then is sent again with
+                // the same webhook-id: at least once, never lost.
+                tracing::warn!(source = %job.source, event_id = %job.event_id, error = %e, "forward outcome not recorded; it will be retried");
+                metrics::store_error(e.kind());
+            }
         }
     }
 
-    async fn send(&self, job: &ForwardJob) -> AttemptOutcome {
+    /// Hands an entry back unattempted, due when its source's pace allows.
+    async fn postpone(&self, job: &ForwardJob) {
+        let delay = self.pacer.wait(&job.source);
+        let (store, owner, id) = (self.store.clone(), self.owner.clone(), job.webhook_event_id);
+        if let Err(e) = run_blocking(move || store.postpone_forward(id, &owner, delay)).await {
+            // The lease runs out on its own and the entry comes back then.
+            tracing::debug!(source = %job.source, error = %e, "paced entry not handed back");
+        }
+    }
+
+    /// Sends one attempt: its outcome, and the first [`RESPONSE_KEPT`] bytes of the
+    /// answer's body as text (for the history).
+    async fn send(&self, job: &ForwardJob) -> (AttemptOutcome, Option<String>) {
         let url =
             Source::parse(&job.source).and_then(|s| self.sources.forward_to(&s).map(str::to_owned));
         let Some(url) = url else {
-            return self.failed(job, None, "the source has no forward_to setting".into());
+            let error = "the source has no forward_to setting".into();
+            return (self.failed(job, None, error, None), None);
         };
         let Some(payload) = &job.payload else {
             // Nothing left to send, and nothing will come back: give up now.
-            return AttemptOutcome::Failed {
+            let outcome = AttemptOutcome::Failed {
                 status: None,
                 error: "the payload was pruned before it could be forwarded".into(),
                 retry_in: None,
             };
+            return (outcome, None);
         };
         let body = payload.clone().into_bytes();
         let headers = request::headers(job, &body, unix_now(), self.options.secret.as_deref());
@@ -283,30 +347,42 @@ impl Forwarder {
         let sent = self.client.post(url).headers(headers).body(body).send();
         let mut response = match tokio::time::timeout_at(deadline, sent).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) if e.is_timeout() => return self.failed(job, None, self.timeout_text()),
-            Ok(Err(e)) => return self.failed(job, None, error_without_url(e)),
-            Err(_) => return self.failed(job, None, self.timeout_text()),
+            Ok(Err(e)) if e.is_timeout() => {
+                return (self.failed(job, None, self.timeout_text(), None), None);
+            }
+            Ok(Err(e)) => return (self.failed(job, None, error_without_url(e), None), None),
+            Err(_) => return (self.failed(job, None, self.timeout_text(), None), None),
         };
         let status = response.status();
+        let retry_after = pace::retry_after(status.as_u16(), response.headers(), SystemTime::now());
         // Read (a bounded part of) the answer within what is left of the timeout, so the
         // connection can serve the next attempt; an answer that is long or slow only
         // costs that connection, never the verdict the status already gave.
+        let mut kept = Vec::new();
         let _ = tokio::time::timeout_at(deadline, async {
             let mut read = 0;
             while read < DRAIN_LIMIT {
                 match response.chunk().await {
-                    Ok(Some(chunk)) => read += chunk.len(),
+                    Ok(Some(chunk)) => {
+                        let room = RESPONSE_KEPT.saturating_sub(kept.len());
+                        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        read += chunk.len();
+                    }
                     Ok(None) | Err(_) => break,
                 }
             }
         })
         .await;
+        let kept = Some(String::from_utf8_lossy(&kept).into_owned());
         if status.is_success() {
-            AttemptOutcome::Delivered {
+            let outcome = AttemptOutcome::Delivered {
                 status: status.as_u16(),
-            }
+            };
+            (outcome, kept)
         } else {
-            self.failed(job, Some(status.as_u16()), format!("HTTP {status}"))
+            let error = format!("HTTP {status}");
+            let outcome = self.failed(job, Some(status.as_u16()), error, retry_after);
+            (outcome, kept)
         }
     }
 
@@ -317,10 +393,26 @@ impl Forwarder {
         )
     }
 
-    /// A failed attempt: retried after the backoff, or given up if it was the last.
-    fn failed(&self, job: &ForwardJob, status: Option<u16>, error: String) -> AttemptOutcome {
+    /// A failed attempt: retried after the backoff, or no earlier than the answer's
+    /// `Retry-After` (at most `forward_retry_max`), or given up if it was the last.
+    fn failed(
+        &self,
+        job: &ForwardJob,
+        status: Option<u16>,
+        error: String,
+        retry_after: Option<Duration>,
+    ) -> AttemptOutcome {
         let failed = job.attempts.saturating_add(1);
-        let retry_in = (failed < self.options.max_attempts).then(|| backoff(&self.options, failed));
+        let retry_in = (failed < self.options.max_attempts).then(|| {
+            let delay = backoff(&self.options, failed);
+            match retry_after {
+                Some(asked) => {
+                    metrics::retry_after_honoured(&job.source);
+                    delay.max(asked.min(self.options.retry_max))
+                }
+                None => delay,
+            }
+        });
         AttemptOutcome::Failed {
             status,
             error,
@@ -348,6 +440,8 @@ mod tests {
             retry_max: Duration::from_secs(3600),
             max_attempts: 20,
             concurrency: 8,
+            pause_after: 50,
+            alert_to: None,
         };
         for (failed, base) in [
             (1, 5.0),

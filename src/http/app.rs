@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use super::admin::auth::Admin;
 use super::admin::rejections::Rejections;
 use crate::config::{Config, OnConflict, Sources};
+use crate::forward::Alerter;
 use crate::store::{Store, StoreError, run_blocking};
 
 /// What every request handler shares.
@@ -28,6 +29,8 @@ pub struct App {
     pub forward_wake: Arc<Notify>,
     /// The listener speaks HTTPS itself, so the console cookie is always `Secure`.
     pub https: bool,
+    /// Alerts for the operator's pauses and resumes (`alert_to`).
+    pub alerts: Alerter,
 }
 
 impl App {
@@ -47,6 +50,7 @@ impl App {
             rejections: Rejections::default(),
             forward_wake: Arc::new(Notify::new()),
             https: config.https.is_on(),
+            alerts: Alerter::new(&config.forward),
         }
     }
 

@@ -126,7 +126,7 @@ where
             // An invalid sale under a readable id: the refusal names the event.
             *known_id = settings.preset.event_id(headers, &parsed).ok();
         })?;
-    event.forward = settings.forward_to.is_some();
+    event.forward = settings.forwards(event.event_type.as_deref());
     let (outcome, event) = record(app, event).await?;
     if event.forward && matches!(outcome, Outcome::Processed(_)) {
         // After the commit: the worker sends now instead of at its next poll.

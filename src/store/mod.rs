@@ -22,7 +22,10 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
+use crate::model::outbox::{
+    AttemptRecord, AttemptReport, ForwardBacklog, ForwardInfo, ForwardJob, SourceChange,
+    SourceForwarding,
+};
 use crate::model::{EventId, NewEvent, Outcome, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventDetail, EventFilter, EventItem, ExportFilter,
@@ -174,6 +177,9 @@ pub trait AdminReads {
     /// currency, nulls first.
     fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError>;
 
+    /// The kept forward attempts of one event, newest first.
+    fn forward_history(&self, webhook_event_id: i64) -> Result<Vec<AttemptRecord>, StoreError>;
+
     /// Per-source counts, sorted by source.
     fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError>;
 
@@ -207,9 +213,12 @@ pub trait AdminReads {
             event_id: Some(event_id.as_str().to_owned()),
             ..EventFilter::default()
         };
-        let Some(item) = self.list_events(&filter, None, 1)?.into_iter().next() else {
+        let Some(mut item) = self.list_events(&filter, None, 1)?.into_iter().next() else {
             return Ok(None);
         };
+        if let Some(forward) = item.forward.as_mut() {
+            forward.history = Some(self.forward_history(item.webhook_event_id)?);
+        }
         let conflicts = self.conflicts(&source, &event_id)?;
         let conversion = match event.conversion_id {
             Some(id) => self.conversion_by_id(id)?,
@@ -250,21 +259,68 @@ pub trait Outbox {
     /// `lease`, and returns them with what to send. An entry whose lease has not expired
     /// is never returned, so across instances no two workers hold one entry at once; a
     /// lease left by a dead worker expires and the entry becomes claimable again.
+    /// Entries of a paused source are never claimed (SPEC §6.1).
     fn claim_forwards(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+    ) -> Result<Vec<ForwardJob>, StoreError> {
+        self.claim_forwards_except(owner, lease, limit, &[])
+    }
+
+    /// [`Outbox::claim_forwards`], also skipping the entries of `paced` (sources the
+    /// caller may not start another attempt for yet).
+    fn claim_forwards_except(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: usize,
+        paced: &[String],
     ) -> Result<Vec<ForwardJob>, StoreError>;
 
-    /// Records one attempt of a leased entry (counting it in `attempts`) and ends the
-    /// lease. Ignored when `owner` no longer holds the entry.
+    /// Records one attempt of a leased entry (counting it in `attempts`), keeps it in
+    /// the event's history (the newest [`HISTORY_KEPT`](crate::model::outbox::HISTORY_KEPT)),
+    /// counts it against the source's consecutive failures and ends the lease, all in
+    /// one transaction. Ignored when `owner` no longer holds the entry. Returns the
+    /// source when this attempt paused it (its `pause_after`-th consecutive failure):
+    /// across instances exactly one caller gets it per pause.
     fn record_forward(
         &self,
         webhook_event_id: i64,
         owner: &str,
-        outcome: &AttemptOutcome,
+        report: &AttemptReport,
+    ) -> Result<Option<SourceChange>, StoreError>;
+
+    /// Ends a lease without an attempt, the entry due again after `delay` (the
+    /// worker's pace). Ignored when `owner` no longer holds the entry.
+    fn postpone_forward(
+        &self,
+        webhook_event_id: i64,
+        owner: &str,
+        delay: Duration,
     ) -> Result<(), StoreError>;
+
+    /// Every source with outbox entries or a stored forwarding state, by name.
+    fn forwarding_sources(&self) -> Result<Vec<SourceForwarding>, StoreError>;
+
+    /// Pauses (`true`) or resumes a source's forwarding for every process on the store.
+    /// Resuming starts its failure count again. Returns the source when its state
+    /// changed, `None` when it already was so.
+    fn set_forwarding_paused(
+        &self,
+        source: &Source,
+        paused: bool,
+    ) -> Result<Option<SourceChange>, StoreError>;
+
+    /// Queues every recorded event of `source` first seen in `[since, until)` again,
+    /// whatever its state, with a fresh schedule. Returns how many.
+    fn replay_forwards(
+        &self,
+        source: &Source,
+        since: &Timestamp,
+        until: Option<&Timestamp>,
+    ) -> Result<u64, StoreError>;
 
     /// Ends the leases of `owner` (every lease when `None`) without counting an attempt,
     /// so the entries are claimable at once. Returns how many.
@@ -331,6 +387,7 @@ macro_rules! migration_files {
             $crate::store::migration_file!($backend, "003_conversion_lifecycle"),
             $crate::store::migration_file!($backend, "004_forward_outbox"),
             $crate::store::migration_file!($backend, "005_admin_indexes"),
+            $crate::store::migration_file!($backend, "007_forward_care"),
         ]
     };
 }

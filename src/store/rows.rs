@@ -3,7 +3,7 @@
 //! column order of a statement is stated in one place for both dialects (the SQL of
 //! each backend keeps that order).
 
-use crate::model::outbox::ForwardInfo;
+use crate::model::outbox::{AttemptRecord, ForwardInfo, SourceForwarding};
 use crate::model::{StoredConflict, StoredEvent};
 use crate::read::{ConversionItem, EventItem, ExportItem, Pruned, SourceStats, payload_value};
 use crate::store::{PRUNE_BATCH, StoreError};
@@ -71,7 +71,31 @@ pub(crate) fn forward_info(
         last_error: row.opt_text(first + 3)?,
         next_attempt_at: row.opt_text(first + 4)?,
         delivered_at: row.opt_text(first + 5)?,
+        history: None,
     }))
+}
+
+/// `forward_history.sql`.
+pub(crate) fn attempt_record(row: &impl Columns) -> Result<AttemptRecord, StoreError> {
+    Ok(AttemptRecord {
+        at: row.text(0)?,
+        status: row.opt_int(1)?,
+        duration_ms: row.int(2)?,
+        error: row.opt_text(3)?,
+        response: row.opt_text(4)?,
+    })
+}
+
+/// `forwarding_sources.sql`.
+pub(crate) fn source_forwarding(row: &impl Columns) -> Result<SourceForwarding, StoreError> {
+    Ok(SourceForwarding {
+        source: row.text(0)?,
+        consecutive_failures: row.int(1)?,
+        paused_at: row.opt_text(2)?,
+        last_error: row.opt_text(3)?,
+        pending: row.int(4)?,
+        failed: row.int(5)?,
+    })
 }
 
 /// `list_events*.sql`.

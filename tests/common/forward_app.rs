@@ -13,6 +13,12 @@ use warp::http::{HeaderMap, StatusCode};
 #[derive(Debug, Clone, Copy)]
 pub enum Answer {
     Status(u16),
+    /// A status with a body and, when set, a `Retry-After` header.
+    Reply {
+        status: u16,
+        body: &'static str,
+        retry_after: Option<&'static str>,
+    },
     /// Holds the request open until [`TestApp::release`].
     Hang,
 }
@@ -21,6 +27,8 @@ pub enum Answer {
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -39,6 +47,8 @@ struct AppState {
     /// Answers in order; when empty, `otherwise`.
     script: Mutex<VecDeque<Answer>>,
     otherwise: Mutex<Option<u16>>,
+    /// When set, the answer once the script is empty (instead of `otherwise`).
+    otherwise_answer: Mutex<Option<Answer>>,
     hanging: Mutex<usize>,
     release: tokio::sync::Notify,
 }
@@ -67,26 +77,38 @@ impl TestApp {
             .then(move |headers: HeaderMap, body: Bytes| {
                 let state = shared.clone();
                 async move {
-                    state
-                        .received
-                        .lock()
-                        .unwrap()
-                        .push(Received { headers, body });
-                    let next = state.script.lock().unwrap().pop_front();
-                    let answer = next.unwrap_or_else(|| {
-                        Answer::Status(state.otherwise.lock().unwrap().unwrap_or(200))
+                    state.received.lock().unwrap().push(Received {
+                        headers,
+                        body,
+                        at: std::time::Instant::now(),
                     });
-                    let status = match answer {
-                        Answer::Status(status) => status,
+                    let next = state.script.lock().unwrap().pop_front();
+                    let answer = next
+                        .or_else(|| *state.otherwise_answer.lock().unwrap())
+                        .unwrap_or_else(|| {
+                            Answer::Status(state.otherwise.lock().unwrap().unwrap_or(200))
+                        });
+                    let (status, body, retry_after) = match answer {
+                        Answer::Status(status) => (status, "{}", None),
+                        Answer::Reply {
+                            status,
+                            body,
+                            retry_after,
+                        } => (status, body, retry_after),
                         Answer::Hang => {
                             let released = state.release.notified();
                             *state.hanging.lock().unwrap() += 1;
                             released.await;
                             *state.hanging.lock().unwrap() -= 1;
-                            200
+                            (200, "{}", None)
                         }
                     };
-                    warp::reply::with_status("{}", StatusCode::from_u16(status).unwrap())
+                    let mut reply = warp::http::Response::builder()
+                        .status(StatusCode::from_u16(status).unwrap());
+                    if let Some(value) = retry_after {
+                        reply = reply.header("retry-after", value);
+                    }
+                    reply.body(body.to_owned()).unwrap()
                 }
             });
         let task = tokio::spawn(warp::serve(route).incoming(listener).run());
@@ -102,7 +124,13 @@ impl TestApp {
     }
 
     pub fn otherwise(&self, status: u16) {
+        *self.state.otherwise_answer.lock().unwrap() = None;
         *self.state.otherwise.lock().unwrap() = Some(status);
+    }
+
+    /// Answers `answer` once the script is empty.
+    pub fn otherwise_answer(&self, answer: Answer) {
+        *self.state.otherwise_answer.lock().unwrap() = Some(answer);
     }
 
     pub fn received(&self) -> Vec<Received> {

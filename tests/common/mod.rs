@@ -204,6 +204,12 @@ impl AdminReads for Closed {
     fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, store::StoreError> {
         Err(closed())
     }
+    fn forward_history(
+        &self,
+        _: i64,
+    ) -> Result<Vec<hooklatch::model::outbox::AttemptRecord>, store::StoreError> {
+        Err(closed())
+    }
     fn source_stats(&self) -> Result<Vec<read::SourceStats>, store::StoreError> {
         Err(closed())
     }
@@ -234,11 +240,12 @@ impl Operations for Closed {
 }
 
 impl Outbox for Closed {
-    fn claim_forwards(
+    fn claim_forwards_except(
         &self,
         _: &str,
         _: Duration,
         _: usize,
+        _: &[String],
     ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
         Err(closed())
     }
@@ -246,8 +253,31 @@ impl Outbox for Closed {
         &self,
         _: i64,
         _: &str,
-        _: &hooklatch::model::outbox::AttemptOutcome,
-    ) -> Result<(), store::StoreError> {
+        _: &hooklatch::model::outbox::AttemptReport,
+    ) -> Result<Option<hooklatch::model::outbox::SourceChange>, store::StoreError> {
+        Err(closed())
+    }
+    fn postpone_forward(&self, _: i64, _: &str, _: Duration) -> Result<(), store::StoreError> {
+        Err(closed())
+    }
+    fn forwarding_sources(
+        &self,
+    ) -> Result<Vec<hooklatch::model::outbox::SourceForwarding>, store::StoreError> {
+        Err(closed())
+    }
+    fn set_forwarding_paused(
+        &self,
+        _: &hooklatch::model::Source,
+        _: bool,
+    ) -> Result<Option<hooklatch::model::outbox::SourceChange>, store::StoreError> {
+        Err(closed())
+    }
+    fn replay_forwards(
+        &self,
+        _: &hooklatch::model::Source,
+        _: &read::Timestamp,
+        _: Option<&read::Timestamp>,
+    ) -> Result<u64, store::StoreError> {
         Err(closed())
     }
     fn release_forwards(&self, _: Option<&str>) -> Result<u64, store::StoreError> {
@@ -348,6 +378,12 @@ impl AdminReads for Watched {
     fn conversion_summary(&self) -> Result<Vec<read::SummaryGroup>, store::StoreError> {
         self.inner.conversion_summary()
     }
+    fn forward_history(
+        &self,
+        id: i64,
+    ) -> Result<Vec<hooklatch::model::outbox::AttemptRecord>, store::StoreError> {
+        self.inner.forward_history(id)
+    }
     fn source_stats(&self) -> Result<Vec<read::SourceStats>, store::StoreError> {
         self.inner.source_stats()
     }
@@ -378,21 +414,50 @@ impl Operations for Watched {
 }
 
 impl Outbox for Watched {
-    fn claim_forwards(
+    fn claim_forwards_except(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+        paced: &[String],
     ) -> Result<Vec<hooklatch::model::outbox::ForwardJob>, store::StoreError> {
-        self.inner.claim_forwards(owner, lease, limit)
+        self.inner.claim_forwards_except(owner, lease, limit, paced)
     }
     fn record_forward(
         &self,
         id: i64,
         owner: &str,
-        outcome: &hooklatch::model::outbox::AttemptOutcome,
+        report: &hooklatch::model::outbox::AttemptReport,
+    ) -> Result<Option<hooklatch::model::outbox::SourceChange>, store::StoreError> {
+        self.inner.record_forward(id, owner, report)
+    }
+    fn postpone_forward(
+        &self,
+        id: i64,
+        owner: &str,
+        delay: Duration,
     ) -> Result<(), store::StoreError> {
-        self.inner.record_forward(id, owner, outcome)
+        self.inner.postpone_forward(id, owner, delay)
+    }
+    fn forwarding_sources(
+        &self,
+    ) -> Result<Vec<hooklatch::model::outbox::SourceForwarding>, store::StoreError> {
+        self.inner.forwarding_sources()
+    }
+    fn set_forwarding_paused(
+        &self,
+        source: &hooklatch::model::Source,
+        paused: bool,
+    ) -> Result<Option<hooklatch::model::outbox::SourceChange>, store::StoreError> {
+        self.inner.set_forwarding_paused(source, paused)
+    }
+    fn replay_forwards(
+        &self,
+        source: &hooklatch::model::Source,
+        since: &read::Timestamp,
+        until: Option<&read::Timestamp>,
+    ) -> Result<u64, store::StoreError> {
+        self.inner.replay_forwards(source, since, until)
     }
     fn release_forwards(&self, owner: Option<&str>) -> Result<u64, store::StoreError> {
         self.inner.release_forwards(owner)

@@ -8,7 +8,7 @@ use warp::reply::Response;
 
 use super::listing::{Listed, one_page};
 use super::query::{self, PageQuery, decode_segment};
-use super::{detail, requeue};
+use super::{detail, forwarding, requeue};
 use crate::http::app::App;
 use crate::http::error::{ApiError, json_response};
 use crate::read::{ConversionItem, EventItem};
@@ -19,8 +19,32 @@ pub async fn dispatch(
     method: &Method,
     path: &str,
     query: &str,
+    body: &[u8],
 ) -> Result<Response, ApiError> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // Forwarding per source (SPEC §6.1): its state changes and replay.
+    if let ["forwarding", source, action] = segments.as_slice() {
+        if method != Method::POST {
+            return Err(ApiError::MethodNotAllowed);
+        }
+        query::none(query)?;
+        let source = forwarding::source_in_path(source)?;
+        let answer = match *action {
+            "pause" | "resume" => forwarding::set_paused(app, &source, *action == "pause").await?,
+            "replay" => {
+                let (since, until) = forwarding::replay_body(body)?;
+                let queued = forwarding::replay(app, &source, since, until).await?;
+                json!({ "status": "queued", "source": source, "queued": queued })
+            }
+            _ => return Err(ApiError::NotFound),
+        };
+        let status = if *action == "replay" {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        return Ok(json_response(status, &answer));
+    }
     // The one state-changing endpoint: queue an event's forward again (SPEC §6).
     if let ["events", source, event_id, "forward"] = segments.as_slice() {
         if method != Method::POST {
@@ -36,6 +60,7 @@ pub async fn dispatch(
             | ["conversions", "summary"]
             | ["stats"]
             | ["rejections"]
+            | ["forwarding"]
     );
     if !known {
         return Err(ApiError::NotFound);
@@ -67,6 +92,10 @@ pub async fn dispatch(
         ["rejections"] => {
             query::none(query)?;
             json!({ "items": app.rejections.recent() })
+        }
+        ["forwarding"] => {
+            query::none(query)?;
+            json!({ "items": forwarding::list(app).await? })
         }
         _ => return Err(ApiError::NotFound),
     };

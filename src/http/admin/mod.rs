@@ -8,6 +8,7 @@ mod api;
 pub mod auth;
 mod console;
 pub mod detail;
+pub mod forwarding;
 mod listing;
 pub mod query;
 pub mod rejections;
@@ -63,7 +64,11 @@ where
             return ApiError::Unauthorized.into_response();
         }
         let rest = path.strip_prefix("api").unwrap_or_default();
-        api::dispatch(&app, &method, rest, &query).await
+        let body = match read_limited(body, console::MAX_FORM_BYTES).await {
+            Ok(body) => body,
+            Err(e) => return e.into_response(),
+        };
+        api::dispatch(&app, &method, rest, &query, &body).await
     } else {
         let body = match read_limited(body, console::MAX_FORM_BYTES).await {
             Ok(body) => body,

@@ -10,6 +10,7 @@ use postgres::types::{ToSql, Type};
 
 use super::errors::get;
 use super::{PostgresStore, sql as event_sql};
+use crate::model::outbox::AttemptRecord;
 use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
@@ -19,6 +20,7 @@ use crate::store::rows::{self, prune_in_batches};
 use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
 
 mod sql {
+    pub const FORWARD_HISTORY: &str = include_str!("../../../sql/postgres/forward_history.sql");
     pub const LIST_EVENTS: &str = include_str!("../../../sql/postgres/list_events.sql");
     pub const LIST_EVENTS_BY_SOURCE: &str =
         include_str!("../../../sql/postgres/list_events_by_source.sql");
@@ -172,6 +174,13 @@ impl AdminReads for PostgresStore {
             .collect::<Result<Vec<_>, StoreError>>()?;
         sort_groups(&mut groups);
         Ok(groups)
+    }
+
+    fn forward_history(&self, webhook_event_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        self.rows(sql::FORWARD_HISTORY, &[(&webhook_event_id, Type::INT8)])?
+            .iter()
+            .map(rows::attempt_record)
+            .collect()
     }
 
     fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {

@@ -9,15 +9,23 @@ use postgres::types::Type;
 
 use super::PostgresStore;
 use super::errors::get;
-use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
+use crate::model::outbox::{
+    AttemptOutcome, AttemptReport, ForwardBacklog, ForwardInfo, ForwardJob, HISTORY_KEPT,
+    SourceChange, SourceForwarding,
+};
 use crate::model::{EventId, Source};
-use crate::store::rows;
+use crate::read::Timestamp;
+use crate::store::rows::{self, Columns};
 use crate::store::{Outbox, StoreError};
 
 mod sql {
     pub const CLAIM: &str = include_str!("../../../sql/postgres/claim_forwards.sql");
-    pub const DELIVERED: &str = include_str!("../../../sql/postgres/forward_delivered.sql");
-    pub const FAILED: &str = include_str!("../../../sql/postgres/forward_failed.sql");
+    pub const RECORD: &str = include_str!("../../../sql/postgres/record_forward.sql");
+    pub const POSTPONE: &str = include_str!("../../../sql/postgres/postpone_forward.sql");
+    pub const SOURCES: &str = include_str!("../../../sql/postgres/forwarding_sources.sql");
+    pub const PAUSE: &str = include_str!("../../../sql/postgres/pause_source.sql");
+    pub const RESUME: &str = include_str!("../../../sql/postgres/resume_source.sql");
+    pub const REPLAY: &str = include_str!("../../../sql/postgres/replay_forwards.sql");
     pub const RELEASE: &str = include_str!("../../../sql/postgres/release_forwards.sql");
     pub const REQUEUE_ONE: &str = include_str!("../../../sql/postgres/requeue_forward.sql");
     pub const REQUEUE_MANY: &str = include_str!("../../../sql/postgres/requeue_forwards.sql");
@@ -26,12 +34,15 @@ mod sql {
 }
 
 impl Outbox for PostgresStore {
-    fn claim_forwards(
+    fn claim_forwards_except(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+        paced: &[String],
     ) -> Result<Vec<ForwardJob>, StoreError> {
+        let paced = serde_json::to_string(paced)
+            .map_err(|e| StoreError::Internal(format!("paced sources: {e}")))?;
         let limit = limit as i64;
         let lease = lease.as_secs_f64();
         let rows = self.with_conn(|conn| {
@@ -41,6 +52,7 @@ impl Outbox for PostgresStore {
                     (&owner, Type::TEXT),
                     (&limit, Type::INT8),
                     (&lease, Type::FLOAT8),
+                    (&paced, Type::TEXT),
                 ],
             )
         })?;
@@ -63,44 +75,135 @@ impl Outbox for PostgresStore {
         &self,
         id: i64,
         owner: &str,
-        outcome: &AttemptOutcome,
-    ) -> Result<(), StoreError> {
-        self.with_conn(|conn| match outcome {
+        report: &AttemptReport,
+    ) -> Result<Option<SourceChange>, StoreError> {
+        let (delivered, state, delay, status, error) = match &report.outcome {
             AttemptOutcome::Delivered { status } => {
-                let status = i32::from(*status);
-                conn.client.execute_typed(
-                    sql::DELIVERED,
-                    &[
-                        (&id, Type::INT8),
-                        (&owner, Type::TEXT),
-                        (&status, Type::INT4),
-                    ],
-                )
+                (true, "delivered", 0.0, Some(i32::from(*status)), None)
             }
             AttemptOutcome::Failed {
                 status,
                 error,
                 retry_in,
-            } => {
-                let status = status.map(i32::from);
-                let (state, delay) = match retry_in {
-                    Some(delay) => ("pending", delay.as_secs_f64()),
-                    None => ("failed", 0.0),
-                };
-                conn.client.execute_typed(
-                    sql::FAILED,
-                    &[
-                        (&id, Type::INT8),
-                        (&owner, Type::TEXT),
-                        (&state, Type::TEXT),
-                        (&delay, Type::FLOAT8),
-                        (&status, Type::INT4),
-                        (&error.as_str(), Type::TEXT),
-                    ],
-                )
-            }
+            } => match retry_in {
+                Some(delay) => (
+                    false,
+                    "pending",
+                    delay.as_secs_f64(),
+                    status.map(i32::from),
+                    Some(error.as_str()),
+                ),
+                None => (
+                    false,
+                    "failed",
+                    0.0,
+                    status.map(i32::from),
+                    Some(error.as_str()),
+                ),
+            },
+        };
+        let pause_after = i32::try_from(report.pause_after).unwrap_or(i32::MAX);
+        let kept = HISTORY_KEPT as i32;
+        let rows = self.with_conn(|conn| {
+            conn.client.query_typed(
+                sql::RECORD,
+                &[
+                    (&id, Type::INT8),
+                    (&owner, Type::TEXT),
+                    (&delivered, Type::BOOL),
+                    (&state, Type::TEXT),
+                    (&delay, Type::FLOAT8),
+                    (&status, Type::INT4),
+                    (&error, Type::TEXT),
+                    (&report.at.as_str(), Type::TEXT),
+                    (&report.duration_ms, Type::INT8),
+                    (&report.response.as_deref(), Type::TEXT),
+                    (&pause_after, Type::INT4),
+                    (&kept, Type::INT4),
+                ],
+            )
+        })?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let paused_now: Option<bool> = get(row, 3)?;
+        if paused_now != Some(true) {
+            return Ok(None);
+        }
+        Ok(Some(SourceChange {
+            source: row.text(0)?,
+            consecutive_failures: row.int(1)?,
+            last_error: row.opt_text(2)?,
+        }))
+    }
+
+    fn postpone_forward(&self, id: i64, owner: &str, delay: Duration) -> Result<(), StoreError> {
+        let delay = delay.as_secs_f64();
+        self.with_conn(|conn| {
+            conn.client.execute_typed(
+                sql::POSTPONE,
+                &[
+                    (&id, Type::INT8),
+                    (&owner, Type::TEXT),
+                    (&delay, Type::FLOAT8),
+                ],
+            )
         })
         .map(drop)
+    }
+
+    fn forwarding_sources(&self) -> Result<Vec<SourceForwarding>, StoreError> {
+        self.with_conn(|conn| conn.client.query_typed(sql::SOURCES, &[]))?
+            .iter()
+            .map(rows::source_forwarding)
+            .collect()
+    }
+
+    fn set_forwarding_paused(
+        &self,
+        source: &Source,
+        paused: bool,
+    ) -> Result<Option<SourceChange>, StoreError> {
+        let name = source.as_str();
+        let statement = if paused { sql::PAUSE } else { sql::RESUME };
+        let rows =
+            self.with_conn(|conn| conn.client.query_typed(statement, &[(&name, Type::TEXT)]))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(if paused {
+            SourceChange {
+                source: name.to_owned(),
+                consecutive_failures: row.int(0)?,
+                last_error: row.opt_text(1)?,
+            }
+        } else {
+            SourceChange {
+                source: name.to_owned(),
+                consecutive_failures: 0,
+                last_error: None,
+            }
+        }))
+    }
+
+    fn replay_forwards(
+        &self,
+        source: &Source,
+        since: &Timestamp,
+        until: Option<&Timestamp>,
+    ) -> Result<u64, StoreError> {
+        let (name, since) = (source.as_str(), since.as_str());
+        let until = until.map(Timestamp::as_str);
+        self.with_conn(|conn| {
+            conn.client.execute_typed(
+                sql::REPLAY,
+                &[
+                    (&name, Type::TEXT),
+                    (&since, Type::TEXT),
+                    (&until, Type::TEXT),
+                ],
+            )
+        })
     }
 
     fn release_forwards(&self, owner: Option<&str>) -> Result<u64, StoreError> {
@@ -149,6 +252,7 @@ impl Outbox for PostgresStore {
             pending: get(row, 0)?,
             failed: get(row, 1)?,
             oldest_pending_secs: get(row, 2)?,
+            paused_sources: get(row, 3)?,
         })
     }
 }

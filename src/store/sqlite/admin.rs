@@ -10,6 +10,7 @@ use rusqlite::params;
 use rust_decimal::Decimal;
 
 use super::{SqliteStore, all_rows, map_err, sql as event_sql};
+use crate::model::outbox::AttemptRecord;
 use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
@@ -19,6 +20,7 @@ use crate::store::rows::{self, prune_in_batches};
 use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
 
 mod sql {
+    pub const FORWARD_HISTORY: &str = include_str!("../../../sql/sqlite/forward_history.sql");
     pub const LIST_EVENTS: &str = include_str!("../../../sql/sqlite/list_events.sql");
     pub const LIST_EVENTS_BY_SOURCE: &str =
         include_str!("../../../sql/sqlite/list_events_by_source.sql");
@@ -161,6 +163,14 @@ impl AdminReads for SqliteStore {
             .collect();
         sort_groups(&mut groups);
         Ok(groups)
+    }
+
+    fn forward_history(&self, webhook_event_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(sql::FORWARD_HISTORY).map_err(map_err)?;
+        all_rows(&mut stmt, [webhook_event_id], |row| {
+            rows::attempt_record(row)
+        })
     }
 
     fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {

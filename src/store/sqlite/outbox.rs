@@ -10,8 +10,12 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{SqliteStore, all_rows, map_err};
 use crate::model::clock::{now_text, text_after};
-use crate::model::outbox::{AttemptOutcome, ForwardBacklog, ForwardInfo, ForwardJob};
+use crate::model::outbox::{
+    AttemptOutcome, AttemptReport, ForwardBacklog, ForwardInfo, ForwardJob, HISTORY_KEPT,
+    SourceChange, SourceForwarding,
+};
 use crate::model::{EventId, Source};
+use crate::read::Timestamp;
 use crate::store::rows;
 use crate::store::{Outbox, StoreError};
 
@@ -27,6 +31,14 @@ mod sql {
     pub const REQUEUE_MANY: &str = include_str!("../../../sql/sqlite/requeue_forwards.sql");
     pub const STATE: &str = include_str!("../../../sql/sqlite/forward_state.sql");
     pub const BACKLOG: &str = include_str!("../../../sql/sqlite/forward_backlog.sql");
+    pub const INSERT_ATTEMPT: &str = include_str!("../../../sql/sqlite/insert_forward_attempt.sql");
+    pub const TRIM_ATTEMPTS: &str = include_str!("../../../sql/sqlite/trim_forward_attempts.sql");
+    pub const SOURCE_ATTEMPT: &str = include_str!("../../../sql/sqlite/forward_source_attempt.sql");
+    pub const POSTPONE: &str = include_str!("../../../sql/sqlite/postpone_forward.sql");
+    pub const SOURCES: &str = include_str!("../../../sql/sqlite/forwarding_sources.sql");
+    pub const PAUSE: &str = include_str!("../../../sql/sqlite/pause_source.sql");
+    pub const RESUME: &str = include_str!("../../../sql/sqlite/resume_source.sql");
+    pub const REPLAY: &str = include_str!("../../../sql/sqlite/replay_forwards.sql");
 }
 
 /// The outbox entry of a just-inserted event, inside the caller's write transaction.
@@ -68,18 +80,21 @@ fn at_normal_sync<T>(
 }
 
 impl Outbox for SqliteStore {
-    fn claim_forwards(
+    fn claim_forwards_except(
         &self,
         owner: &str,
         lease: Duration,
         limit: usize,
+        paced: &[String],
     ) -> Result<Vec<ForwardJob>, StoreError> {
+        let paced = serde_json::to_string(paced)
+            .map_err(|e| StoreError::Internal(format!("paced sources: {e}")))?;
         // The worker polls; a poll that finds nothing due must not queue for the writer
         // (and a write transaction) behind webhooks.
         let any_due: bool = self
             .conn()?
             .prepare_cached(sql::ANY_DUE)
-            .and_then(|mut stmt| stmt.query_row(params![now_text()], |row| row.get(0)))
+            .and_then(|mut stmt| stmt.query_row(params![now_text(), paced], |row| row.get(0)))
             .map_err(map_err)?;
         if !any_due {
             return Ok(Vec::new());
@@ -94,7 +109,7 @@ impl Outbox for SqliteStore {
                     let mut stmt = tx.prepare_cached(sql::CLAIM).map_err(map_err)?;
                     let rows = stmt
                         .query_map(
-                            params![owner, text_after(lease), now_text(), limit as i64],
+                            params![owner, text_after(lease), now_text(), limit as i64, paced],
                             |row| row.get(0),
                         )
                         .map_err(map_err)?;
@@ -129,15 +144,21 @@ impl Outbox for SqliteStore {
         &self,
         id: i64,
         owner: &str,
-        outcome: &AttemptOutcome,
-    ) -> Result<(), StoreError> {
-        let (owner, outcome) = (owner.to_owned(), outcome.clone());
+        report: &AttemptReport,
+    ) -> Result<Option<SourceChange>, StoreError> {
+        let (owner, report) = (owner.to_owned(), report.clone());
         self.with_writer(move |conn| {
             at_normal_sync(conn, |conn| {
-                let done = match &outcome {
-                    AttemptOutcome::Delivered { status } => {
-                        conn.execute(sql::DELIVERED, params![id, owner, status, now_text()])
-                    }
+                let tx = conn.transaction().map_err(map_err)?;
+                let now = now_text();
+                let (updated, status, error) = match &report.outcome {
+                    AttemptOutcome::Delivered { status } => (
+                        tx.query_row(sql::DELIVERED, params![id, owner, status, now], |row| {
+                            row.get::<_, String>(0)
+                        }),
+                        Some(*status),
+                        None,
+                    ),
                     AttemptOutcome::Failed {
                         status,
                         error,
@@ -145,13 +166,115 @@ impl Outbox for SqliteStore {
                     } => {
                         let (state, next) = match retry_in {
                             Some(delay) => ("pending", text_after(*delay)),
-                            None => ("failed", now_text()),
+                            None => ("failed", now.clone()),
                         };
-                        conn.execute(sql::FAILED, params![id, owner, state, next, status, error])
+                        (
+                            tx.query_row(
+                                sql::FAILED,
+                                params![id, owner, state, next, status, error],
+                                |row| row.get::<_, String>(0),
+                            ),
+                            *status,
+                            Some(error.clone()),
+                        )
                     }
                 };
-                done.map(drop).map_err(map_err)
+                let Some(source) = updated.optional().map_err(map_err)? else {
+                    // The lease was lost: another worker owns this entry now.
+                    return Ok(None);
+                };
+                tx.execute(
+                    sql::INSERT_ATTEMPT,
+                    params![
+                        id,
+                        report.at,
+                        status,
+                        report.duration_ms,
+                        error,
+                        report.response
+                    ],
+                )
+                .map_err(map_err)?;
+                tx.execute(sql::TRIM_ATTEMPTS, params![id, HISTORY_KEPT])
+                    .map_err(map_err)?;
+                let failed = error.is_some();
+                let (failures, last_error, paused_at): (i64, Option<String>, Option<String>) = tx
+                    .query_row(
+                        sql::SOURCE_ATTEMPT,
+                        params![source, failed, error, report.pause_after, now],
+                        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    )
+                    .map_err(map_err)?;
+                tx.commit().map_err(map_err)?;
+                Ok(
+                    (paused_at.as_deref() == Some(now.as_str())).then_some(SourceChange {
+                        source,
+                        consecutive_failures: failures,
+                        last_error,
+                    }),
+                )
             })
+        })
+    }
+
+    fn postpone_forward(&self, id: i64, owner: &str, delay: Duration) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        self.with_writer(move |conn| {
+            at_normal_sync(conn, |conn| {
+                conn.execute(sql::POSTPONE, params![id, owner, text_after(delay)])
+                    .map(drop)
+                    .map_err(map_err)
+            })
+        })
+    }
+
+    fn forwarding_sources(&self) -> Result<Vec<SourceForwarding>, StoreError> {
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare_cached(sql::SOURCES).map_err(map_err)?;
+        all_rows(&mut stmt, [], |row| rows::source_forwarding(row))
+    }
+
+    fn set_forwarding_paused(
+        &self,
+        source: &Source,
+        paused: bool,
+    ) -> Result<Option<SourceChange>, StoreError> {
+        let source = source.as_str().to_owned();
+        self.with_writer(move |conn| {
+            if paused {
+                conn.query_row(sql::PAUSE, params![source, now_text()], |row| {
+                    Ok(SourceChange {
+                        source: source.clone(),
+                        consecutive_failures: row.get(0)?,
+                        last_error: row.get(1)?,
+                    })
+                })
+            } else {
+                conn.query_row(sql::RESUME, params![source], |_| {
+                    Ok(SourceChange {
+                        source: source.clone(),
+                        consecutive_failures: 0,
+                        last_error: None,
+                    })
+                })
+            }
+            .optional()
+            .map_err(map_err)
+        })
+    }
+
+    fn replay_forwards(
+        &self,
+        source: &Source,
+        since: &Timestamp,
+        until: Option<&Timestamp>,
+    ) -> Result<u64, StoreError> {
+        let (source, since) = (source.as_str().to_owned(), since.as_str().to_owned());
+        let until = until.map(|t| t.as_str().to_owned());
+        self.with_writer(move |conn| {
+            conn.execute(sql::REPLAY, params![source, since, until, now_text()])
+                .map(|n| n as u64)
+                .map_err(map_err)
         })
     }
 
@@ -215,6 +338,7 @@ impl Outbox for SqliteStore {
                 pending: row.get(0)?,
                 failed: row.get(1)?,
                 oldest_pending_secs: row.get(2)?,
+                paused_sources: row.get(3)?,
             })
         })
         .map_err(map_err)

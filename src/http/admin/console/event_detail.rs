@@ -72,6 +72,19 @@ pub(super) async fn render(
                 dt { "Delivered" } dd { @if let Some(t) = &f.delivered_at { (time_and_age(t)) } @else { "—" } }
             } }
         }
+        @if let Some(history) = item.forward.as_ref().and_then(|f| f.history.as_ref()).filter(|h| !h.is_empty()) {
+            h3 { "Attempts, newest first" }
+            div.scroll { table id="forward-history" {
+                thead { tr { th { "At" } th { "Status" } th.num { "Time (ms)" } th { "Error" } th { "Answer (first 1 KiB)" } } }
+                tbody { @for a in history { tr {
+                    td { (time_and_age(&a.at)) }
+                    td { (a.status.map(|s| s.to_string()).unwrap_or_else(|| "—".into())) }
+                    td.num { (a.duration_ms) }
+                    td { (a.error.as_deref().unwrap_or("")) }
+                    td.mono { (a.response.as_deref().unwrap_or("")) }
+                } } }
+            } }
+        }
         h2 { "Conflicting deliveries" }
         @if json.conflicts.is_empty() {
             p.muted { "None: every delivery of this id carried the same event." }

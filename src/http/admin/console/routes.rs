@@ -11,6 +11,7 @@ use super::layout::{SignedIn, html_response, redirect, redirect_to, stylesheet};
 use super::session::{check_csrf, same_origin};
 use super::{conversions, event_detail, events, forwarding, login, overview, rejections, session};
 use crate::http::admin::auth::Admin;
+use crate::http::admin::forwarding as forwarding_api;
 use crate::http::admin::query::decode_segment;
 use crate::http::admin::requeue;
 use crate::http::app::App;
@@ -64,6 +65,32 @@ pub async fn dispatch(app: &App, admin: &Admin, req: Request<'_>) -> Result<Resp
             let (source, event_id) = (decode_segment(source)?, decode_segment(event_id)?);
             Ok(redirect_to(&event_href(&source, &event_id)))
         }
+        (&Method::POST, ["forwarding", rest @ ..]) => {
+            same_origin(req.headers)?;
+            let Some(session) = session else {
+                return Ok(redirect("/admin/login"));
+            };
+            check_csrf(&session, &req.body)?;
+            match rest {
+                [source, action @ ("pause" | "resume")] => {
+                    let source = forwarding_api::source_in_path(source)?;
+                    forwarding_api::set_paused(app, &source, *action == "pause").await?;
+                    Ok(redirect("/admin/forwarding"))
+                }
+                ["replay"] => {
+                    let field = |name| session::form_field(&req.body, name);
+                    let source = field("source").unwrap_or_default();
+                    let source = forwarding_api::source_in_path(&source)?;
+                    let (since, until) = forwarding_api::replay_window(
+                        field("since").as_deref(),
+                        field("until").as_deref(),
+                    )?;
+                    let queued = forwarding_api::replay(app, &source, since, until).await?;
+                    Ok(redirect_to(&format!("/admin/forwarding?replayed={queued}")))
+                }
+                _ => Err(ApiError::NotFound),
+            }
+        }
         (&Method::GET, _) => {
             let Some(session) = session else {
                 return Ok(redirect("/admin/login"));
@@ -80,7 +107,7 @@ pub async fn dispatch(app: &App, admin: &Admin, req: Request<'_>) -> Result<Resp
                 }
                 ["conversions"] => conversions::render(app, &view, req.query).await,
                 ["rejections"] => Ok(rejections::render(app, &view)),
-                ["forwarding"] => forwarding::render(app, &view).await,
+                ["forwarding"] => forwarding::render(app, &view, req.query).await,
                 _ => Err(ApiError::NotFound),
             }
         }

@@ -94,7 +94,7 @@ pub(super) fn check_csrf(session: &Session, body: &[u8]) -> Result<(), ApiError>
     }
 }
 
-fn form_field(body: &[u8], name: &str) -> Option<String> {
+pub(super) fn form_field(body: &[u8], name: &str) -> Option<String> {
     form_urlencoded::parse(body)
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
