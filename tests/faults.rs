@@ -805,8 +805,15 @@ fn sqlite_disk_refusing_writes_gives_503_never_2xx_then_recovers_with_an_intact_
     // A duplicate is decided by a read, and the event it repeats is on record: it is
     // answered 202 while the disk refuses writes (only its count waits for the disk).
     assert_eq!(post_sale(server.addr, "before-0").unwrap().status, 202);
+    // SPEC §7: a store that cannot write is not ready, though its readers answer.
+    assert_eq!(get(server.addr, "/readyz").unwrap().status, 503);
     thread::sleep(Duration::from_millis(300));
     set_file_size_limit(server.pid(), "unlimited");
+    assert!(
+        wait_until(WITHIN_STORE_TIMEOUT, || get(server.addr, "/readyz")
+            .is_ok_and(|a| a.status == 200)),
+        "ready again once the disk takes writes"
+    );
 
     // No restart: the next deliveries go through, and the ones refused during the fault
     // left nothing behind, so their retry is their first processing.

@@ -1057,6 +1057,12 @@ async fn consecutive_failures_pause_the_source_and_alert_once_per_incident(db: &
     // Paused by hand: no attempts until resumed.
     let paused = api_post(&app, "/admin/api/forwarding/shop/pause", "").await;
     assert_eq!(paused.body["state"], "paused");
+    let elsewhere = api_post(&app, "/admin/api/forwarding/acme/pause", "").await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::CONFLICT,
+        "acme does not forward"
+    );
     let unknown = api_post(&app, "/admin/api/forwarding/shop/explode", "").await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
     let not_forwarding = api_post(

@@ -373,7 +373,7 @@ impl Forwarder {
             }
         })
         .await;
-        let kept = Some(String::from_utf8_lossy(&kept).into_owned());
+        let kept = Some(answer_text(&kept));
         if status.is_success() {
             let outcome = AttemptOutcome::Delivered {
                 status: status.as_u16(),
@@ -421,6 +421,17 @@ impl Forwarder {
     }
 }
 
+/// The kept bytes of an answer as text: a character cut by the 1 KiB limit is dropped
+/// rather than replaced, so the text never grows past the limit; other invalid bytes
+/// become U+FFFD.
+fn answer_text(bytes: &[u8]) -> String {
+    let whole = match std::str::from_utf8(bytes) {
+        Err(e) if e.error_len().is_none() => &bytes[..e.valid_up_to()],
+        _ => bytes,
+    };
+    String::from_utf8_lossy(whole).into_owned()
+}
+
 /// A client error on one line, without its URL: a URL may carry credentials or a token
 /// in its query, and this text goes to logs and the store.
 fn error_without_url(err: reqwest::Error) -> String {
@@ -430,6 +441,14 @@ fn error_without_url(err: reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_character_cut_by_the_limit_is_dropped_not_replaced() {
+        let text = "aé".as_bytes();
+        assert_eq!(answer_text(&text[..2]), "a");
+        assert_eq!(answer_text(text), "aé");
+        assert_eq!(answer_text(b"a\xffb"), "a\u{fffd}b");
+    }
 
     #[test]
     fn backoff_doubles_from_initial_to_max_within_twenty_percent() {

@@ -15,6 +15,19 @@ use parking_lot::Mutex;
 /// How long counts may wait before they are committed.
 pub const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// After a failed commit, the next try comes after [`RETRY_FIRST`], doubling up to
+/// [`RETRY_MAX`] while the store keeps refusing. Nothing else would wake the committer:
+/// counts left pending after a failure make every later count look like one more in an
+/// existing batch. The cap keeps SPEC §1.5's promise, a direct reader sees a count within
+/// 1 s of the store accepting writes again.
+pub const RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(50);
+pub const RETRY_MAX: std::time::Duration = std::time::Duration::from_millis(400);
+
+/// The wait before the next try, after one that waited `last` (`None`: the first).
+pub fn next_retry(last: Option<std::time::Duration>) -> std::time::Duration {
+    last.map_or(RETRY_FIRST, |last| (last * 2).min(RETRY_MAX))
+}
+
 /// Duplicate deliveries not yet committed: per event row, how many, and the last time.
 #[derive(Default)]
 pub struct Counts(Mutex<HashMap<i64, (i64, String)>>);
@@ -28,6 +41,10 @@ impl Counts {
         entry.0 += 1;
         entry.1 = at;
         was_empty
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.lock().is_empty()
     }
 
     pub fn take(&self) -> HashMap<i64, (i64, String)> {

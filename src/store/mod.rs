@@ -139,7 +139,8 @@ pub trait Receiving: Send + Sync + 'static {
         }))
     }
 
-    /// Succeeds when the store answers a trivial query.
+    /// Succeeds when the store answers a trivial query and can write (SPEC §7: /readyz
+    /// says 503 for a store that cannot write, e.g. SQLite with its file unwritable).
     fn ping(&self) -> Result<(), StoreError>;
 }
 
@@ -242,7 +243,9 @@ pub trait Operations {
 
     /// Clears the payloads of events last seen before `before` and of conflicts received
     /// before it (or only counts them when `dry_run`). Rows, keys, fingerprints and counts
-    /// stay, so a later retry is still a duplicate. Works in short batches.
+    /// stay, so a later retry is still a duplicate. A payload still owed to the app (its
+    /// forward pending or failed) is never cleared, and `dry_run` counts exactly what a
+    /// prune would clear. Works in short batches.
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError>;
 
     /// Writes a consistent copy of the live store to a new file at `path` while other
@@ -387,6 +390,7 @@ macro_rules! migration_files {
             $crate::store::migration_file!($backend, "003_conversion_lifecycle"),
             $crate::store::migration_file!($backend, "004_forward_outbox"),
             $crate::store::migration_file!($backend, "005_admin_indexes"),
+            $crate::store::migration_file!($backend, "006_forward_backlog_index"),
             $crate::store::migration_file!($backend, "007_forward_care"),
         ]
     };

@@ -70,8 +70,15 @@ pub fn source_in_path(name: &str) -> Result<Source, ApiError> {
 }
 
 /// Pauses or resumes `source`; alerts when its state changed. Answers its new state and
-/// whether this call changed it.
+/// whether this call changed it; 409 `not_forwarding` when pausing a source without
+/// `forward_to`.
 pub async fn set_paused(app: &App, source: &Source, paused: bool) -> Result<Value, ApiError> {
+    // Resuming stays possible for a source whose forward_to was removed meanwhile.
+    if paused && app.sources.forward_to(source).is_none() {
+        return Err(ApiError::NotForwarding {
+            name: source.to_string(),
+        });
+    }
     let name = source.clone();
     let changed = app
         .store_call(move |store| store.set_forwarding_paused(&name, paused))

@@ -1,6 +1,13 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
-//! one call of `count_duplicate_deliveries` (see `crate::store::counts`).
+//! one call of `count_duplicate_deliveries` (see `crate::store::counts`). After a failed
+//! commit it tries again on its own, backing off up to [`RETRY_MAX`]: no later count
+//! would wake it, since counts already pending make a new one look like part of a batch.
+//!
+//! Lock order: a pooled connection first, then the `flushing` lock, for this thread and
+//! for a reader's flush alike. A reader holds its connection when it flushes; were the
+//! thread to take the lock first and then wait for a connection, a pool drained by such
+//! readers would stall both until the pool timeout.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -11,7 +18,7 @@ use parking_lot::Mutex;
 use r2d2::Pool;
 
 use super::{Manager, PgConn, connection_lost, sql};
-use crate::store::counts::{Counts, FLUSH_DELAY};
+use crate::store::counts::{Counts, FLUSH_DELAY, RETRY_MAX, next_retry};
 
 pub struct Flusher {
     wake: Option<SyncSender<()>>,
@@ -52,10 +59,19 @@ impl Flusher {
         }
     }
 
-    /// Commits what is pending on `conn`, now.
+    /// Commits what is pending on `conn`, now. On failure the counts stay pending and
+    /// the thread is told, so it retries them even if no other count ever arrives.
     pub fn flush_on(&self, conn: &mut PgConn) -> Result<(), postgres::Error> {
-        let _flushing = self.flushing.lock();
-        flush(conn, &self.counts)
+        let result = {
+            let _flushing = self.flushing.lock();
+            flush(conn, &self.counts)
+        };
+        if result.is_err()
+            && let Some(wake) = &self.wake
+        {
+            let _ = wake.try_send(());
+        }
+        result
     }
 }
 
@@ -69,6 +85,13 @@ impl Drop for Flusher {
     }
 }
 
+/// Why the thread woke up.
+enum Woke {
+    Count,
+    Retry,
+    Closing,
+}
+
 fn run(
     pool: &Pool<Manager>,
     counts: &Counts,
@@ -76,31 +99,79 @@ fn run(
     woken: &Receiver<()>,
     wait: Duration,
 ) {
-    while woken.recv().is_ok() {
-        // Let more counts gather (a retry storm sends many at once); stop waiting early
-        // only when the store is closing.
-        let due = Instant::now() + FLUSH_DELAY;
-        let closing = loop {
-            match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(()) => continue,
-                Err(RecvTimeoutError::Timeout) => break false,
-                Err(RecvTimeoutError::Disconnected) => break true,
+    // Set while the last commit failed and counts are still pending: the next try's wait.
+    let mut retry: Option<Duration> = None;
+    loop {
+        let woke = match retry {
+            None => match woken.recv() {
+                Ok(()) => Woke::Count,
+                Err(_) => Woke::Closing,
+            },
+            Some(delay) => match woken.recv_timeout(delay) {
+                Ok(()) => Woke::Count,
+                Err(RecvTimeoutError::Timeout) => Woke::Retry,
+                Err(RecvTimeoutError::Disconnected) => Woke::Closing,
+            },
+        };
+        let closing = match woke {
+            Woke::Closing => true,
+            Woke::Retry => false,
+            // Let more counts gather (a retry storm sends many at once); stop waiting
+            // early only when the store is closing.
+            Woke::Count => {
+                let due = Instant::now() + FLUSH_DELAY;
+                loop {
+                    match woken.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                        Ok(()) => continue,
+                        Err(RecvTimeoutError::Timeout) => break false,
+                        Err(RecvTimeoutError::Disconnected) => break true,
+                    }
+                }
             }
         };
-        flush_pooled(pool, counts, flushing, wait);
         if closing {
+            flush_before_closing(pool, counts, flushing, wait);
             return;
         }
+        let committed = flush_pooled(pool, counts, flushing, wait);
+        retry = (!committed && !counts.is_empty()).then(|| next_retry(retry));
     }
-    flush_pooled(pool, counts, flushing, wait);
 }
 
-fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {
-    let _flushing = flushing.lock();
+/// The store is closing: what is pending is committed, retried while the store refuses
+/// for up to `wait`, so a passing fault at shutdown does not lose the last counts.
+fn flush_before_closing(
+    pool: &Pool<Manager>,
+    counts: &Counts,
+    flushing: &Mutex<()>,
+    wait: Duration,
+) {
+    let give_up = Instant::now() + wait;
+    let mut retry = None;
+    while !flush_pooled(pool, counts, flushing, wait) && !counts.is_empty() {
+        let delay = next_retry(retry);
+        if Instant::now() + delay > give_up {
+            tracing::error!("duplicate counts lost at shutdown: the store refused them");
+            return;
+        }
+        std::thread::sleep(delay);
+        retry = Some(delay);
+    }
+}
+
+/// One try; true when nothing is left pending from it.
+fn flush_pooled(
+    pool: &Pool<Manager>,
+    counts: &Counts,
+    flushing: &Mutex<()>,
+    wait: Duration,
+) -> bool {
+    // The connection before the lock: see the module header.
     let result = pool
         .get_timeout(wait)
         .map_err(|e| e.to_string())
         .and_then(|mut conn| {
+            let _flushing = flushing.lock();
             flush(&mut conn, counts).map_err(|e| {
                 if connection_lost(&e) {
                     conn.broken = true;
@@ -108,9 +179,12 @@ fn flush_pooled(pool: &Pool<Manager>, counts: &Counts, flushing: &Mutex<()>, wai
                 e.to_string()
             })
         });
-    if let Err(e) = result {
-        // The counts went back into `counts`: the next duplicate wakes this thread again.
-        tracing::warn!(error = %e, "duplicate counts not committed yet");
+    match result {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, retry_within_ms = RETRY_MAX.as_millis() as u64, "duplicate counts not committed yet");
+            false
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use crate::store::{
     BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
 };
 
-const MIGRATIONS: [MigrationFile; 6] = migration_files!("postgres");
+const MIGRATIONS: [MigrationFile; 7] = migration_files!("postgres");
 
 /// Key of the session advisory lock held while migrating ("hooklatc" in ASCII), so that
 /// instances starting together migrate one after the other.

@@ -297,9 +297,12 @@ impl Receiving for SqliteStore {
         })
     }
 
+    /// A reader answers, and the writer can write (SPEC §7).
     fn ping(&self) -> Result<(), StoreError> {
         let conn = self.conn()?;
-        conn.query_row(sql::PING, [], |_| Ok(())).map_err(map_err)
+        conn.query_row(sql::PING, [], |_| Ok(())).map_err(map_err)?;
+        drop(conn);
+        self.writer()?.can_write()
     }
 }
 

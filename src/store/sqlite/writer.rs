@@ -13,14 +13,25 @@
 //! connection's `synchronous` level and puts it back if anything changed it: durability
 //! never depends on some other code path having restored a pragma.
 //!
+//! The thread is supervised by itself: a panic inside one batch is caught, that batch's
+//! callers get their 503 (their reply channels close), and the thread goes on with the
+//! next batch. Without that, one panic would end the writer, every new event would get
+//! a 503 for ever while duplicates kept their 202, and /readyz would not notice. A commit
+//! that fails because the file cannot be written (read-only, full, I/O error) marks the
+//! writer as failing, which /readyz reports (SPEC §7) until a write succeeds again.
+//!
 //! Duplicates never come here to wait. They are decided by a read on a reader connection,
 //! and their bookkeeping (`delivery_count`, `last_seen_at`) is added to [`Counts`], which
 //! this thread folds into its next transaction, or commits on its own within
-//! [`FLUSH_DELAY`]. A crash may lose those last counts, never an event.
+//! [`FLUSH_DELAY`]. After a failed commit the counts go back and the thread tries again on
+//! its own, backing off up to [`RETRY_MAX`](crate::store::counts::RETRY_MAX): a new count
+//! would not wake it, since pending counts make it look like part of a batch. A crash
+//! may lose those last counts, never an event.
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,7 +43,7 @@ use rusqlite::{Connection, TransactionBehavior, params};
 use super::{map_err, sql};
 use crate::model::{NewEvent, Outcome};
 use crate::store::StoreError;
-use crate::store::counts::{Counts, FLUSH_DELAY};
+use crate::store::counts::{Counts, FLUSH_DELAY, next_retry};
 
 /// Most events in one transaction. Past a few dozen the fsync is already shared; the
 /// bound keeps one batch's replies from waiting on a very long transaction.
@@ -87,6 +98,8 @@ pub struct Writer {
     /// Events queued and not yet taken into a batch (for tests and metrics).
     queued: Arc<AtomicUsize>,
     counts: Arc<Counts>,
+    /// Set while commits fail because the file cannot be written.
+    failing: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -99,14 +112,17 @@ impl Writer {
         let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
         let counts = Arc::new(Counts::default());
         let queued = Arc::new(AtomicUsize::new(0));
+        let failing = Arc::new(AtomicBool::new(false));
         let thread = WriterState {
             pool,
             queue,
             queued: queued.clone(),
             counts: counts.clone(),
+            failing: failing.clone(),
             synchronous,
             timeout,
             counts_due: None,
+            counts_retry: None,
         };
         let thread = std::thread::Builder::new()
             .name("hooklatch-sqlite-writer".into())
@@ -116,6 +132,7 @@ impl Writer {
             jobs: Some(jobs),
             queued,
             counts,
+            failing,
             thread: Some(thread),
         })
     }
@@ -174,6 +191,27 @@ impl Writer {
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
 
+    /// Whether this writer can write now (SPEC §7: a store that cannot write is not
+    /// ready). Costs nothing while commits succeed; after one failed because the file
+    /// could not be written, each call tries a real write (one page, one fsync) until one
+    /// succeeds, so readiness comes back without waiting for traffic.
+    pub fn can_write(&self) -> Result<(), StoreError> {
+        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err(StoreError::Unavailable(
+                "the SQLite writer has stopped".into(),
+            ));
+        }
+        if !self.failing.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let failing = self.failing.clone();
+        self.run(move |conn| {
+            probe_write(conn)?;
+            failing.store(false, Ordering::Release);
+            Ok(())
+        })
+    }
+
     /// Runs `work` on the writer's connection, between batches, and waits for it.
     pub fn run<T: Send + 'static>(
         &self,
@@ -208,6 +246,9 @@ struct WriterState {
     timeout: Duration,
     /// When pending duplicate counts must be committed, if any are waiting.
     counts_due: Option<Instant>,
+    /// Set while the last commit of counts failed: the wait before the next try.
+    counts_retry: Option<Duration>,
+    failing: Arc<AtomicBool>,
 }
 
 impl WriterState {
@@ -232,10 +273,41 @@ impl WriterState {
                     }
                 }
             };
-            self.batch(first);
+            // A panic ends this batch only: the jobs it held are dropped with it, and
+            // each caller, its reply channel closed, answers 503.
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| self.batch(first))) {
+                self.after_panic(panic.as_ref());
+            }
         }
-        // The store is closing: counts still pending are committed, not dropped.
+        // The store is closing: counts still pending are committed, not dropped, retried
+        // for up to the store timeout should the store refuse them now.
+        let give_up = Instant::now() + self.timeout;
         self.commit_counts_alone();
+        while let Some(due) = self.counts_due {
+            if due > give_up {
+                tracing::error!("duplicate counts lost at shutdown: the store refused them");
+                break;
+            }
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            self.commit_counts_alone();
+        }
+    }
+
+    fn after_panic(&mut self, panic: &(dyn std::any::Any + Send)) {
+        let message = panic
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("a panic without a message");
+        tracing::error!(
+            panic = message,
+            "SQLite writer: a batch panicked; its deliveries got 503, the writer goes on"
+        );
+        // Counts taken by that batch are lost with it; those added since still commit.
+        if !self.counts.is_empty() {
+            self.counts_due
+                .get_or_insert_with(|| Instant::now() + FLUSH_DELAY);
+        }
     }
 
     /// Drains what is queued behind `first` and applies it.
@@ -339,6 +411,8 @@ impl WriterState {
         });
         match result {
             Ok(outcomes) => {
+                self.counts_retry = None;
+                self.failing.store(false, Ordering::Release);
                 for ((event, reply), outcome) in events.into_iter().zip(outcomes) {
                     reply.send(outcome.map(|o| (o, event)));
                 }
@@ -347,7 +421,16 @@ impl WriterState {
                 }
             }
             Err(e) => {
+                if matches!(e, StoreError::Unavailable(_)) {
+                    self.failing.store(true, Ordering::Release);
+                }
                 self.counts.restore(counts);
+                if !self.counts.is_empty() {
+                    let delay = next_retry(self.counts_retry);
+                    self.counts_retry = Some(delay);
+                    self.counts_due = Some(Instant::now() + delay);
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "duplicate counts not committed yet");
+                }
                 for (_, reply) in events {
                     reply.send(Err(e.clone()));
                 }
@@ -410,6 +493,19 @@ impl WriterState {
         }
         Ok(())
     }
+}
+
+/// The smallest real write: page 1 rewritten with the value it holds, committed.
+fn probe_write(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(map_err)?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(map_err)?;
+    tx.pragma_update(None, "user_version", version)
+        .map_err(map_err)?;
+    tx.commit().map_err(map_err)
 }
 
 /// `PRAGMA synchronous` answers a number: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA.
