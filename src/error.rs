@@ -79,6 +79,21 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     one_line(&text)
 }
 
+/// The most a refusal's reason or its log line says (SPEC §7).
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// `text` on one line and at most [`MAX_REASON_CHARS`] characters (an ellipsis marks a
+/// cut): what a refusal reports is bounded whatever produced it.
+pub fn bounded(text: &str) -> String {
+    let text = one_line(text);
+    if text.chars().count() <= MAX_REASON_CHARS {
+        return text;
+    }
+    let mut cut: String = text.chars().take(MAX_REASON_CHARS - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// Text on one line: every run of white space, line breaks included, becomes one space.
 /// Server messages carry DETAIL/HINT lines, and an error must never split a log line.
 pub fn one_line(text: &str) -> String {

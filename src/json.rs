@@ -88,7 +88,10 @@ impl<'de> Visitor<'de> for NoDuplicateKeys {
         let mut seen = HashSet::new();
         while let Some(key) = map.next_key::<String>()? {
             if !seen.insert(key.clone()) {
-                return Err(de::Error::custom(format_args!("duplicate key {key:?}")));
+                // Where, never which: the key is the sender's text, up to the body limit,
+                // and this message becomes a refusal's reason and log line (SPEC §7).
+                // serde_json adds the line and column.
+                return Err(de::Error::custom("duplicate key"));
             }
             map.next_value::<NoDuplicateKeys>()?;
         }

@@ -116,6 +116,9 @@ pub struct Amount(Decimal);
 
 impl Amount {
     pub const MAX_FRACTION_DIGITS: u32 = 6;
+    /// SPEC §7. Sums of such amounts stay far inside `Decimal`'s 28 digits (and
+    /// PostgreSQL's `numeric`), so both stores sum them exactly and alike.
+    pub const MAX_INTEGER_DIGITS: u32 = 18;
 
     /// Accepts a JSON number or a numeric string in JSON number syntax.
     pub fn from_json(value: &Value, field: &str) -> Result<Amount, PayloadError> {
@@ -147,6 +150,9 @@ impl Amount {
             return Err("must not be negative");
         }
         value.set_sign_positive(true);
+        if value.trunc() >= Decimal::from(10u64.pow(Self::MAX_INTEGER_DIGITS)) {
+            return Err("has more than 18 digits before the decimal point");
+        }
         if value.scale() > Self::MAX_FRACTION_DIGITS {
             // `1.5000000` has seven fraction digits but only one that matters.
             value = value.normalize();

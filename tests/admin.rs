@@ -30,6 +30,9 @@ contract!(
     api_rejections_keep_refusals_without_bodies_or_secrets,
     payload_retention_pass_prunes_what_is_older_than_the_retention,
     the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf,
+    cli_tables_escape_control_characters_of_stored_ids,
+    amounts_have_at_most_eighteen_integer_digits_and_sum_exactly,
+    a_refusal_reason_is_bounded_and_never_quotes_the_body,
     the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts,
 );
 
@@ -1131,6 +1134,133 @@ async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db:
     assert!(page.contains("Forward again"));
 }
 
+/// Issue 17 item 13 (SPEC §5.2): an event id is the sender's choice; printed raw, ESC,
+/// BEL, DEL or CSI (U+009B) would drive the operator's terminal.
+async fn cli_tables_escape_control_characters_of_stored_ids(db: &TestDb) {
+    let app = db.app();
+    let hostile = "\u{1b}]0;owned\u{7}\u{1b}[2Jx\u{7f}\u{9b}31m\u{202e}gnp.exe";
+    let body = json!({"id": hostile, "type": "order.\u{1b}[31mred", "note": "\u{9b}"}).to_string();
+    let reply = post(&app, "/webhooks/acme", &[], &body).await;
+    assert!(reply.status.is_success(), "{reply:?}");
+    let store = db.store.clone();
+    let (list, show) = hooklatch::store::run_blocking(move || {
+        use hooklatch::cli::events::{EventsCommand, ListArgs, ShowArgs, run};
+        let mut list = Vec::new();
+        let args = ListArgs {
+            source: None,
+            since: None,
+            limit: 10,
+            json: false,
+        };
+        run(store.as_ref(), &EventsCommand::List(args), &mut list).unwrap();
+        let mut show = Vec::new();
+        let args = ShowArgs {
+            source: "acme".into(),
+            event_id: hostile.into(),
+            json: false,
+        };
+        run(store.as_ref(), &EventsCommand::Show(args), &mut show).unwrap();
+        Ok((
+            String::from_utf8(list).unwrap(),
+            String::from_utf8(show).unwrap(),
+        ))
+    })
+    .await
+    .unwrap();
+    for (what, text) in [("list", &list), ("show", &show)] {
+        let raw: Vec<char> = text
+            .chars()
+            .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}')
+            .collect();
+        assert!(raw.is_empty(), "{what} prints {raw:?} raw:\n{text}");
+        assert!(text.contains(r"\u{1b}]0;owned\u{7}"), "{what}:\n{text}");
+    }
+    assert!(list.contains(r"order.\u{1b}[31mred"), "{list}");
+    assert!(
+        show.contains(r"\u{9b}"),
+        "the payload's C1 control too:\n{show}"
+    );
+}
+
+/// Issue 17 item 12 (SPEC §7): an unbounded amount made SQLite's summary panic for good
+/// while PostgreSQL answered. At most 18 integer digits, and sums equal on both stores.
+async fn amounts_have_at_most_eighteen_integer_digits_and_sum_exactly(db: &TestDb) {
+    let app = db.admin_app();
+    let body = |id: &str, sale: &str, commission: &str| {
+        format!(
+            r#"{{"event_type":"sale","event_id":"{id}","order_id":"O{id}","commission_amount":{commission},"sale_amount":{sale},"tracking_id":"t"}}"#
+        )
+    };
+    for (id, sale, commission, field) in [
+        ("big1", "1234567890123456789", "1.00", "sale_amount"),
+        (
+            "big2",
+            "\"1000000000000000000.000001\"",
+            "1.00",
+            "sale_amount",
+        ),
+        ("big3", "10.00", "1e18", "commission_amount"),
+        (
+            "big4",
+            "10.00",
+            "99999999999999999999999999999999",
+            "commission_amount",
+        ),
+    ] {
+        let reply = post(
+            &app,
+            "/webhooks/refersion",
+            &[],
+            &body(id, sale, commission),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{id}: {reply:?}");
+        assert_eq!(reply.body["field"], field, "{id}: {reply:?}");
+    }
+    assert_eq!(db.totals().events, 0, "nothing stored");
+    for id in ["m1", "m2", "m3"] {
+        let largest = body(id, "999999999999999999.999999", "\"999999999999999999.5\"");
+        let reply = post(&app, "/webhooks/refersion", &[], &largest).await;
+        assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+    }
+    let summary = admin_get(&app, "/admin/api/conversions/summary", Some(ADMIN_TOKEN)).await;
+    assert_eq!(summary.status, StatusCode::OK, "{summary:?}");
+    assert_eq!(
+        summary.body,
+        json!({"groups": [{"status": null, "currency": null, "count": 3,
+            "sale_amount": "2999999999999999999.999997",
+            "commission_amount": "2999999999999999998.5"}]})
+    );
+}
+
+/// Issue 17 item 11 (SPEC §7): a duplicate-key refusal kept the whole key, up to the
+/// body limit, as its reason; 100 of them held about 50 MB.
+async fn a_refusal_reason_is_bounded_and_never_quotes_the_body(db: &TestDb) {
+    let app = db.admin_app();
+    let key = format!("KeyFromTheBody{}", "k".repeat(20_000));
+    for body in [
+        format!(r#"{{"id":"d1","{key}":1,"{key}":2}}"#),
+        r#"{"id":"d2","nested":{"SecretKeyName":1,"SecretKeyName":2}}"#.to_owned(),
+    ] {
+        let reply = post(&app, "/webhooks/acme", &[], &body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{reply:?}");
+        let message = reply.body["message"].as_str().unwrap_or_default();
+        assert!(message.contains("duplicate key"), "{message}");
+        assert!(!message.contains("KeyFromTheBody") && !message.contains("SecretKeyName"));
+    }
+    let reply = admin_get(&app, "/admin/api/rejections", Some(ADMIN_TOKEN)).await;
+    let items = reply.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{items:?}");
+    for item in items {
+        let reason = item["reason"].as_str().unwrap();
+        assert!(reason.chars().count() <= 200, "{} chars", reason.len());
+        assert!(reason.contains("duplicate key"), "{reason}");
+        assert!(
+            !reason.contains("KeyFromTheBody") && !reason.contains("SecretKeyName"),
+            "{reason}"
+        );
+    }
+}
 async fn the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts(db: &TestDb) {
     use hooklatch::config::SourceSettings;
     use hooklatch::model::outbox::{AttemptOutcome, AttemptReport};

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::forward_app::{Answer, TestApp};
-use common::{Backend, TestDb, post};
+use common::{ADMIN_TOKEN, Backend, TestDb, post};
 use hooklatch::App;
 use hooklatch::config::{Config, SourceSettings};
 use hooklatch::forward::worker::ForwarderHandle;
@@ -66,9 +66,10 @@ fn fast(max_attempts: u32) -> ForwardConfig {
 }
 
 /// An app forwarding `shop` (unsigned), `signed` (Standard Webhooks secret) and
-/// `refersion` to `target`, on `store`.
+/// `refersion` to `target`, on `store`, with the admin side on.
 fn app_on(store: Arc<dyn Store>, db: &TestDb, target: &TestApp) -> Arc<App> {
     let mut config: Config = db.config();
+    config.admin_token = Some(ADMIN_TOKEN.to_owned());
     let forwarding = |secrets: Vec<String>| SourceSettings {
         forward_to: Some(target.url()),
         ..SourceSettings::new(Preset::Standard, secrets)
@@ -384,15 +385,30 @@ async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb
 
     // The app recovers; the operator queues one event from the admin API...
     target.otherwise(200);
-    let route = hooklatch::http::admin::requeue::requeue_route(app.clone());
-    let answer = warp::test::request()
-        .method("POST")
-        .path("/admin/api/events/shop/g1/forward")
-        .reply(&route)
-        .await;
-    assert_eq!(answer.status(), StatusCode::ACCEPTED);
-    let body: serde_json::Value = serde_json::from_slice(answer.body()).unwrap();
-    assert_eq!(body["status"], "queued");
+    // The real route, behind the token (issue 17 item 10: the test used to drive a
+    // public, unauthenticated copy of it).
+    let requeue = |path: &'static str, token: Option<&'static str>| {
+        let app = app.clone();
+        async move {
+            let mut request = warp::test::request().method("POST").path(path);
+            if let Some(token) = token {
+                request = request.header("authorization", format!("Bearer {token}"));
+            }
+            common::request(&app, request).await
+        }
+    };
+    for token in [None, Some("not-the-admin-token-000")] {
+        let refused = requeue("/admin/api/events/shop/g1/forward", token).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{token:?}");
+    }
+    assert_eq!(
+        state(&db.store, "shop", "g1").await.unwrap().state,
+        "failed",
+        "nothing queued without the token"
+    );
+    let answer = requeue("/admin/api/events/shop/g1/forward", Some(ADMIN_TOKEN)).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED);
+    assert_eq!(answer.body["status"], "queued");
     let delivered = wait_for_state(&db.store, "shop", "g1", "delivered").await;
     assert_eq!(delivered.attempts, 1, "a requeue starts a fresh schedule");
     assert_eq!(
@@ -422,12 +438,8 @@ async fn gives_up_after_max_attempts_then_an_operator_retry_delivers(db: &TestDb
         ("/admin/api/events/shop/nope/forward", StatusCode::NOT_FOUND),
         ("/admin/api/events/acme/g1/forward", StatusCode::CONFLICT),
     ] {
-        let answer = warp::test::request()
-            .method("POST")
-            .path(path)
-            .reply(&route)
-            .await;
-        assert_eq!(answer.status(), status, "{path}");
+        let answer = requeue(path, Some(ADMIN_TOKEN)).await;
+        assert_eq!(answer.status, status, "{path}");
     }
     worker.stop().await;
 }

@@ -319,7 +319,9 @@ fn logs_for(format: &str) -> String {
         common::http_post(addr, "/webhooks/shopify", &forged, &body).status,
         401
     );
-    let invalid = format!(r#"{{"note":"{BODY_MARKER}"}}"#);
+    // A duplicate key, long: its refusal used to quote the key (issue 17 item 11).
+    let key = BODY_MARKER.repeat(100);
+    let invalid = format!(r#"{{"note":"{BODY_MARKER}","{key}":1,"{key}":2}}"#);
     assert_eq!(
         common::http_post(addr, "/webhooks/acme", &[], &invalid).status,
         400
@@ -366,6 +368,16 @@ fn text_logs_have_one_line_per_delivery_and_nothing_secret() {
     ] {
         assert!(first.contains(field), "{field} in {first}");
     }
+    for line in &deliveries {
+        // Rounded to the microsecond: at most three decimals (issue 17 item 17).
+        let value = line
+            .split("latency_ms=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no latency in {line}"));
+        let decimals = value.split_once('.').map_or(0, |(_, f)| f.len());
+        assert!(decimals <= 3, "latency_ms={value} in {line}");
+    }
     assert!(
         deliveries[1].contains("outcome=\"duplicate\""),
         "{}",
@@ -406,5 +418,12 @@ fn json_logs_are_one_object_per_line_with_the_delivery_fields() {
     assert_eq!(first["outcome"], "processed");
     assert!(first["latency_ms"].as_f64().is_some(), "{first}");
     assert_eq!(deliveries[2]["outcome"], "invalid_signature");
+    let refused = deliveries[3];
+    assert_eq!(refused["outcome"], "invalid_payload", "{refused}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("duplicate key") && error.chars().count() <= 200,
+        "{refused}"
+    );
     assert_eq!(deliveries[2]["status"], 401);
 }

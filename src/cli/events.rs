@@ -5,6 +5,7 @@ use std::io::Write;
 
 use clap::{Args, Subcommand};
 
+use super::escape_controls as shown;
 use crate::read::{EventFilter, EventItem, MAX_LIMIT, Timestamp, parse_source};
 use crate::store::Store;
 
@@ -96,8 +97,8 @@ fn table(events: &[EventItem], out: &mut dyn Write) -> std::io::Result<()> {
             "{:<27}  {:<16}  {:<32}  {:<24}  {:>10}  {:>9}  {}",
             e.first_seen_at,
             e.source,
-            e.event_id,
-            e.event_type.as_deref().unwrap_or("-"),
+            shown(&e.event_id),
+            shown(e.event_type.as_deref().unwrap_or("-")),
             e.delivery_count,
             e.conflict_count,
             e.forward.as_ref().map(|f| f.state.as_str()).unwrap_or("-")
@@ -111,7 +112,11 @@ fn show(store: &dyn Store, args: &ShowArgs, out: &mut dyn Write) -> Result<(), S
         .event_detail(&args.source, &args.event_id)
         .map_err(|e| e.to_string())?
     else {
-        return Err(format!("no event {} / {}", args.source, args.event_id));
+        return Err(format!(
+            "no event {} / {}",
+            shown(&args.source),
+            shown(&args.event_id)
+        ));
     };
     let json = event.json();
     let written = if args.json {
@@ -122,11 +127,11 @@ fn show(store: &dyn Store, args: &ShowArgs, out: &mut dyn Write) -> Result<(), S
         (|| {
             let item = &event.item;
             writeln!(out, "source          {}", item.source)?;
-            writeln!(out, "event id        {}", item.event_id)?;
+            writeln!(out, "event id        {}", shown(&item.event_id))?;
             writeln!(
                 out,
                 "event type      {}",
-                item.event_type.as_deref().unwrap_or("-")
+                shown(item.event_type.as_deref().unwrap_or("-"))
             )?;
             writeln!(out, "first seen      {}", item.first_seen_at)?;
             writeln!(out, "last seen       {}", item.last_seen_at)?;
@@ -138,10 +143,10 @@ fn show(store: &dyn Store, args: &ShowArgs, out: &mut dyn Write) -> Result<(), S
                     out,
                     "conversion      #{} {} {} commission {} {}",
                     c.conversion_id,
-                    c.status.as_deref().unwrap_or("-"),
+                    shown(c.status.as_deref().unwrap_or("-")),
                     c.sale_amount,
                     c.commission_amount,
-                    c.currency.as_deref().unwrap_or("")
+                    shown(c.currency.as_deref().unwrap_or(""))
                 )?;
             }
             if let Some(f) = &item.forward {
@@ -169,9 +174,15 @@ fn show(store: &dyn Store, args: &ShowArgs, out: &mut dyn Write) -> Result<(), S
     written.map_err(|e: std::io::Error| format!("cannot write: {e}"))
 }
 
+/// JSON escapes C0 controls in strings but not DEL or C1 (`\u{9b}` starts a terminal
+/// command on some terminals): those are escaped too, line by line.
 fn pretty(value: &serde_json::Value) -> String {
     if value.is_null() {
         return "(pruned)".into();
     }
-    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    text.lines()
+        .map(|line| shown(line).into_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
 }

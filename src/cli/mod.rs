@@ -71,5 +71,28 @@ impl Cli {
     }
 }
 
+/// `text` with every control character (C0, DEL, C1) and bidirectional override written
+/// as `\u{1b}`, for the tables the CLI prints (SPEC §5.2): a stored event id is whatever
+/// a sender chose, and raw it could move the cursor, recolour or retitle the operator's
+/// terminal, or reorder what the line appears to say.
+pub fn escape_controls(text: &str) -> std::borrow::Cow<'_, str> {
+    let hostile = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    if !text.chars().any(hostile) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if hostile(c) {
+            escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+        } else {
+            escaped.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(escaped)
+}
+
 #[cfg(test)]
 mod tests;

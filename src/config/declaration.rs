@@ -86,7 +86,7 @@ pub struct Settings {
     #[arg(long, env = "HOOKLATCH_ADMIN_TOKEN", global = true, hide = true, hide_env_values = true,
           value_parser = AdminToken::parse)]
     pub admin_token: Option<AdminToken>,
-    /// Clear stored payloads older than this, hourly (`90d`, `12h`, `30m`)
+    /// Clear stored payloads older than this, hourly (`90d`, `12h`, `30m`, `45s`)
     #[arg(long, env = "HOOKLATCH_PAYLOAD_RETENTION", global = true, value_name = "AGE",
           value_parser = parse_age)]
     pub payload_retention: Option<Duration>,

@@ -601,11 +601,12 @@ fn validate_secrets(sources: &Sources) -> Result<(), ConfigError> {
         (format!("{SECRET_PREFIX}{suffix}"), preset, secrets)
     });
     for (place, preset, secrets) in from_file.chain(from_env) {
-        let undecodable = secrets.iter().find(|s| standard_secret_key(s).is_none());
-        if let (Preset::Standard, Some(bad)) = (&preset, undecodable) {
-            let shown: String = bad.chars().take(6).collect();
+        let undecodable = secrets.iter().any(|s| standard_secret_key(s).is_none());
+        if matches!(preset, Preset::Standard) && undecodable {
+            // The setting only, not one character of the secret: even a prefix narrows
+            // a guess, and startup errors end up in shared logs.
             return Err(ConfigError(format!(
-                "{place}: Standard Webhooks secrets are whsec_ followed by base64; {shown}… is not"
+                "{place}: a secret does not decode (Standard Webhooks secrets are whsec_ followed by base64)"
             )));
         }
     }

@@ -376,6 +376,26 @@ fn environment_secrets_are_validated_like_file_ones() {
     );
     assert!(ok.is_ok());
     assert!(error(&[], "", &[("HOOKLATCH_SECRET_", "x")]).contains("source name"));
+}
+
+#[test]
+fn a_secret_that_does_not_decode_is_named_by_its_setting_never_quoted() {
+    // Issue 17 item 16: the error used to print the secret's first 6 characters.
+    let secret = "Qz!xK9wV";
+    let windows = |text: &str| {
+        let chars: Vec<char> = secret.chars().collect();
+        chars
+            .windows(2)
+            .map(|w| w.iter().collect::<String>())
+            .filter(|w| text.contains(w.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let env = error(&[], "", &[("HOOKLATCH_SECRET_ACME", secret)]);
+    assert!(env.contains("HOOKLATCH_SECRET_ACME"), "{env}");
+    assert_eq!(windows(&env), Vec::<String>::new(), "{env}");
+    let file = error(&[], &format!("[sources.x]\nsecrets = [\"{secret}\"]"), &[]);
+    assert!(file.contains("[sources.x]"), "{file}");
+    assert_eq!(windows(&file), Vec::<String>::new(), "{file}");
     assert!(error(&[], "", &[("HOOKLATCH_SECRET_acme", "x")]).contains("upper-cased"));
 }
 
@@ -468,7 +488,14 @@ fn ages_and_forward_urls() {
     assert_eq!(parse_age("30m"), Ok(Duration::from_secs(1800)));
     assert_eq!(parse_age("12h"), Ok(Duration::from_secs(43_200)));
     assert_eq!(parse_age("90d"), Ok(Duration::from_secs(90 * 86_400)));
+    // Issue 17 item 15: seconds used to be refused.
+    assert_eq!(parse_age("45s"), Ok(Duration::from_secs(45)));
+    assert_eq!(parse_age("1h 30m"), Ok(Duration::from_secs(5400)));
     for bad in [
+        "1M",
+        "1y",
+        "10ms",
+        "5min",
         "0d",
         "90",
         "d",

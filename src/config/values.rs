@@ -100,24 +100,25 @@ pub(super) fn seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(secs).map_err(|_| format!("{text} seconds is too long"))
 }
 
-/// `90d`, `12h` or `30m`: a positive whole number and a unit. Also used by `prune`.
+/// `90d`, `12h`, `30m` or `45s` (or a sum such as `1h 30m`): parsed by `humantime`, with
+/// its units narrowed to `s`, `m`, `h` and `d` (SPEC §5.2), because its `M` is a month
+/// and its `y` a year, one typo away from the minutes an operator meant. Also used by
+/// `prune`.
 pub fn parse_age(text: &str) -> Result<Duration, String> {
-    let usage = || format!("{text:?} is not an age: use a number and d, h or m, e.g. 90d");
-    let text = text.trim();
-    let unit = match text.chars().last() {
-        Some('d') => 86_400,
-        Some('h') => 3_600,
-        Some('m') => 60,
-        _ => return Err(usage()),
-    };
-    let count: u64 = text[..text.len() - 1].parse().map_err(|_| usage())?;
-    if count == 0 {
+    let usage = || format!("{text:?} is not an age: use a number and s, m, h or d, e.g. 90d");
+    let trimmed = text.trim();
+    let units_ok = trimmed
+        .split(|c: char| c.is_ascii_digit() || c.is_whitespace())
+        .all(|unit| matches!(unit, "" | "s" | "m" | "h" | "d"));
+    // A bare number has no unit; humantime would refuse it too, but say why here.
+    if !units_ok || !trimmed.ends_with(['s', 'm', 'h', 'd']) {
+        return Err(usage());
+    }
+    let age = humantime::parse_duration(trimmed).map_err(|_| usage())?;
+    if age.is_zero() {
         return Err("must be positive".into());
     }
-    count
-        .checked_mul(unit)
-        .map(Duration::from_secs)
-        .ok_or_else(usage)
+    Ok(age)
 }
 
 /// `alert_to`: an `http://` or `https://` URL with a host. The refusal never echoes it: a

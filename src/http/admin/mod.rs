@@ -12,7 +12,7 @@ pub mod forwarding;
 mod listing;
 pub mod query;
 pub mod rejections;
-pub mod requeue;
+mod requeue;
 
 use std::sync::Arc;
 

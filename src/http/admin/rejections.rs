@@ -25,7 +25,9 @@ pub struct Refusal {
 pub struct Rejections(Mutex<VecDeque<Refusal>>);
 
 impl Rejections {
-    pub fn record(&self, refusal: Refusal) {
+    /// Keeps `refusal`, its reason bounded to 200 characters on one line (SPEC §7).
+    pub fn record(&self, mut refusal: Refusal) {
+        refusal.reason = refusal.reason.as_deref().map(crate::error::bounded);
         let mut kept = self.0.lock();
         if kept.len() == KEPT {
             kept.pop_back();
@@ -60,5 +62,21 @@ mod tests {
         assert_eq!(recent.len(), KEPT);
         assert_eq!(recent[0].at, "149");
         assert_eq!(recent[99].at, "50");
+    }
+
+    #[test]
+    fn a_reason_is_kept_on_one_line_and_at_most_200_characters() {
+        let rejections = Rejections::default();
+        rejections.record(Refusal {
+            at: "now".into(),
+            source: "acme".into(),
+            status: 400,
+            error: "invalid_payload",
+            reason: Some(format!("field: {}\nmore", "é".repeat(1000))),
+            event_id: None,
+        });
+        let reason = rejections.recent()[0].reason.clone().unwrap();
+        assert_eq!(reason.chars().count(), 200, "{reason}");
+        assert!(reason.ends_with('…') && !reason.contains('\n'));
     }
 }

@@ -145,9 +145,12 @@ impl AdminReads for SqliteStore {
             let sale = decimal(row.get(2).map_err(map_err)?)?;
             let commission = decimal(row.get(3).map_err(map_err)?)?;
             let group = groups.entry(key).or_default();
+            // Checked: `+=` panics on overflow, and one stored amount out of range (from
+            // before amounts were bounded) would break the summary for good.
+            let overflow = || StoreError::Internal("a conversion summary overflows".into());
             group.0 += 1;
-            group.1 += sale;
-            group.2 += commission;
+            group.1 = group.1.checked_add(sale).ok_or_else(overflow)?;
+            group.2 = group.2.checked_add(commission).ok_or_else(overflow)?;
         }
         let mut groups: Vec<SummaryGroup> = groups
             .into_iter()
