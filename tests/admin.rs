@@ -34,6 +34,8 @@ contract!(
     amounts_have_at_most_eighteen_integer_digits_and_sum_exactly,
     a_refusal_reason_is_bounded_and_never_quotes_the_body,
     the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts,
+    a_console_session_is_valid_on_every_instance_with_the_token_until_it_expires,
+    ten_wrong_tokens_from_one_address_get_429_even_with_the_right_token,
 );
 
 fn source(name: &str) -> Source {
@@ -461,14 +463,19 @@ async fn the_api_answers_401_to_anything_without_the_token(db: &TestDb) {
     deliver(&app, "acme", "known", "t", "x").await;
     let wrong = "test-admin-token-0123456788";
     let mut bodies = Vec::new();
-    for path in [
+    // Fewer than 10 wrong tokens in all: the 11th would be a 429 (SPEC §5.1).
+    let wrongs = [Some(wrong), Some(""), Some("test-admin-token")];
+    for (n, path) in [
         "/admin/api/events",
         "/admin/api/events/acme/known",
         "/admin/api/events/acme/unknown",
         "/admin/api/nothing/here",
         "/admin/api/events?limit=99999",
-    ] {
-        for token in [None, Some(wrong), Some(""), Some("test-admin-token")] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for token in [None, wrongs[n % 3]] {
             let reply = admin_get(&app, path, token).await;
             assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{path} {token:?}");
             assert_eq!(reply.body["error"], "unauthorized");
@@ -1384,4 +1391,145 @@ async fn the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts(
         html.contains("&lt;b&gt;upstream down&lt;/b&gt;"),
         "escaped: {html}"
     );
+}
+
+/// Issue 17 item 7 (SPEC §5.1): a session opened on one instance is valid on every
+/// instance that shares the store and the token, and after a restart; it is signed with a
+/// key from the token, so another token refuses it; it expires 12 h after sign-in.
+async fn a_console_session_is_valid_on_every_instance_with_the_token_until_it_expires(db: &TestDb) {
+    let a = db.admin_app();
+    // Another instance, or this one restarted: nothing of `a`'s memory.
+    let b = Arc::new(App::new(db.store.clone(), &db.config()).with_admin_token(ADMIN_TOKEN));
+    let cookie = sign_in(&a).await;
+    let page = |app: &Arc<App>, cookie: &str| {
+        let (app, cookie) = (app.clone(), cookie.to_owned());
+        async move { console(&app, "GET", "/admin/", Some(&cookie), None, &[]).await }
+    };
+    let (status, _, html_b) = page(&b, &cookie).await;
+    assert_eq!(status, StatusCode::OK, "a session from A opens B");
+    let (_, _, html_a) = page(&a, &cookie).await;
+    assert_eq!(
+        csrf_of(&html_a),
+        csrf_of(&html_b),
+        "one CSRF token everywhere"
+    );
+
+    let other = Arc::new(
+        App::new(db.store.clone(), &db.config()).with_admin_token("another-admin-token-0123456789"),
+    );
+    let (status, headers, _) = page(&other, &cookie).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a new token signs everyone out"
+    );
+    assert_eq!(headers["location"], "/admin/login");
+    let (name, value) = cookie.split_once('=').unwrap();
+    let mut forged = value.to_owned();
+    let last = if forged.pop() == Some('A') { 'B' } else { 'A' };
+    forged.push(last);
+    let issued_later = value.replacen(|c: char| c.is_ascii_digit(), "9", 1);
+    for bad in [forged, issued_later, "1.2.3".into(), String::new()] {
+        let (status, _, _) = page(&b, &format!("{name}={bad}")).await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{bad}");
+    }
+
+    let admin = a.admin.as_ref().unwrap();
+    let now = hooklatch::model::clock::unix_now();
+    let (expired, _) = admin.session_issued_at(now - 12 * 3600 - 1).unwrap();
+    let (fresh, _) = admin.session_issued_at(now - 12 * 3600 + 60).unwrap();
+    let (status, _, _) = page(&b, &format!("{name}={expired}")).await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "12 h after sign-in it has expired"
+    );
+    let (status, _, _) = page(&b, &format!("{name}={fresh}")).await;
+    assert_eq!(status, StatusCode::OK, "a minute before, it has not");
+
+    // Signing out on B, with the CSRF token A rendered, ends the session on B.
+    let same = [("origin", "http://hooklatch.test")];
+    let form = format!("csrf={}", csrf_of(&html_a));
+    let (status, _, _) = console(
+        &b,
+        "POST",
+        "/admin/logout",
+        Some(&cookie),
+        Some(&form),
+        &same,
+    )
+    .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = page(&b, &cookie).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed out");
+}
+
+/// Issue 17 item 8 (SPEC §5.1): after 10 wrong tokens from one address within 10
+/// minutes, console form and API bearer alike, that address gets 429 with Retry-After,
+/// even with the right token; other addresses are not affected.
+async fn ten_wrong_tokens_from_one_address_get_429_even_with_the_right_token(db: &TestDb) {
+    let app = db.admin_app();
+    let api = |ip: &'static str, token: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = warp::test::request()
+                .path("/admin/api/stats")
+                .remote_addr(format!("{ip}:40000").parse().unwrap())
+                .header("authorization", format!("Bearer {token}"));
+            request_raw(&app, request).await
+        }
+    };
+    let form = |ip: &'static str, token: &'static str| {
+        let app = app.clone();
+        async move {
+            let request = warp::test::request()
+                .method("POST")
+                .path("/admin/login")
+                .remote_addr(format!("{ip}:40000").parse().unwrap())
+                .header("host", "hooklatch.test")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={token}"));
+            request_raw(&app, request).await
+        }
+    };
+    let wrong = "not-the-admin-token-00000";
+    for n in 0..5 {
+        assert_eq!(
+            api("192.0.2.1", wrong).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{n}"
+        );
+        assert_eq!(
+            form("192.0.2.1", wrong).await.status(),
+            StatusCode::UNAUTHORIZED,
+            "{n}"
+        );
+    }
+    for refused in [
+        api("192.0.2.1", ADMIN_TOKEN).await,
+        form("192.0.2.1", ADMIN_TOKEN).await,
+    ] {
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=600).contains(&retry), "{retry}");
+        assert!(refused.headers().get("set-cookie").is_none());
+    }
+    let json: Value = serde_json::from_slice(api("192.0.2.1", ADMIN_TOKEN).await.body()).unwrap();
+    assert_eq!(json["error"], "too_many_attempts");
+    assert_eq!(api("192.0.2.2", ADMIN_TOKEN).await.status(), StatusCode::OK);
+    assert_eq!(
+        form("192.0.2.2", ADMIN_TOKEN).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn request_raw(
+    app: &Arc<App>,
+    request: warp::test::RequestBuilder,
+) -> warp::http::Response<bytes::Bytes> {
+    request.reply(&hooklatch::routes(app.clone())).await
 }

@@ -40,6 +40,9 @@ pub enum ApiError {
     InvalidFilter(#[from] crate::read::InvalidFilter),
     #[error("the source {name} has no forward_to setting")]
     NotForwarding { name: String },
+    /// SPEC §5.1: 10 wrong admin tokens from one address within 10 minutes.
+    #[error("too many wrong admin tokens from this address; retry in {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
 }
 
 impl ApiError {
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::InvalidFilter(_) => StatusCode::BAD_REQUEST,
             ApiError::NotForwarding { .. } => StatusCode::CONFLICT,
         }
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::Store(_) => "store_unavailable",
             ApiError::Unauthorized => "unauthorized",
             ApiError::Forbidden => "forbidden",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::InvalidFilter(_) => "invalid_filter",
             ApiError::NotForwarding { .. } => "not_forwarding",
         }
@@ -102,12 +107,21 @@ impl ApiError {
             other => body["message"] = other.to_string().into(),
         }
         let mut response = json_response(self.status(), &body);
-        if matches!(self, ApiError::Store(_)) {
+        if let Some(secs) = self.retry_after() {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
+    }
+
+    /// The `Retry-After` seconds this answer carries, if any.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::Store(_) => Some(RETRY_AFTER_SECS),
+            ApiError::TooManyAttempts { retry_after } => Some(*retry_after),
+            _ => None,
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 use super::app::App;
+use super::peer::WithPeer;
 use super::routes::routes;
 use crate::tls::Tls;
 
@@ -53,9 +54,9 @@ pub async fn serve_with(
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Per-connection failures (reset before accept) are not the
                     // listener's; anything else (EMFILE) gets a pause, not a busy loop.
@@ -72,7 +73,10 @@ pub async fn serve_with(
             () = &mut shutdown => break,
         };
         let builder = builder.clone();
-        let service = TowerToHyperService::new(service.clone());
+        let service = TowerToHyperService::new(WithPeer {
+            inner: service.clone(),
+            peer,
+        });
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {

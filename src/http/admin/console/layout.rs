@@ -83,7 +83,7 @@ pub fn error_page(error: &ApiError) -> Response {
         }
         other => other.to_string(),
     };
-    html_response(
+    let mut response = html_response(
         error.status(),
         html! {
             (DOCTYPE)
@@ -92,7 +92,14 @@ pub fn error_page(error: &ApiError) -> Response {
                 body { main { div.card { h1 { (error.status().as_u16()) } p { (message) } a href="/admin/" { "Back to the console" } } } }
             }
         },
-    )
+    );
+    if let Some(secs) = error.retry_after() {
+        response.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from(secs),
+        );
+    }
+    response
 }
 
 pub(super) fn head(title: &str) -> Markup {

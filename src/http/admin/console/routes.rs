@@ -22,6 +22,8 @@ pub const MAX_FORM_BYTES: u64 = 16 * 1024;
 
 /// What a console request needs besides the app.
 pub struct Request<'a> {
+    /// The client's address, for the sign-in limit.
+    pub client: std::net::IpAddr,
     pub method: &'a Method,
     /// After `/admin/`, still percent-encoded.
     pub path: &'a str,
@@ -44,6 +46,7 @@ pub async fn dispatch(app: &App, admin: &Admin, req: Request<'_>) -> Result<Resp
             same_origin(req.headers)?;
             session::sign_in(
                 admin,
+                req.client,
                 &req.body,
                 app.https || session::behind_tls(req.headers),
             )

@@ -8,6 +8,7 @@ use warp::reply::Response;
 use super::layout::{html_response, redirect};
 use super::login;
 use crate::http::admin::auth::{Admin, SESSION_TTL, Session, same_secret};
+use crate::http::admin::check_token;
 use crate::http::error::ApiError;
 
 const COOKIE: &str = "hooklatch_session";
@@ -20,19 +21,28 @@ pub(super) fn behind_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
 }
 
-/// The session id the browser's cookie names, if it sent one.
+/// The session value the browser's cookie holds, if it sent one.
 pub(super) fn cookie_id(headers: &HeaderMap) -> Option<String> {
     cookie(headers, COOKIE)
 }
 
 /// Opens a session for the right token; `secure` marks the cookie HTTPS-only.
-pub(super) fn sign_in(admin: &Admin, body: &[u8], secure: bool) -> Result<Response, ApiError> {
+pub(super) fn sign_in(
+    admin: &Admin,
+    client: std::net::IpAddr,
+    body: &[u8],
+    secure: bool,
+) -> Result<Response, ApiError> {
     let token = form_field(body, "token").unwrap_or_default();
-    if !admin.accepts(&token) {
-        return Ok(html_response(
-            StatusCode::UNAUTHORIZED,
-            login::render(Some("That is not the admin token.")),
-        ));
+    match check_token(admin, client, Some(&token), "console") {
+        Ok(()) => {}
+        Err(ApiError::Unauthorized) => {
+            return Ok(html_response(
+                StatusCode::UNAUTHORIZED,
+                login::render(Some("That is not the admin token.")),
+            ));
+        }
+        Err(refused) => return Err(refused),
     }
     let Some((id, _)) = admin.open_session() else {
         return Err(ApiError::Store(crate::store::StoreError::Internal(
