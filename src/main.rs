@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 use hooklatch::cli::{Cli, Command};
 use hooklatch::config::{Config, LoadError, LogFormat};
 use hooklatch::forward::Forwarder;
+use hooklatch::forward::worker::ForwarderHandle;
 use hooklatch::tls::Tls;
 use hooklatch::{App, cli, store};
 
@@ -84,6 +85,13 @@ fn run(command: Command, config: Config) -> Result<(), String> {
             println!(
                 "{}",
                 cli::prune::run(open_migrated(&config)?.as_ref(), &args)?
+            );
+            Ok(())
+        }
+        Command::VerifyTotals(args) => {
+            println!(
+                "{}",
+                cli::totals::run(open_migrated(&config)?.as_ref(), &args)?
             );
             Ok(())
         }
@@ -186,6 +194,15 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
         if let Some(retention) = config.payload_retention {
             tokio::spawn(cli::prune::retention_task(store.clone(), retention));
         }
+        // SPEC §6: the worker stops claiming the moment the signal comes, and its
+        // attempts in flight finish alongside the HTTP grace, not after it.
+        let stop_claiming = forwarder.as_ref().map(ForwarderHandle::stop_claiming);
+        let shutdown = async move {
+            shutdown.await;
+            if let Some(stop) = stop_claiming {
+                stop.now();
+            }
+        };
         hooklatch::serve_with(app, listener, tls, shutdown, config.shutdown_grace).await;
         if let Some(forwarder) = forwarder {
             forwarder.stop().await;

@@ -20,8 +20,10 @@ use time::format_description::well_known::Rfc3339;
 use crate::model::Source;
 
 mod detail;
+mod totals;
 
 pub use self::detail::{ConflictJson, DetailJson, EventDetail};
+pub use self::totals::TotalsCheck;
 pub use crate::model::outbox::{ForwardInfo, ForwardStatus};
 
 /// Default and largest page sizes.
@@ -256,6 +258,10 @@ pub enum EventListPlan {
     ByEventId,
     /// From the outbox: pending and failed forwards are few among many events.
     ByForward,
+    /// `duplicated=true` / `conflicted=true`: few events among many, each set in its own
+    /// partial index.
+    Duplicated,
+    Conflicted,
     BySource,
     ByTime,
 }
@@ -269,6 +275,10 @@ impl EventFilter {
             Some(ForwardStatus::Pending | ForwardStatus::Failed)
         ) {
             EventListPlan::ByForward
+        } else if self.conflicted == Some(true) {
+            EventListPlan::Conflicted
+        } else if self.duplicated == Some(true) {
+            EventListPlan::Duplicated
         } else if self.source.is_some() {
             EventListPlan::BySource
         } else {

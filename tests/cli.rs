@@ -382,7 +382,10 @@ fn serve_turns_the_admin_side_on_with_its_token_and_prunes_by_payload_retention(
     });
     common::execute_sql(
         &db.url,
-        "UPDATE webhook_events SET last_seen_at = '2020-01-01T00:00:00.000000Z' WHERE external_event_id = 'old'",
+        // An event from 2020: first and last seen then (last_seen_at never precedes
+        // first_seen_at, and pruning walks first_seen_at).
+        "UPDATE webhook_events SET first_seen_at = '2020-01-01T00:00:00.000000Z', \
+             last_seen_at = '2020-01-01T00:00:00.000000Z' WHERE external_event_id = 'old'",
     );
     let url = url_text(&db.url);
     let token = "serve-admin-token-0123456789";

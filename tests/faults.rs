@@ -48,6 +48,7 @@ on_both_backends!(
     a_blocked_store_answers_every_waiting_request_503_within_the_store_timeout,
     sigkill_with_the_app_down_then_a_restart_delivers_every_acknowledged_forward,
     sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start,
+    sigterm_lets_a_forward_in_flight_finish_and_claims_nothing_new,
 );
 
 /// Generous ceiling for anything that should take about one store timeout here.
@@ -282,9 +283,9 @@ fn sigkill_with_the_app_down_then_a_restart_delivers_every_acknowledged_forward(
     drop(runtime);
 }
 
-/// SIGTERM while the app holds a forward: a clean exit that neither waits for the app
-/// nor counts the abandoned attempt, and releases its lease so the next start sends it
-/// at once (the timeout, and so the lease, is far longer than this test may wait).
+/// SIGTERM while the app holds a forward for longer than `forward_timeout`: the attempt
+/// runs to its timeout (SPEC §6: attempts in flight finish, up to `forward_timeout`), is
+/// recorded as a failed attempt, the process exits 0, and the next start delivers it.
 fn sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start(backend: Backend) {
     use common::forward_app::{Answer, TestApp};
     let Some(target) = Target::new(backend, "forward_sigterm") else {
@@ -293,12 +294,7 @@ fn sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start(bac
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let app = runtime.block_on(TestApp::start());
     app.script(&[Answer::Hang]);
-    let patient = |command: &mut Command| {
-        command.env("HOOKLATCH_FORWARD_TIMEOUT", "600");
-    };
-    let mut command = forwarding_to(app.addr, &target.url);
-    patient(&mut command);
-    let server = Server::spawn(command);
+    let server = Server::spawn(forwarding_to(app.addr, &target.url));
     let answer = post(server.addr, "/webhooks/shop", &[], r#"{"id":"held"}"#).unwrap();
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert!(
@@ -314,11 +310,17 @@ fn sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start(bac
         EventId::parse("held", "id").unwrap(),
     );
     let entry = store.forward_state(&shop, &held).unwrap().unwrap();
-    assert_eq!((entry.state.as_str(), entry.attempts), ("pending", 0));
+    assert_eq!((entry.state.as_str(), entry.attempts), ("pending", 1));
+    assert!(
+        entry
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("forward_timeout")),
+        "{entry:?}"
+    );
 
-    let mut command = forwarding_to(app.addr, &target.url);
-    patient(&mut command);
-    let server = Server::spawn(command);
+    app.release();
+    let server = Server::spawn(forwarding_to(app.addr, &target.url));
     assert!(
         wait_until(Duration::from_secs(60), || store
             .forward_state(&shop, &held)
@@ -331,10 +333,84 @@ fn sigterm_during_a_forward_exits_0_and_leaves_it_pending_for_the_next_start(bac
     assert_eq!(
         app.for_id(&webhook_id).len(),
         2,
-        "the abandoned attempt and the delivery"
+        "the timed-out attempt and the delivery"
     );
     server.stop();
+    drop(app);
+    drop(runtime);
+}
+
+/// SIGTERM while the app holds a forward it will answer: the worker claims nothing more
+/// (a second event waits in the outbox), the held attempt finishes and is recorded
+/// delivered, and the next start sends only the event it never claimed. Before, the
+/// attempt was abandoned and sent again after the restart.
+fn sigterm_lets_a_forward_in_flight_finish_and_claims_nothing_new(backend: Backend) {
+    use common::forward_app::{Answer, TestApp};
+    let Some(target) = Target::new(backend, "forward_finish") else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = runtime.block_on(TestApp::start());
+    app.script(&[Answer::Hang]);
+    let mut command = forwarding_to(app.addr, &target.url);
+    command
+        .env("HOOKLATCH_FORWARD_TIMEOUT", "30")
+        .env("HOOKLATCH_FORWARD_CONCURRENCY", "1");
+    let mut server = Server::spawn(command);
+    let first = post(server.addr, "/webhooks/shop", &[], r#"{"id":"in-flight"}"#).unwrap();
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(
+        wait_until(WITHIN_STORE_TIMEOUT, || app.hanging() == 1),
+        "the forward never reached the app: {}",
+        server.log()
+    );
+    // The one slot is taken: this one waits in the outbox.
+    let second = post(server.addr, "/webhooks/shop", &[], r#"{"id":"waiting"}"#).unwrap();
+    assert_eq!(second.status, 200, "{}", second.body);
+
+    server.signal("TERM");
+    assert!(
+        wait_until(WITHIN_STORE_TIMEOUT, || server
+            .log()
+            .contains("shutting down")),
+        "{}",
+        server.log()
+    );
     app.release();
+    let status = server.wait_exit(Duration::from_secs(40));
+    assert!(status.success(), "{status:?}: {}", server.log());
+
+    let store = target.store();
+    let shop = Source::parse("shop").unwrap();
+    let state = |id: &str| {
+        store
+            .forward_state(&shop, &EventId::parse(id, "id").unwrap())
+            .unwrap()
+            .unwrap()
+    };
+    let finished = state("in-flight");
+    assert_eq!(
+        (finished.state.as_str(), finished.attempts),
+        ("delivered", 1),
+        "the attempt in flight finished: {}",
+        server.log()
+    );
+    let waiting = state("waiting");
+    assert_eq!((waiting.state.as_str(), waiting.attempts), ("pending", 0));
+    let first_id = format!("hl_{}", first.json()["webhook_event_id"]);
+    let second_id = format!("hl_{}", second.json()["webhook_event_id"]);
+    assert!(app.for_id(&second_id).is_empty(), "claimed after SIGTERM");
+
+    let server = Server::spawn(forwarding_to(app.addr, &target.url));
+    assert!(
+        wait_until(Duration::from_secs(60), || state("waiting").state
+            == "delivered"),
+        "{}",
+        server.log()
+    );
+    server.stop();
+    assert_eq!(app.for_id(&first_id).len(), 1, "never sent twice");
+    assert_eq!(app.for_id(&second_id).len(), 1);
     drop(app);
     drop(runtime);
 }

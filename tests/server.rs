@@ -214,6 +214,12 @@ impl Operations for DownStore {
     fn prune_payloads(&self, _: &read::Timestamp, _: bool) -> Result<read::Pruned, StoreError> {
         Err(down())
     }
+    fn recompute_totals(&self) -> Result<(), StoreError> {
+        Err(down())
+    }
+    fn verify_totals(&self) -> Result<read::TotalsCheck, StoreError> {
+        Err(down())
+    }
 }
 
 impl Outbox for DownStore {

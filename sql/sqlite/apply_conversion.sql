@@ -17,4 +17,4 @@ WHERE excluded.source_updated_at > c.source_updated_at
    OR ((excluded.source_updated_at IS NULL OR c.source_updated_at IS NULL
         OR excluded.source_updated_at = c.source_updated_at)
        AND NOT (excluded.status = 'PENDING' AND coalesce(c.status, 'PENDING') <> 'PENDING'))
-RETURNING id, status
+RETURNING id, status, currency, sale_amount, commission_amount

@@ -16,6 +16,7 @@ pub mod export;
 pub mod forward;
 pub mod import;
 pub mod prune;
+pub mod totals;
 
 pub use forward::ForwardCommand;
 
@@ -55,6 +56,9 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Clear stored payloads older than a duration; keys, fingerprints and counts stay.
     Prune(prune::PruneArgs),
+    /// Recount every row and compare with the kept totals (`stats`, the summary);
+    /// fails on drift. `--repair` rebuilds them from the rows.
+    VerifyTotals(totals::VerifyTotalsArgs),
     /// Forwarding to your app: queue events again, pause, resume, replay a window.
     #[command(subcommand)]
     Forward(ForwardCommand),

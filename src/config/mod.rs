@@ -148,6 +148,7 @@ impl Config {
                 connect_timeout: s.connect_timeout,
                 statement_timeout: s.store_timeout,
                 sqlite_full_sync: s.sqlite_synchronous == SqliteSynchronous::Full,
+                ..StoreOptions::default()
             },
             body_timeout: s.body_timeout,
             shutdown_grace: s.shutdown_grace,

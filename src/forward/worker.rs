@@ -12,9 +12,12 @@
 //! query per instance per interval and needs no connection of its own.
 //!
 //! Claims are leases (see `Outbox::claim_forwards`), longer than an attempt can take, so
-//! two instances never send one entry at once. SIGTERM stops claiming, abandons
-//! attempts in flight and releases this worker's leases: those entries stay pending and
-//! are sent again (same `webhook-id`) by the next start or another instance.
+//! two instances never send one entry at once. SIGTERM stops claiming at once (SPEC §6)
+//! and lets the attempts in flight finish and be recorded, each bounded by
+//! `forward_timeout`, while the HTTP side uses its grace: a normal restart never sends
+//! an event twice. Only an attempt still unrecorded past that bound is abandoned; its
+//! lease is released with the others, so it stays pending and the next start (or
+//! another instance) sends it again with the same `webhook-id`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -73,15 +76,35 @@ pub struct Forwarder {
     alerts: Alerter,
 }
 
+/// How long past `forward_timeout` a stopping worker waits for attempts in flight: the
+/// attempt itself is over by then, this is for recording its outcome.
+const RECORD_GRACE: Duration = Duration::from_secs(2);
+
 /// A running worker; [`ForwarderHandle::stop`] ends it.
 pub struct ForwarderHandle {
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
     task: JoinHandle<()>,
 }
 
+/// Stops a worker's claiming from elsewhere (the shutdown signal), without waiting.
+#[derive(Clone)]
+pub struct StopClaiming(Arc<watch::Sender<bool>>);
+
+impl StopClaiming {
+    pub fn now(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
 impl ForwarderHandle {
-    /// Stops claiming, abandons attempts in flight and releases their leases, so those
-    /// entries stay pending for the next start.
+    /// A switch that stops claiming the moment it is flipped; attempts in flight go on.
+    pub fn stop_claiming(&self) -> StopClaiming {
+        StopClaiming(self.stop.clone())
+    }
+
+    /// Stops claiming, waits for the attempts in flight to finish and be recorded (each
+    /// bounded by `forward_timeout`), then releases this worker's leases, so an entry
+    /// left unfinished stays pending for the next start.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -136,7 +159,10 @@ impl Forwarder {
     pub fn spawn(self) -> ForwarderHandle {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(Arc::new(self).run(stopped));
-        ForwarderHandle { stop, task }
+        ForwarderHandle {
+            stop: Arc::new(stop),
+            task,
+        }
     }
 
     /// Longer than an attempt plus recording it can take, so a live worker never loses
@@ -180,6 +206,11 @@ impl Forwarder {
                             store_down = false;
                         }
                         claimed = jobs.len();
+                        if *stop.borrow() {
+                            // Stopped while this claim ran: none of it starts; the leases
+                            // are released below.
+                            break;
+                        }
                         for job in jobs {
                             // Only this loop takes permits, and it claimed no more than
                             // were free.
@@ -218,11 +249,18 @@ impl Forwarder {
                 Some(_) = in_flight.join_next(), if free == 0 => {}
             }
         }
+        // No new claim from here on; what is in flight finishes and is recorded.
+        let finishing = in_flight.len();
+        let _ = tokio::time::timeout(self.options.timeout + RECORD_GRACE, async {
+            while in_flight.join_next().await.is_some() {}
+        })
+        .await;
         let abandoned = in_flight.len();
         in_flight.shutdown().await;
         let (store, owner) = (self.store.clone(), self.owner.clone());
         match run_blocking(move || store.release_forwards(Some(&owner))).await {
             Ok(released) => tracing::info!(
+                finished = finishing - abandoned,
                 abandoned,
                 released,
                 "forwarding stopped; unfinished forwards stay pending"

@@ -29,7 +29,7 @@ use crate::model::outbox::{
 use crate::model::{EventId, NewEvent, Outcome, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventDetail, EventFilter, EventItem, ExportFilter,
-    ExportItem, Pruned, SourceStats, SummaryGroup, Timestamp,
+    ExportItem, Pruned, SourceStats, SummaryGroup, Timestamp, TotalsCheck,
 };
 
 pub use self::backup::{BackupError, BackupReport};
@@ -76,6 +76,9 @@ pub struct StoreOptions {
     /// SQLite only: `synchronous=FULL` (true, the default) makes every acknowledged event
     /// survive power loss; false uses `NORMAL`, which survives a process crash only.
     pub sqlite_full_sync: bool,
+    /// PostgreSQL only: how often this instance folds the totals' delta rows (migration
+    /// 008). Reads add the unfolded deltas, so this bounds their number, not correctness.
+    pub totals_fold_every: Duration,
 }
 
 impl Default for StoreOptions {
@@ -85,6 +88,7 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
             sqlite_full_sync: true,
+            totals_fold_every: Duration::from_secs(1),
         }
     }
 }
@@ -175,13 +179,13 @@ pub trait AdminReads {
     fn conversion_by_id(&self, id: i64) -> Result<Option<ConversionItem>, StoreError>;
 
     /// Count and exact sums of conversions per status and currency, sorted by status then
-    /// currency, nulls first.
+    /// currency, nulls first. Read from the totals kept as events arrive, not a scan.
     fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError>;
 
     /// The kept forward attempts of one event, newest first.
     fn forward_history(&self, webhook_event_id: i64) -> Result<Vec<AttemptRecord>, StoreError>;
 
-    /// Per-source counts, sorted by source.
+    /// Per-source counts, sorted by source. Read from the totals kept as events arrive.
     fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError>;
 
     /// Events with their payloads, oldest first by `(first_seen_at, id)`, after the
@@ -253,6 +257,15 @@ pub trait Operations {
     /// an existing file; leaves no file behind on failure. A backend whose data is not
     /// one file answers `Unsupported`, naming the tool to use instead.
     fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError>;
+
+    /// Rebuilds the kept totals (what `stats` and `conversions/summary` read) from the
+    /// rows, while deliveries go on: each is counted once, in the recount or after it.
+    /// For `verify-totals --repair`, and after anything that wrote rows without them.
+    fn recompute_totals(&self) -> Result<(), StoreError>;
+
+    /// Recounts every row and compares the recount with the kept totals, both read in
+    /// one snapshot (after this process's pending duplicate counts are committed).
+    fn verify_totals(&self) -> Result<TotalsCheck, StoreError>;
 }
 
 /// The forwarding outbox (SPEC §6): what the forward worker and the forward commands
@@ -392,6 +405,7 @@ macro_rules! migration_files {
             $crate::store::migration_file!($backend, "005_admin_indexes"),
             $crate::store::migration_file!($backend, "006_forward_backlog_index"),
             $crate::store::migration_file!($backend, "007_forward_care"),
+            $crate::store::migration_file!($backend, "008_totals"),
         ]
     };
 }

@@ -5,7 +5,9 @@
 
 use crate::model::outbox::{AttemptRecord, ForwardInfo, SourceForwarding};
 use crate::model::{StoredConflict, StoredEvent};
-use crate::read::{ConversionItem, EventItem, ExportItem, Pruned, SourceStats, payload_value};
+use crate::read::{
+    ConversionItem, EventItem, ExportItem, Pruned, SourceStats, SummaryGroup, payload_value,
+};
 use crate::store::{PRUNE_BATCH, StoreError};
 
 /// A result row of either backend, read by column index. Integers of any width come
@@ -145,6 +147,17 @@ pub(crate) fn source_stats(row: &impl Columns) -> Result<SourceStats, StoreError
         duplicates: deliveries - events,
         conflicts: row.int(3)?,
         last_seen_at: row.text(4)?,
+    })
+}
+
+/// `conversion_totals.sql`, `conversion_summary.sql` (PostgreSQL; SQLite sums in Rust).
+pub(crate) fn summary_group(row: &impl Columns) -> Result<SummaryGroup, StoreError> {
+    Ok(SummaryGroup {
+        status: row.opt_text(0)?,
+        currency: row.opt_text(1)?,
+        count: row.int(2)?,
+        sale_amount: row.text(3)?,
+        commission_amount: row.text(4)?,
     })
 }
 

@@ -237,6 +237,12 @@ impl Operations for Closed {
     ) -> Result<read::Pruned, store::StoreError> {
         Err(closed())
     }
+    fn recompute_totals(&self) -> Result<(), store::StoreError> {
+        Err(closed())
+    }
+    fn verify_totals(&self) -> Result<read::TotalsCheck, store::StoreError> {
+        Err(closed())
+    }
 }
 
 impl Outbox for Closed {
@@ -411,6 +417,12 @@ impl Operations for Watched {
     ) -> Result<read::Pruned, store::StoreError> {
         self.inner.prune_payloads(before, dry_run)
     }
+    fn recompute_totals(&self) -> Result<(), store::StoreError> {
+        self.inner.recompute_totals()
+    }
+    fn verify_totals(&self) -> Result<read::TotalsCheck, store::StoreError> {
+        self.inner.verify_totals()
+    }
 }
 
 impl Outbox for Watched {
@@ -571,7 +583,7 @@ fn drop_pg_database(name: &str) {
     }
 }
 
-fn admin_client(url: &str) -> Result<postgres::Client, postgres::Error> {
+pub fn admin_client(url: &str) -> Result<postgres::Client, postgres::Error> {
     let mut config: postgres::Config = url.parse()?;
     config.connect_timeout(Duration::from_secs(3));
     // The sync client runs its own runtime, which must not nest inside a test's tokio

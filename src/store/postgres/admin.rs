@@ -14,7 +14,7 @@ use crate::model::outbox::AttemptRecord;
 use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
-    ExportItem, KeyRange, Pruned, SourceStats, SummaryGroup, Timestamp, sort_groups,
+    ExportItem, KeyRange, Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 use crate::store::rows::{self, prune_in_batches};
 use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
@@ -28,12 +28,15 @@ mod sql {
         include_str!("../../../sql/postgres/list_events_by_event_id.sql");
     pub const LIST_EVENTS_BY_FORWARD: &str =
         include_str!("../../../sql/postgres/list_events_by_forward.sql");
+    pub const LIST_EVENTS_DUPLICATED: &str =
+        include_str!("../../../sql/postgres/list_events_duplicated.sql");
+    pub const LIST_EVENTS_CONFLICTED: &str =
+        include_str!("../../../sql/postgres/list_events_conflicted.sql");
     pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/postgres/list_conversions.sql");
+    pub const LIST_CONVERSIONS_BY_STATUS: &str =
+        include_str!("../../../sql/postgres/list_conversions_by_status.sql");
     pub const GET_CONVERSION_BY_ID: &str =
         include_str!("../../../sql/postgres/get_conversion_by_id.sql");
-    pub const CONVERSION_SUMMARY: &str =
-        include_str!("../../../sql/postgres/conversion_summary.sql");
-    pub const SOURCE_STATS: &str = include_str!("../../../sql/postgres/source_stats.sql");
     pub const EXPORT_EVENTS: &str = include_str!("../../../sql/postgres/export_events.sql");
     pub const PRUNE_EVENTS: &str = include_str!("../../../sql/postgres/prune_events.sql");
     pub const PRUNE_CONFLICTS: &str = include_str!("../../../sql/postgres/prune_conflicts.sql");
@@ -53,7 +56,11 @@ impl KeyRange {
 }
 
 impl PostgresStore {
-    fn rows(&self, statement: &str, params: &[Param<'_>]) -> Result<Vec<Row>, StoreError> {
+    pub(super) fn rows(
+        &self,
+        statement: &str,
+        params: &[Param<'_>],
+    ) -> Result<Vec<Row>, StoreError> {
         self.with_conn(|conn| conn.client.query_typed(statement, params))
     }
 
@@ -95,6 +102,8 @@ impl AdminReads for PostgresStore {
         let statement = match filter.plan() {
             EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
             EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
+            EventListPlan::Duplicated => sql::LIST_EVENTS_DUPLICATED,
+            EventListPlan::Conflicted => sql::LIST_EVENTS_CONFLICTED,
             EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
             EventListPlan::ByTime => sql::LIST_EVENTS,
         };
@@ -132,8 +141,12 @@ impl AdminReads for PostgresStore {
         let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
         let (bound, key_at, key_id) = range.params();
         let limit = i64::from(limit);
+        let statement = match filter.status {
+            Some(_) => sql::LIST_CONVERSIONS_BY_STATUS,
+            None => sql::LIST_CONVERSIONS,
+        };
         self.rows(
-            sql::LIST_CONVERSIONS,
+            statement,
             &[
                 (&filter.status, Type::TEXT),
                 (&filter.currency, Type::TEXT),
@@ -156,24 +169,9 @@ impl AdminReads for PostgresStore {
             .transpose()
     }
 
-    /// Summed in SQL over `numeric`, exactly (SQLite, without a decimal type, sums in
-    /// Rust).
+    /// The totals kept as events arrive (migration 008): a few rows, whatever the size.
     fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
-        let mut groups = self
-            .rows(sql::CONVERSION_SUMMARY, &[])?
-            .iter()
-            .map(|row| {
-                Ok(SummaryGroup {
-                    status: get(row, 0)?,
-                    currency: get(row, 1)?,
-                    count: get(row, 2)?,
-                    sale_amount: get(row, 3)?,
-                    commission_amount: get(row, 4)?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        sort_groups(&mut groups);
-        Ok(groups)
+        self.conversion_totals()
     }
 
     fn forward_history(&self, webhook_event_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -184,11 +182,7 @@ impl AdminReads for PostgresStore {
     }
 
     fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
-        self.flush_pending_counts()?;
-        self.rows(sql::SOURCE_STATS, &[])?
-            .iter()
-            .map(rows::source_stats)
-            .collect()
+        self.source_totals()
     }
 
     fn export_events(

@@ -1,6 +1,8 @@
 //! Commits duplicate counts for the PostgreSQL backend: a thread per store that wakes
 //! when the first count arrives, waits [`FLUSH_DELAY`] for more, and commits them all in
-//! one call of `count_duplicate_deliveries` (see `crate::store::counts`). After a failed
+//! one call of `count_duplicate_deliveries` (see `crate::store::counts`). The same thread
+//! folds the totals' delta rows every `StoreOptions::totals_fold_every` (see
+//! `super::totals`). After a failed
 //! commit it tries again on its own, backing off up to [`RETRY_MAX`]: no later count
 //! would wake it, since counts already pending make a new one look like part of a batch.
 //!
@@ -30,7 +32,11 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    pub fn start(pool: Pool<Manager>, wait: Duration) -> std::io::Result<Flusher> {
+    pub fn start(
+        pool: Pool<Manager>,
+        wait: Duration,
+        fold_every: Duration,
+    ) -> std::io::Result<Flusher> {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         let counts = Arc::new(Counts::default());
         let flushing = Arc::new(Mutex::new(()));
@@ -39,7 +45,7 @@ impl Flusher {
             let flushing = flushing.clone();
             std::thread::Builder::new()
                 .name("hooklatch-pg-counts".into())
-                .spawn(move || run(&pool, &counts, &flushing, &woken, wait))?
+                .spawn(move || run(&pool, &counts, &flushing, &woken, wait, fold_every))?
         };
         Ok(Flusher {
             wake: Some(wake),
@@ -89,6 +95,7 @@ impl Drop for Flusher {
 enum Woke {
     Count,
     Retry,
+    Fold,
     Closing,
 }
 
@@ -98,23 +105,35 @@ fn run(
     flushing: &Mutex<()>,
     woken: &Receiver<()>,
     wait: Duration,
+    fold_every: Duration,
 ) {
     // Set while the last commit failed and counts are still pending: the next try's wait.
     let mut retry: Option<Duration> = None;
+    let mut next_fold = Instant::now() + fold_every;
     loop {
-        let woke = match retry {
-            None => match woken.recv() {
-                Ok(()) => Woke::Count,
-                Err(_) => Woke::Closing,
-            },
-            Some(delay) => match woken.recv_timeout(delay) {
-                Ok(()) => Woke::Count,
-                Err(RecvTimeoutError::Timeout) => Woke::Retry,
-                Err(RecvTimeoutError::Disconnected) => Woke::Closing,
-            },
+        let until_fold = next_fold.saturating_duration_since(Instant::now());
+        let (delay, on_timeout) = match retry {
+            Some(delay) if delay < until_fold => (delay, Woke::Retry),
+            _ => (until_fold, Woke::Fold),
         };
+        let woke = match woken.recv_timeout(delay) {
+            Ok(()) => Woke::Count,
+            Err(RecvTimeoutError::Timeout) => on_timeout,
+            Err(RecvTimeoutError::Disconnected) => Woke::Closing,
+        };
+        if matches!(woke, Woke::Fold) || Instant::now() >= next_fold {
+            // Also after a count: a steady stream of duplicates never lets the wait time out.
+            fold_pooled(pool);
+            next_fold = Instant::now() + fold_every;
+        }
         let closing = match woke {
             Woke::Closing => true,
+            Woke::Fold => {
+                if retry.is_none() {
+                    continue;
+                }
+                false
+            }
             Woke::Retry => false,
             // Let more counts gather (a retry storm sends many at once); stop waiting
             // early only when the store is closing.
@@ -135,6 +154,21 @@ fn run(
         }
         let committed = flush_pooled(pool, counts, flushing, wait);
         retry = (!committed && !counts.is_empty()).then(|| next_retry(retry));
+    }
+}
+
+/// Opportunistic: folds on an idle pooled connection, or not at all this time (the
+/// deltas wait for the next fold, and reads add them meanwhile), so housekeeping never
+/// waits for a connection a webhook could use.
+fn fold_pooled(pool: &Pool<Manager>) {
+    let Some(mut conn) = pool.try_get() else {
+        return;
+    };
+    if let Err(e) = super::totals::fold(&mut conn) {
+        if connection_lost(&e) {
+            conn.broken = true;
+        }
+        tracing::debug!(error = %e, "totals not folded yet");
     }
 }
 

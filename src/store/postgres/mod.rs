@@ -26,6 +26,7 @@ mod flusher;
 mod ops;
 mod outbox;
 mod process;
+mod totals;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,7 +192,12 @@ impl PostgresStore {
             connect_timeout: options.connect_timeout,
             permits: Arc::new(tokio::sync::Semaphore::new(size as usize)),
             flusher: Some(
-                flusher::Flusher::start(pool.clone(), options.connect_timeout).map_err(|e| {
+                flusher::Flusher::start(
+                    pool.clone(),
+                    options.connect_timeout,
+                    options.totals_fold_every,
+                )
+                .map_err(|e| {
                     StoreError::Internal(format!("cannot start the counts thread: {e}"))
                 })?,
             ),

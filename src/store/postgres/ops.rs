@@ -7,12 +7,12 @@ use postgres::{Client, NoTls};
 
 use super::errors::{detail, map_err};
 use super::{PostgresStore, chain, off_runtime, sql};
-use crate::read::{Pruned, Timestamp};
+use crate::read::{Pruned, Timestamp, TotalsCheck};
 use crate::store::{
     BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
 };
 
-const MIGRATIONS: [MigrationFile; 7] = migration_files!("postgres");
+const MIGRATIONS: [MigrationFile; 8] = migration_files!("postgres");
 
 /// Key of the session advisory lock held while migrating ("hooklatc" in ASCII), so that
 /// instances starting together migrate one after the other.
@@ -69,6 +69,14 @@ impl Operations for PostgresStore {
 
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
         super::admin::prune_payloads(self, before, dry_run)
+    }
+
+    fn recompute_totals(&self) -> Result<(), StoreError> {
+        self.recompute_totals_now()
+    }
+
+    fn verify_totals(&self) -> Result<TotalsCheck, StoreError> {
+        self.verify_totals_now()
     }
 
     /// A PostgreSQL database is not one file hooklatch could copy consistently; its own

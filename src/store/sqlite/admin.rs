@@ -4,17 +4,14 @@
 //! runs on the writer thread one short batch at a time, so deliveries interleave with a
 //! long prune. Rows are mapped by the shared mappers in `store::rows`.
 
-use std::collections::BTreeMap;
-
 use rusqlite::params;
-use rust_decimal::Decimal;
 
 use super::{SqliteStore, all_rows, map_err, sql as event_sql};
 use crate::model::outbox::AttemptRecord;
 use crate::model::{EventId, Source, StoredConflict, StoredEvent};
 use crate::read::{
     ConversionFilter, ConversionItem, Cursor, EventFilter, EventItem, EventListPlan, ExportFilter,
-    ExportItem, KeyRange, Pruned, SourceStats, SummaryGroup, Timestamp, sort_groups,
+    ExportItem, KeyRange, Pruned, SourceStats, SummaryGroup, Timestamp,
 };
 use crate::store::rows::{self, prune_in_batches};
 use crate::store::{AdminReads, PRUNE_BATCH, StoreError};
@@ -28,11 +25,15 @@ mod sql {
         include_str!("../../../sql/sqlite/list_events_by_event_id.sql");
     pub const LIST_EVENTS_BY_FORWARD: &str =
         include_str!("../../../sql/sqlite/list_events_by_forward.sql");
+    pub const LIST_EVENTS_DUPLICATED: &str =
+        include_str!("../../../sql/sqlite/list_events_duplicated.sql");
+    pub const LIST_EVENTS_CONFLICTED: &str =
+        include_str!("../../../sql/sqlite/list_events_conflicted.sql");
     pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/sqlite/list_conversions.sql");
+    pub const LIST_CONVERSIONS_BY_STATUS: &str =
+        include_str!("../../../sql/sqlite/list_conversions_by_status.sql");
     pub const GET_CONVERSION_BY_ID: &str =
         include_str!("../../../sql/sqlite/get_conversion_by_id.sql");
-    pub const CONVERSION_SUMMARY: &str = include_str!("../../../sql/sqlite/conversion_summary.sql");
-    pub const SOURCE_STATS: &str = include_str!("../../../sql/sqlite/source_stats.sql");
     pub const EXPORT_EVENTS: &str = include_str!("../../../sql/sqlite/export_events.sql");
     pub const PRUNE_EVENTS: &str = include_str!("../../../sql/sqlite/prune_events.sql");
     pub const PRUNE_CONFLICTS: &str = include_str!("../../../sql/sqlite/prune_conflicts.sql");
@@ -70,6 +71,8 @@ impl AdminReads for SqliteStore {
         let statement = match filter.plan() {
             EventListPlan::ByEventId => sql::LIST_EVENTS_BY_EVENT_ID,
             EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
+            EventListPlan::Duplicated => sql::LIST_EVENTS_DUPLICATED,
+            EventListPlan::Conflicted => sql::LIST_EVENTS_CONFLICTED,
             EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
             EventListPlan::ByTime => sql::LIST_EVENTS,
         };
@@ -102,10 +105,12 @@ impl AdminReads for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ConversionItem>, StoreError> {
         let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
+        let statement = match filter.status {
+            Some(_) => sql::LIST_CONVERSIONS_BY_STATUS,
+            None => sql::LIST_CONVERSIONS,
+        };
         let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(sql::LIST_CONVERSIONS)
-            .map_err(map_err)?;
+        let mut stmt = conn.prepare_cached(statement).map_err(map_err)?;
         all_rows(
             &mut stmt,
             params![
@@ -130,42 +135,9 @@ impl AdminReads for SqliteStore {
         Ok(found.into_iter().next())
     }
 
-    /// Summed here, not in SQL: SQLite has no exact decimal type, so `sum()` over the
-    /// stored decimal text would round (PostgreSQL sums `numeric` in its statement).
+    /// The totals the writer keeps (migration 008): a few rows, whatever the store's size.
     fn conversion_summary(&self) -> Result<Vec<SummaryGroup>, StoreError> {
-        type Key = (Option<String>, Option<String>);
-        let conn = self.conn()?;
-        let mut stmt = conn
-            .prepare_cached(sql::CONVERSION_SUMMARY)
-            .map_err(map_err)?;
-        let mut rows = stmt.query([]).map_err(map_err)?;
-        let mut groups: BTreeMap<Key, (i64, Decimal, Decimal)> = BTreeMap::new();
-        while let Some(row) = rows.next().map_err(map_err)? {
-            let key: Key = (row.get(0).map_err(map_err)?, row.get(1).map_err(map_err)?);
-            let sale = decimal(row.get(2).map_err(map_err)?)?;
-            let commission = decimal(row.get(3).map_err(map_err)?)?;
-            let group = groups.entry(key).or_default();
-            // Checked: `+=` panics on overflow, and one stored amount out of range (from
-            // before amounts were bounded) would break the summary for good.
-            let overflow = || StoreError::Internal("a conversion summary overflows".into());
-            group.0 += 1;
-            group.1 = group.1.checked_add(sale).ok_or_else(overflow)?;
-            group.2 = group.2.checked_add(commission).ok_or_else(overflow)?;
-        }
-        let mut groups: Vec<SummaryGroup> = groups
-            .into_iter()
-            .map(
-                |((status, currency), (count, sale, commission))| SummaryGroup {
-                    status,
-                    currency,
-                    count,
-                    sale_amount: sale.to_string(),
-                    commission_amount: commission.to_string(),
-                },
-            )
-            .collect();
-        sort_groups(&mut groups);
-        Ok(groups)
+        super::totals::conversion_totals(&*self.conn()?)
     }
 
     fn forward_history(&self, webhook_event_id: i64) -> Result<Vec<AttemptRecord>, StoreError> {
@@ -178,9 +150,7 @@ impl AdminReads for SqliteStore {
 
     fn source_stats(&self) -> Result<Vec<SourceStats>, StoreError> {
         self.flush_pending_counts()?;
-        let conn = self.conn()?;
-        let mut stmt = conn.prepare_cached(sql::SOURCE_STATS).map_err(map_err)?;
-        all_rows(&mut stmt, [], |row| rows::source_stats(row))
+        super::totals::source_totals(&*self.conn()?)
     }
 
     fn export_events(
@@ -205,11 +175,6 @@ impl AdminReads for SqliteStore {
             |row| rows::export_item(row),
         )
     }
-}
-
-fn decimal(text: String) -> Result<Decimal, StoreError> {
-    text.parse()
-        .map_err(|e| StoreError::Internal(format!("stored amount {text:?}: {e}")))
 }
 
 pub(super) fn prune_payloads(

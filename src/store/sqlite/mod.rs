@@ -21,6 +21,7 @@ mod backup;
 mod ops;
 mod outbox;
 mod process;
+mod totals;
 mod writer;
 
 use std::path::Path;
@@ -41,6 +42,7 @@ mod sql {
         include_str!("../../../sql/sqlite/find_sale_conversion.sql");
     pub const APPLY_CONVERSION: &str = include_str!("../../../sql/sqlite/apply_conversion.sql");
     pub const FIND_CONVERSION: &str = include_str!("../../../sql/sqlite/find_conversion.sql");
+    pub const CONVERSION_BEFORE: &str = include_str!("../../../sql/sqlite/conversion_before.sql");
     pub const INSERT_EVENT: &str = include_str!("../../../sql/sqlite/insert_event.sql");
     pub const COUNT_DUPLICATE: &str = include_str!("../../../sql/sqlite/count_duplicate.sql");
     pub const COUNT_DUPLICATES: &str = include_str!("../../../sql/sqlite/count_duplicates.sql");

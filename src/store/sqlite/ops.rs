@@ -1,16 +1,16 @@
-//! Operations on SQLite: migrations and pruning run on the writer thread (so no batch
-//! sees a half-migrated schema, and a long prune interleaves with deliveries); backup
-//! copies the live file.
+//! Operations on SQLite: migrations, pruning and the totals rebuild run on the writer
+//! thread (so no batch sees a half-migrated schema or half-rebuilt totals, and a long
+//! prune interleaves with deliveries); backup copies the live file.
 
 use std::path::Path;
 
-use super::{SqliteStore, admin, backup};
-use crate::read::{Pruned, Timestamp};
+use super::{SqliteStore, admin, backup, totals};
+use crate::read::{Pruned, Timestamp, TotalsCheck};
 use crate::store::{
     BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
 };
 
-const MIGRATIONS: [MigrationFile; 7] = migration_files!("sqlite");
+const MIGRATIONS: [MigrationFile; 8] = migration_files!("sqlite");
 
 impl Operations for SqliteStore {
     fn migrate(&self) -> Result<(), StoreError> {
@@ -23,9 +23,19 @@ impl Operations for SqliteStore {
             refinery::Runner::new(&migrations)
                 .set_grouped(true)
                 .run(conn)
-                .map(|_| ())
-                .map_err(|e| StoreError::Unavailable(format!("SQLite migration failed: {e}")))
+                .map_err(|e| StoreError::Unavailable(format!("SQLite migration failed: {e}")))?;
+            totals::fill_if_missing(conn)
         })
+    }
+
+    fn recompute_totals(&self) -> Result<(), StoreError> {
+        // On the writer, between batches: no batch adds to totals being rebuilt.
+        self.flush_pending_counts()?;
+        self.with_writer(totals::recompute)
+    }
+
+    fn verify_totals(&self) -> Result<TotalsCheck, StoreError> {
+        self.verify_totals_now()
     }
 
     fn backup_to(&self, path: &Path) -> Result<BackupReport, BackupError> {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::totals::{Counted, Delta};
 use super::writer::{ReplyTo, Writer};
 use super::{SqliteStore, map_err, sql};
 use crate::model::clock::now_text;
@@ -27,6 +28,8 @@ struct ConversionState {
     status: Option<String>,
     /// Created or moved by this delivery (false: stale, or a sale already on record).
     applied: bool,
+    /// When applied: the conversion as it is now, for the totals.
+    counted: Option<Counted>,
 }
 
 /// Decides a delivery by a read, without the writer: `Some` for a duplicate (counted),
@@ -46,11 +49,17 @@ fn read_duplicate(
 }
 
 /// One event inside the writer's transaction (in its own savepoint): a duplicate or
-/// conflict if the id is on record by now, else the event and its conversion.
-pub(super) fn apply(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+/// conflict if the id is on record by now, else the event and its conversion. What it
+/// changed in the totals goes into `delta`, which the caller keeps only if the
+/// savepoint commits.
+pub(super) fn apply(
+    conn: &Connection,
+    event: &NewEvent,
+    delta: &mut Delta,
+) -> Result<Outcome, StoreError> {
     match find(conn, event)? {
-        Some(existing) => answer_known(conn, existing, event),
-        None => insert_new(conn, event),
+        Some(existing) => answer_known(conn, existing, event, delta),
+        None => insert_new(conn, event, delta),
     }
 }
 
@@ -60,11 +69,14 @@ fn answer_known(
     conn: &Connection,
     existing: Existing,
     event: &NewEvent,
+    delta: &mut Delta,
 ) -> Result<Outcome, StoreError> {
     let now = now_text();
+    let source = event.source.as_str();
     if existing.fingerprint == event.fingerprint {
         conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
             .map_err(map_err)?;
+        delta.deliveries(source, false, 1, 0, &now);
         return Ok(Outcome::Duplicate(existing.receipt()));
     }
     let conflicts: i64 = conn
@@ -83,20 +95,29 @@ fn answer_known(
         ],
     )
     .map_err(map_err)?;
+    delta.deliveries(source, false, 1, 1, &now);
     Ok(Outcome::Conflict(existing.receipt()))
 }
 
 /// Records a new event and creates or moves its conversion, inside the writer's
 /// transaction (one writer per process serialises every delivery of one conversion).
-fn insert_new(conn: &Connection, event: &NewEvent) -> Result<Outcome, StoreError> {
+fn insert_new(
+    conn: &Connection,
+    event: &NewEvent,
+    delta: &mut Delta,
+) -> Result<Outcome, StoreError> {
     let now = now_text();
-    let conversion = match &event.conversion {
+    let mut conversion = match &event.conversion {
         None => None,
         Some(c) if c.external_conversion_id.is_some() => {
-            Some(apply_conversion(conn, event, c, &now)?)
+            Some(apply_conversion(conn, event, c, &now, delta)?)
         }
         Some(c) => Some(create_sale_conversion(conn, event, c, &now)?),
     };
+    if let Some(counted) = conversion.as_mut().and_then(|c| c.counted.take()) {
+        delta.conversion(counted, 1)?;
+    }
+    delta.deliveries(event.source.as_str(), true, 1, 0, &now);
     let conversion_id = conversion.as_ref().map(|c| c.id);
     let webhook_event_id = conn
         .prepare_cached(sql::INSERT_EVENT)
@@ -160,14 +181,26 @@ fn create_sale_conversion(
 
 /// A conversion delivery: creates the conversion keyed by `(source,
 /// external_conversion_id)`, or moves it unless the delivery is stale. The staleness rule
-/// lives in the statement's `WHERE`, evaluated against the row as it is now.
+/// lives in the statement's `WHERE`, evaluated against the row as it is now. A move takes
+/// the conversion out of the group it was in (`delta`); the caller adds it to its new one.
 fn apply_conversion(
     conn: &Connection,
     event: &NewEvent,
     c: &NewConversion,
     now: &str,
+    delta: &mut Delta,
 ) -> Result<ConversionState, StoreError> {
-    write_or_read(
+    let before = conn
+        .prepare_cached(sql::CONVERSION_BEFORE)
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![event.source.as_str(), c.external_conversion_id],
+                counted(0),
+            )
+            .optional()
+        })
+        .map_err(map_err)?;
+    let state = write_or_read(
         conn,
         (
             sql::APPLY_CONVERSION,
@@ -191,11 +224,28 @@ fn apply_conversion(
             sql::FIND_CONVERSION,
             params![event.source.as_str(), c.external_conversion_id],
         ),
-    )
+    )?;
+    if let (true, Some(before)) = (state.applied, before) {
+        delta.conversion(before, -1)?;
+    }
+    Ok(state)
 }
 
-/// Runs a write that returns `(id, status)` of the row it created or moved; when it wrote
-/// nothing, reads `(id, status)` of the row it left alone.
+/// Reads a conversion's group and amounts: status, currency, sale, commission from
+/// column `first` on.
+fn counted(first: usize) -> impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<Counted> {
+    move |row| {
+        Ok(Counted {
+            status: row.get(first)?,
+            currency: row.get(first + 1)?,
+            sale_amount: row.get(first + 2)?,
+            commission_amount: row.get(first + 3)?,
+        })
+    }
+}
+
+/// Runs a write that returns `(id, status, currency, sale, commission)` of the row it
+/// created or moved; when it wrote nothing, reads `(id, status)` of the row it left alone.
 fn write_or_read<W: rusqlite::Params, R: rusqlite::Params>(
     conn: &Connection,
     (write, write_params): (&str, W),
@@ -207,6 +257,11 @@ fn write_or_read<W: rusqlite::Params, R: rusqlite::Params>(
                 id: row.get(0)?,
                 status: row.get(1)?,
                 applied,
+                counted: if applied {
+                    Some(counted(1)(row)?)
+                } else {
+                    None
+                },
             })
         }
     };

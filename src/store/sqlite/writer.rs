@@ -38,8 +38,9 @@ use std::time::{Duration, Instant};
 
 use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::totals::Delta;
 use super::{map_err, sql};
 use crate::model::{NewEvent, Outcome};
 use crate::store::StoreError;
@@ -453,11 +454,15 @@ impl WriterState {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
         let mut outcomes = Vec::with_capacity(events.len());
+        // What the batch changed in the totals, written once per source and group below.
+        let mut totals = Delta::default();
         for (event, _) in events {
             let mut savepoint = tx.savepoint().map_err(map_err)?;
-            let outcome = super::process::apply(&savepoint, event);
+            let mut delta = Delta::default();
+            let outcome = super::process::apply(&savepoint, event, &mut delta);
             if outcome.is_ok() {
                 savepoint.commit().map_err(map_err)?;
+                totals.absorb(delta)?;
             } else {
                 savepoint
                     .rollback()
@@ -469,9 +474,16 @@ impl WriterState {
         if !counts.is_empty() {
             let mut stmt = tx.prepare_cached(sql::COUNT_DUPLICATES).map_err(map_err)?;
             for (id, (n, at)) in counts {
-                stmt.execute(params![id, n, at]).map_err(map_err)?;
+                let source: Option<String> = stmt
+                    .query_row(params![id, n, at], |row| row.get(0))
+                    .optional()
+                    .map_err(map_err)?;
+                if let Some(source) = source {
+                    totals.deliveries(&source, false, *n, 0, at);
+                }
             }
         }
+        totals.write(&tx)?;
         tx.commit().map_err(map_err)?;
         Ok(outcomes)
     }
