@@ -552,7 +552,7 @@ fn migrating_replaces_the_older_shape_of_the_function() {
         .iter()
         .map(|row| row.get(0))
         .collect();
-    assert_eq!(arities, vec![16], "only the current shape remains");
+    assert_eq!(arities, vec![19], "only the current shape remains");
     drop(admin);
     let outcome = db
         .store
