@@ -19,5 +19,6 @@ pub mod model;
 pub mod read;
 pub mod sources;
 pub mod store;
+pub mod tls;
 
-pub use http::{App, routes, serve};
+pub use http::{App, routes, serve, serve_with};

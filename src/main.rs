@@ -12,6 +12,7 @@ use hooklatch::cli::{Cli, Command};
 use hooklatch::config::{Config, LoadError, LogFormat};
 use hooklatch::forward::Forwarder;
 use hooklatch::forward::worker::ForwarderHandle;
+use hooklatch::tls::Tls;
 use hooklatch::{App, cli, store};
 
 fn main() -> ExitCode {
@@ -204,8 +205,13 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let tls = Tls::start(&config.https).map_err(|e| e.to_string())?;
+        if let Some(tls) = tls.as_ref().filter(|tls| tls.reloads_files()) {
+            reload_on_hangup(tls.clone()).map_err(|e| format!("cannot handle signals: {e}"))?;
+        }
         let address = listener.local_addr().map_err(|e| e.to_string())?;
-        tracing::info!(%address, "hooklatch listening on {address}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%address, scheme, "hooklatch listening on {address}");
         if let Some(retention) = config.payload_retention {
             tokio::spawn(cli::prune::retention_task(store.clone(), retention));
         }
@@ -218,7 +224,7 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
                 stop.now();
             }
         };
-        hooklatch::serve(app, listener, shutdown, config.shutdown_grace).await;
+        hooklatch::serve_with(app, listener, tls, shutdown, config.shutdown_grace).await;
         if let Some(forwarder) = forwarder {
             forwarder.stop().await;
         }
@@ -263,6 +269,29 @@ fn warn_about_settings(config: &Config) {
             "forwarded requests are not signed: set HOOKLATCH_FORWARD_SECRET or forward_secret"
         );
     }
+}
+
+/// SIGHUP reads the certificate files again; a bad new pair is logged and the old one
+/// kept. Installed before the server says it listens, so a SIGHUP never ends it.
+fn reload_on_hangup(tls: Tls) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: certificate and key reloaded"),
+                    Err(e) => {
+                        tracing::error!("SIGHUP: {e}; still serving the previous certificate")
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(tls);
+    Ok(())
 }
 
 /// Resolves on SIGTERM or SIGINT. The handlers are installed by this call, not when the

@@ -320,6 +320,9 @@ fn the_service_unit_runs_confined_as_its_own_user_with_its_state_in_one_director
         ("EnvironmentFile", "-/etc/hooklatch/env"),
         ("ProtectSystem", "strict"),
         ("NoNewPrivileges", "yes"),
+        // Port 443 for HTTPS as the hooklatch user, and no other capability.
+        ("AmbientCapabilities", "CAP_NET_BIND_SERVICE"),
+        ("CapabilityBoundingSet", "CAP_NET_BIND_SERVICE"),
         ("Restart", "on-failure"),
         ("ExecStart", "/usr/local/bin/hooklatch serve"),
     ] {

@@ -31,6 +31,8 @@ pub struct Settings {
         default_value = "127.0.0.1:8000"
     )]
     pub listen: SocketAddr,
+    #[command(flatten)]
+    pub https: super::https::HttpsSettings,
     /// Store: `sqlite://PATH`, `sqlite::memory:`, `postgres://…` or `postgresql://…`
     #[arg(long, env = "DATABASE_URL", global = true, value_name = "URL", hide_env_values = true,
           default_value = "sqlite://hooklatch.db", value_parser = DatabaseUrl::parse)]

@@ -121,6 +121,17 @@ pub fn load<C: Parser, T: Into<OsString> + Clone>(
                 toml::Value::Integer(n) => n.to_string(),
                 toml::Value::Float(n) => n.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
+                // A list of names (acme_domains) is read like its environment form.
+                toml::Value::Array(items)
+                    if super::https::LIST_KEYS.contains(&key.as_str())
+                        && items.iter().all(toml::Value::is_str) =>
+                {
+                    items
+                        .iter()
+                        .filter_map(toml::Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
                 _ => {
                     return Err(file_error(path, &format!("{key} must be a single value")).into());
                 }
@@ -155,7 +166,7 @@ pub fn load<C: Parser, T: Into<OsString> + Clone>(
         .map_err(|error| LoadError::Invalid(clap_line(&error)))?;
 
     let sources = sources::load(file_sources, config_path.as_deref(), &env)?;
-    let config = Config::resolve(settings, sources);
+    let config = Config::resolve(settings, sources)?;
     if config.forward.retry_initial > config.forward.retry_max {
         return Err(
             ConfigError("forward_retry_initial must not exceed forward_retry_max".into()).into(),

@@ -15,6 +15,7 @@ use clap::FromArgMatches;
 use crate::store::StoreOptions;
 
 mod declaration;
+mod https;
 mod layering;
 mod sources;
 mod table;
@@ -26,6 +27,7 @@ pub use crate::error::redact;
 /// Re-exported: a `Config` names its store by this URL.
 pub use crate::store::DatabaseUrl;
 pub use declaration::Settings;
+pub use https::{AcmeSettings, DomainList, Https, HttpsSettings, LETS_ENCRYPT};
 pub use layering::{LoadError, load};
 pub use sources::{
     FORWARD_TO_PREFIX, SECRET_PREFIX, SOURCE_KEYS, SourceKey, SourceSettings, Sources, destination,
@@ -79,6 +81,8 @@ impl fmt::Debug for ForwardConfig {
 #[derive(Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// HTTPS from files, from ACME, or off.
+    pub https: Https,
     pub database_url: DatabaseUrl,
     pub max_body_bytes: u64,
     pub on_conflict: OnConflict,
@@ -99,6 +103,7 @@ impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
             .field("listen", &self.listen)
+            .field("https", &self.https)
             .field("database_url", &self.database_url)
             .field("max_body_bytes", &self.max_body_bytes)
             .field("on_conflict", &self.on_conflict)
@@ -122,17 +127,19 @@ impl Default for Config {
             .try_get_matches_from(["hooklatch"])
             .expect("the declared defaults parse");
         let settings = Settings::from_arg_matches(&matches).expect("the declared defaults parse");
-        Config::resolve(settings, Sources::default())
+        Config::resolve(settings, Sources::default()).expect("the declared defaults resolve")
     }
 }
 
 impl Config {
     /// Shapes resolved settings into what the service uses. Every value was validated
     /// on its own by its parser; only checks across settings are left.
-    fn resolve(s: Settings, mut sources: Sources) -> Config {
+    fn resolve(s: Settings, mut sources: Sources) -> Result<Config, ConfigError> {
         sources.serving_on(s.listen, s.allow_unsigned);
-        Config {
+        let https = s.https.resolve(&s.database_url)?;
+        Ok(Config {
             listen: s.listen,
+            https,
             database_url: s.database_url,
             max_body_bytes: s.max_body_bytes,
             on_conflict: s.on_conflict,
@@ -161,7 +168,7 @@ impl Config {
                 pause_after: s.forward_pause_after,
                 alert_to: s.alert_to.map(|url| url.0),
             },
-        }
+        })
     }
 }
 

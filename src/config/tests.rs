@@ -308,6 +308,7 @@ fn unknown_keys_are_refused_at_the_top_and_in_sources() {
     // The file cannot name another file.
     assert!(error(&[], "config = \"other.toml\"", &[]).contains("unknown key `config`"));
     assert!(error(&[], "listen = [\"a\"]", &[]).contains("single value"));
+    assert!(error(&[], "acme_email = [\"a\"]", &[]).contains("single value"));
     assert!(error(&[], "[sources.x]\npreset = \"paypal\"", &[]).contains("unknown preset"));
     assert!(error(&[], "[sources.x]\npreset = \"generic\"", &[]).contains("signature_header"));
     assert!(error(&[], "[sources.X]\nsecrets = [\"a\"]", &[]).contains("source name"));
@@ -693,4 +694,39 @@ fn debug_output_never_shows_a_secret() {
     ] {
         assert!(!shown.contains(secret), "{secret} in {shown}");
     }
+}
+
+#[test]
+fn acme_domains_is_a_list_in_the_file_and_comma_separated_in_the_environment() {
+    let from_file = load(&[], "acme_domains = [\"a.example\", \"B.example\"]", &[]).unwrap();
+    let from_env = load(
+        &[],
+        "",
+        &[("HOOKLATCH_ACME_DOMAINS", "a.example, b.example")],
+    )
+    .unwrap();
+    for config in [from_file, from_env] {
+        let Https::Acme(acme) = config.https else {
+            panic!("ACME expected: {:?}", config.https)
+        };
+        assert_eq!(acme.domains, ["a.example", "b.example"]);
+        assert_eq!(acme.directory, crate::config::LETS_ENCRYPT);
+    }
+    assert!(error(&["--tls-cert", "c.pem"], "", &[]).contains("tls_key is not"));
+    assert!(
+        error(
+            &[
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+                "--acme-domains",
+                "a.example"
+            ],
+            "",
+            &[]
+        )
+        .contains("acme_domains")
+    );
+    assert_eq!(load(&[], "", &[]).unwrap().https, Https::Off);
 }

@@ -27,6 +27,8 @@ pub struct App {
     pub rejections: Rejections,
     /// Notified after each commit of a forwarding event, so the worker sends at once.
     pub forward_wake: Arc<Notify>,
+    /// The listener speaks HTTPS itself, so the console cookie is always `Secure`.
+    pub https: bool,
     /// Alerts for the operator's pauses and resumes (`alert_to`).
     pub alerts: Alerter,
 }
@@ -47,6 +49,7 @@ impl App {
             admin: config.admin_token.as_deref().map(Admin::new),
             rejections: Rejections::default(),
             forward_wake: Arc::new(Notify::new()),
+            https: config.https.is_on(),
             alerts: Alerter::new(&config.forward),
         }
     }

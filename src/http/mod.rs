@@ -17,4 +17,4 @@ mod webhook;
 
 pub use app::App;
 pub use routes::routes;
-pub use server::serve;
+pub use server::{serve, serve_with};

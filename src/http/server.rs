@@ -1,4 +1,5 @@
-//! The server loop: accepts connections and serves [`routes`] on each until shutdown.
+//! The server loop: accepts connections (with a TLS handshake first when HTTPS is on)
+//! and serves [`routes`] on each until shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,17 @@ use tokio::net::TcpListener;
 use super::app::App;
 use super::peer::WithPeer;
 use super::routes::routes;
+use crate::tls::Tls;
+
+/// Serves plain HTTP until `shutdown` resolves; see [`serve_with`].
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) {
+    serve_with(app, listener, None, shutdown, grace).await;
+}
 
 /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish
 /// for at most `grace`, and returns.
@@ -21,9 +33,14 @@ use super::routes::routes;
 /// within the body timeout (hyper's header read timeout, which also bounds an idle
 /// keep-alive connection), so a client trickling an endless head cannot hold a
 /// connection for ever. warp's own loop cannot set it.
-pub async fn serve(
+///
+/// With `tls`, every connection is a TLS handshake first (bounded by the same timeout),
+/// then HTTP/1.1 or HTTP/2 as ALPN chose; a client speaking plain HTTP fails the
+/// handshake and never reaches a route.
+pub async fn serve_with(
     app: Arc<App>,
     listener: TcpListener,
+    tls: Option<Tls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) {
@@ -61,10 +78,26 @@ pub async fn serve(
             peer,
         });
         let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            // One body for both stream types: hyper's connection future is generic over it.
+            macro_rules! serve_on {
+                ($io:expr) => {{
+                    let connection = builder.serve_connection_with_upgrades($io, service);
+                    if let Err(e) = watcher.watch(connection).await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                }};
+            }
+            let Some(tls) = tls else {
+                serve_on!(TokioIo::new(stream));
+                return;
+            };
+            match tokio::time::timeout(head_timeout, tls.accept(stream)).await {
+                Ok(Ok(Some(stream))) => serve_on!(TokioIo::new(stream)),
+                Ok(Ok(None)) => {}
+                Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                Err(_) => tracing::debug!("TLS handshake timed out"),
             }
         });
     }

@@ -17,15 +17,15 @@ impl Transfer for SqliteStore {
             let tx = conn
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(map_err)?;
-            // The totals move with the rows, in the same transaction.
-            let mut totals = Delta::default();
+            // The whole batch commits or none of it, so one delta for the batch.
+            let mut delta = Delta::default();
             let outcomes = batch
                 .iter()
                 .map(|(event, history)| {
-                    super::process::apply(&tx, event, Some(history), &mut totals)
+                    super::process::apply(&tx, event, Some(history), &mut delta)
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            totals.write(&tx)?;
+            delta.write(&tx)?;
             tx.commit().map_err(map_err)?;
             Ok(outcomes)
         })

@@ -48,7 +48,7 @@ pub async fn dispatch(app: &App, admin: &Admin, req: Request<'_>) -> Result<Resp
                 admin,
                 req.client,
                 &req.body,
-                session::behind_tls(req.headers),
+                app.https || session::behind_tls(req.headers),
             )
         }
         (&Method::POST, ["logout"]) => {
