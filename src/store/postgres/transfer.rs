@@ -3,7 +3,7 @@
 //! copy batch is one multi-row `INSERT … SELECT FROM unnest(…)` (one text array per
 //! column), and only the rows it did not write are read back to compare.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use postgres::GenericClient;
 use postgres::types::ToSql;
@@ -155,34 +155,42 @@ impl Transfer for PostgresStore {
             .collect();
         let params: Vec<&(dyn ToSql + Sync)> =
             columns.iter().map(|c| c as &(dyn ToSql + Sync)).collect();
-        let (inserted, present) = self.with_conn(|conn| {
+        let keys = rows.iter().map(row_key).collect::<Result<Vec<_>, _>>()?;
+        let (inserted, missing, present) = self.with_conn(|conn| {
             let mut tx = conn.client.transaction()?;
             let inserted: HashSet<i64> = tx
                 .query(statements(table).1, &params)?
                 .iter()
                 .map(|row| row.try_get(0))
                 .collect::<Result<_, _>>()?;
-            let mut present = Vec::new();
-            for row in &rows {
-                let key = row_key(row).unwrap_or(i64::MIN);
-                if !inserted.contains(&key) {
-                    present.push((key, read(&mut tx, table, key - 1, key, 1)?));
+            // The rows not written are read back in one range read, not one round trip
+            // each: a second copy finds every row present, and that pass is the
+            // downtime of a move.
+            let missing: Vec<i64> = keys
+                .iter()
+                .copied()
+                .filter(|key| !inserted.contains(key))
+                .collect();
+            let present = match (missing.first(), missing.last()) {
+                (Some(&first), Some(&last)) => {
+                    read(&mut tx, table, first - 1, last, u32::MAX)?
                 }
-            }
+                _ => Vec::new(),
+            };
             tx.commit()?;
-            Ok((inserted, present))
+            Ok((inserted, missing, present))
         })?;
         let mut written = Written {
             inserted: inserted.len() as u64,
             ..Written::default()
         };
-        let mut by_key = std::collections::HashMap::new();
-        for row in &rows {
-            by_key.insert(row_key(row)?, row);
-        }
-        for (key, there) in present {
-            let there = rows_as_text(&there)?;
-            if there.first().is_some_and(|r| Some(&r) == by_key.get(&key)) {
+        let there: HashMap<i64, CopyRow> = rows_as_text(&present)?
+            .into_iter()
+            .map(|row| Ok((row_key(&row)?, row)))
+            .collect::<Result<_, StoreError>>()?;
+        let ours: HashMap<i64, &CopyRow> = keys.iter().copied().zip(&rows).collect();
+        for key in missing {
+            if there.get(&key).is_some_and(|row| Some(&row) == ours.get(&key)) {
                 written.present += 1;
             } else {
                 written.different.push(key);
