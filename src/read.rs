@@ -263,6 +263,9 @@ pub enum EventListPlan {
     /// partial index.
     Duplicated,
     Conflicted,
+    /// `event_type`: its own index (migration 009), so a rare or unknown type answers
+    /// in one range instead of a walk through every event.
+    ByType,
     BySource,
     ByTime,
 }
@@ -280,6 +283,8 @@ impl EventFilter {
             EventListPlan::Conflicted
         } else if self.duplicated == Some(true) {
             EventListPlan::Duplicated
+        } else if self.event_type.is_some() {
+            EventListPlan::ByType
         } else if self.source.is_some() {
             EventListPlan::BySource
         } else {

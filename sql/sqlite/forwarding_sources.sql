@@ -1,6 +1,16 @@
 -- Every source with outbox entries or a forwarding state, with its counts.
-WITH names AS (
-    SELECT DISTINCT source FROM forward_outbox
+-- The outbox's sources are found by skipping from one to the next along
+-- idx_forward_outbox_source_state (one index seek per source): `SELECT DISTINCT source`
+-- read every outbox entry, delivered ones included, which grow with the store (57 ms at
+-- 1,000,000 events).
+WITH RECURSIVE outbox_sources(source) AS (
+    SELECT min(source) FROM forward_outbox
+    UNION ALL
+    SELECT (SELECT min(o.source) FROM forward_outbox o WHERE o.source > s.source)
+    FROM outbox_sources s
+    WHERE s.source IS NOT NULL
+), names AS (
+    SELECT source FROM outbox_sources WHERE source IS NOT NULL
     UNION
     SELECT source FROM forward_sources
 ), counts AS (

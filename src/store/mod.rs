@@ -414,6 +414,7 @@ macro_rules! migration_files {
             $crate::store::migration_file!($backend, "006_forward_backlog_index"),
             $crate::store::migration_file!($backend, "007_forward_care"),
             $crate::store::migration_file!($backend, "008_totals"),
+            $crate::store::migration_file!($backend, "009_lookup_indexes"),
         ]
     };
 }

@@ -35,6 +35,10 @@ mod sql {
     pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/postgres/list_conversions.sql");
     pub const LIST_CONVERSIONS_BY_STATUS: &str =
         include_str!("../../../sql/postgres/list_conversions_by_status.sql");
+    pub const LIST_CONVERSIONS_BY_ORDER: &str =
+        include_str!("../../../sql/postgres/list_conversions_by_order.sql");
+    pub const LIST_EVENTS_BY_TYPE: &str =
+        include_str!("../../../sql/postgres/list_events_by_type.sql");
     pub const GET_CONVERSION_BY_ID: &str =
         include_str!("../../../sql/postgres/get_conversion_by_id.sql");
     pub const EXPORT_EVENTS: &str = include_str!("../../../sql/postgres/export_events.sql");
@@ -98,6 +102,7 @@ impl AdminReads for PostgresStore {
             EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
             EventListPlan::Duplicated => sql::LIST_EVENTS_DUPLICATED,
             EventListPlan::Conflicted => sql::LIST_EVENTS_CONFLICTED,
+            EventListPlan::ByType => sql::LIST_EVENTS_BY_TYPE,
             EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
             EventListPlan::ByTime => sql::LIST_EVENTS,
         };
@@ -135,9 +140,11 @@ impl AdminReads for PostgresStore {
         let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
         let (bound, key_at, key_id) = range.params();
         let limit = i64::from(limit);
-        let statement = match filter.status {
-            Some(_) => sql::LIST_CONVERSIONS_BY_STATUS,
-            None => sql::LIST_CONVERSIONS,
+        // An order id matches a few conversions at most: its own index first.
+        let statement = match (&filter.order_id, &filter.status) {
+            (Some(_), _) => sql::LIST_CONVERSIONS_BY_ORDER,
+            (None, Some(_)) => sql::LIST_CONVERSIONS_BY_STATUS,
+            (None, None) => sql::LIST_CONVERSIONS,
         };
         self.rows(
             statement,

@@ -32,6 +32,10 @@ mod sql {
     pub const LIST_CONVERSIONS: &str = include_str!("../../../sql/sqlite/list_conversions.sql");
     pub const LIST_CONVERSIONS_BY_STATUS: &str =
         include_str!("../../../sql/sqlite/list_conversions_by_status.sql");
+    pub const LIST_CONVERSIONS_BY_ORDER: &str =
+        include_str!("../../../sql/sqlite/list_conversions_by_order.sql");
+    pub const LIST_EVENTS_BY_TYPE: &str =
+        include_str!("../../../sql/sqlite/list_events_by_type.sql");
     pub const GET_CONVERSION_BY_ID: &str =
         include_str!("../../../sql/sqlite/get_conversion_by_id.sql");
     pub const EXPORT_EVENTS: &str = include_str!("../../../sql/sqlite/export_events.sql");
@@ -73,6 +77,7 @@ impl AdminReads for SqliteStore {
             EventListPlan::ByForward => sql::LIST_EVENTS_BY_FORWARD,
             EventListPlan::Duplicated => sql::LIST_EVENTS_DUPLICATED,
             EventListPlan::Conflicted => sql::LIST_EVENTS_CONFLICTED,
+            EventListPlan::ByType => sql::LIST_EVENTS_BY_TYPE,
             EventListPlan::BySource => sql::LIST_EVENTS_BY_SOURCE,
             EventListPlan::ByTime => sql::LIST_EVENTS,
         };
@@ -105,9 +110,11 @@ impl AdminReads for SqliteStore {
         limit: u32,
     ) -> Result<Vec<ConversionItem>, StoreError> {
         let range = KeyRange::descending(filter.since.as_ref(), filter.until.as_ref(), after);
-        let statement = match filter.status {
-            Some(_) => sql::LIST_CONVERSIONS_BY_STATUS,
-            None => sql::LIST_CONVERSIONS,
+        // An order id matches a few conversions at most: its own index first.
+        let statement = match (&filter.order_id, &filter.status) {
+            (Some(_), _) => sql::LIST_CONVERSIONS_BY_ORDER,
+            (None, Some(_)) => sql::LIST_CONVERSIONS_BY_STATUS,
+            (None, None) => sql::LIST_CONVERSIONS,
         };
         let conn = self.conn()?;
         let mut stmt = conn.prepare_cached(statement).map_err(map_err)?;
