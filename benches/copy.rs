@@ -33,11 +33,7 @@ fn main() {
         let first = copy(&source_url, &target);
         rows.push(("copy SQLite → PostgreSQL".into(), events, first));
         let again = copy(&source_url, &target);
-        rows.push((
-            "copy again, every row already there".into(),
-            events,
-            again,
-        ));
+        rows.push(("copy again, every row already there".into(), events, again));
     }
 
     let exported = dir.path().join("events.jsonl");
@@ -98,7 +94,12 @@ fn copy(source_url: &str, target: &Database) -> Ran {
         "copy failed: {stdout}{}",
         String::from_utf8_lossy(&ran.output.stderr)
     );
-    println!("copy: {} ({:.1} s; {})", stdout.trim(), ran.seconds, ran.cpu);
+    println!(
+        "copy: {} ({:.1} s; {})",
+        stdout.trim(),
+        ran.seconds,
+        ran.cpu
+    );
     ran
 }
 
@@ -109,7 +110,12 @@ fn check_import(ran: &Ran, lines: u64) {
         "import failed: {stdout}{}",
         String::from_utf8_lossy(&ran.output.stderr)
     );
-    println!("import: {} ({:.1} s; {})", stdout.trim(), ran.seconds, ran.cpu);
+    println!(
+        "import: {} ({:.1} s; {})",
+        stdout.trim(),
+        ran.seconds,
+        ran.cpu
+    );
     assert!(
         stdout.contains(" 0 invalid"),
         "every exported line imports: {stdout}"

@@ -86,8 +86,7 @@ fn main() {
             // multi-row inserts), as `hooklatch copy` does; `cargo bench --bench copy`
             // times `copy` itself.
             let store = common::open(&db.url);
-            let filled =
-                common::generate::Generator::new(events).fill_store(store.as_ref(), true);
+            let filled = common::generate::Generator::new(events).fill_store(store.as_ref(), true);
             drop(store);
             println!("generated: {filled}");
             let check = common::hooklatch(&db.url, &["verify-totals"]);
@@ -140,7 +139,9 @@ fn main() {
     }
     if let Some(sizes) = pg_sizes {
         println!();
-        println!("| PostgreSQL table | rows | table MB per million events | indexes MB per million events |");
+        println!(
+            "| PostgreSQL table | rows | table MB per million events | indexes MB per million events |"
+        );
         println!("|---|---:|---:|---:|");
         for (table, rows, heap, indexes) in sizes {
             println!(
@@ -172,7 +173,10 @@ fn measure(database_url: &str, events: u64) -> Vec<Timing> {
     let server = Server::start(&[
         ("DATABASE_URL", database_url.to_owned()),
         ("HOOKLATCH_ADMIN_TOKEN", TOKEN.to_owned()),
-        ("HOOKLATCH_FORWARD_TO_SHOPIFY", "http://127.0.0.1:9/".to_owned()),
+        (
+            "HOOKLATCH_FORWARD_TO_SHOPIFY",
+            "http://127.0.0.1:9/".to_owned(),
+        ),
     ]);
     let mut client = Client::connect(server.addr).expect("connect");
     let bearer = format!("Bearer {TOKEN}");
@@ -197,16 +201,14 @@ fn measure(database_url: &str, events: u64) -> Vec<Timing> {
     // at once).
     let mut pick = |query: &str| -> (String, String) {
         let answer = client.get(&format!("/admin/api/events?limit=1&{query}"), &api);
-        let body: serde_json::Value =
-            serde_json::from_slice(&answer.body).expect("an events page");
+        let body: serde_json::Value = serde_json::from_slice(&answer.body).expect("an events page");
         let item = &body["items"][0];
         let text = |v: &serde_json::Value| v.as_str().expect("a text field").to_owned();
         (text(&item["source"]), text(&item["event_id"]))
     };
     let encode = |(source, id): &(String, String)| {
         let part = |t: &str| {
-            percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC)
-                .to_string()
+            percent_encoding::utf8_percent_encode(t, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
         format!("{}/{}", part(source), part(id))
     };
@@ -237,45 +239,169 @@ fn measure(database_url: &str, events: u64) -> Vec<Timing> {
 
     let paths: Vec<(String, String, bool)> = [
         ("stats", "/admin/api/stats".to_string(), true),
-        ("conversions/summary", "/admin/api/conversions/summary".into(), true),
+        (
+            "conversions/summary",
+            "/admin/api/conversions/summary".into(),
+            true,
+        ),
         ("events", "/admin/api/events".into(), true),
-        ("events, limit=500", "/admin/api/events?limit=500".into(), true),
-        ("events?source=stripe", "/admin/api/events?source=stripe".into(), true),
-        ("events?event_type=orders/paid", "/admin/api/events?event_type=orders%2Fpaid".into(), true),
-        ("events?event_type=NEW_CONVERSION", "/admin/api/events?event_type=NEW_CONVERSION".into(), true),
-        ("events?event_type=(none sent)", "/admin/api/events?event_type=nobody.sends.this".into(), true),
-        ("events?event_id=… (a year old)", format!("/admin/api/events?event_id={old_id}"), true),
-        ("events?since=…&until=… (one day)", format!("/admin/api/events?since={}&until={}", day.0, day.1), true),
-        ("events?duplicated=true", "/admin/api/events?duplicated=true".into(), true),
-        ("events?duplicated=false", "/admin/api/events?duplicated=false".into(), true),
-        ("events?conflicted=true", "/admin/api/events?conflicted=true".into(), true),
-        ("events?conflicted=false", "/admin/api/events?conflicted=false".into(), true),
-        ("events?forward=pending", "/admin/api/events?forward=pending".into(), true),
-        ("events?forward=failed", "/admin/api/events?forward=failed".into(), true),
-        ("events?forward=delivered", "/admin/api/events?forward=delivered".into(), true),
-        ("events?source=github&duplicated=true", "/admin/api/events?source=github&duplicated=true".into(), true),
-        ("events?source=refersion&conflicted=true", "/admin/api/events?source=refersion&conflicted=true".into(), true),
-        ("events?cursor=… (half a year deep)", format!("/admin/api/events?cursor={deep}"), true),
-        ("events/{source}/{id} (a sale, its conversion)", format!("/admin/api/events/{sale}"), true),
-        ("events/{source}/{id} (a failed forward, its attempts)", format!("/admin/api/events/{forwarded}"), true),
-        ("events/{source}/{id} (kept conflicts)", format!("/admin/api/events/{conflicted}"), true),
+        (
+            "events, limit=500",
+            "/admin/api/events?limit=500".into(),
+            true,
+        ),
+        (
+            "events?source=stripe",
+            "/admin/api/events?source=stripe".into(),
+            true,
+        ),
+        (
+            "events?event_type=orders/paid",
+            "/admin/api/events?event_type=orders%2Fpaid".into(),
+            true,
+        ),
+        (
+            "events?event_type=NEW_CONVERSION",
+            "/admin/api/events?event_type=NEW_CONVERSION".into(),
+            true,
+        ),
+        (
+            "events?event_type=(none sent)",
+            "/admin/api/events?event_type=nobody.sends.this".into(),
+            true,
+        ),
+        (
+            "events?event_id=… (a year old)",
+            format!("/admin/api/events?event_id={old_id}"),
+            true,
+        ),
+        (
+            "events?since=…&until=… (one day)",
+            format!("/admin/api/events?since={}&until={}", day.0, day.1),
+            true,
+        ),
+        (
+            "events?duplicated=true",
+            "/admin/api/events?duplicated=true".into(),
+            true,
+        ),
+        (
+            "events?duplicated=false",
+            "/admin/api/events?duplicated=false".into(),
+            true,
+        ),
+        (
+            "events?conflicted=true",
+            "/admin/api/events?conflicted=true".into(),
+            true,
+        ),
+        (
+            "events?conflicted=false",
+            "/admin/api/events?conflicted=false".into(),
+            true,
+        ),
+        (
+            "events?forward=pending",
+            "/admin/api/events?forward=pending".into(),
+            true,
+        ),
+        (
+            "events?forward=failed",
+            "/admin/api/events?forward=failed".into(),
+            true,
+        ),
+        (
+            "events?forward=delivered",
+            "/admin/api/events?forward=delivered".into(),
+            true,
+        ),
+        (
+            "events?source=github&duplicated=true",
+            "/admin/api/events?source=github&duplicated=true".into(),
+            true,
+        ),
+        (
+            "events?source=refersion&conflicted=true",
+            "/admin/api/events?source=refersion&conflicted=true".into(),
+            true,
+        ),
+        (
+            "events?cursor=… (half a year deep)",
+            format!("/admin/api/events?cursor={deep}"),
+            true,
+        ),
+        (
+            "events/{source}/{id} (a sale, its conversion)",
+            format!("/admin/api/events/{sale}"),
+            true,
+        ),
+        (
+            "events/{source}/{id} (a failed forward, its attempts)",
+            format!("/admin/api/events/{forwarded}"),
+            true,
+        ),
+        (
+            "events/{source}/{id} (kept conflicts)",
+            format!("/admin/api/events/{conflicted}"),
+            true,
+        ),
         ("conversions", "/admin/api/conversions".into(), true),
-        ("conversions?status=APPROVED", "/admin/api/conversions?status=APPROVED".into(), true),
-        ("conversions?status=DENIED", "/admin/api/conversions?status=DENIED".into(), true),
-        ("conversions?status=PENDING", "/admin/api/conversions?status=PENDING".into(), true),
-        ("conversions?currency=GBP", "/admin/api/conversions?currency=GBP".into(), true),
-        ("conversions?order_id=… (a year old)", format!("/admin/api/conversions?order_id={old_order}"), true),
+        (
+            "conversions?status=APPROVED",
+            "/admin/api/conversions?status=APPROVED".into(),
+            true,
+        ),
+        (
+            "conversions?status=DENIED",
+            "/admin/api/conversions?status=DENIED".into(),
+            true,
+        ),
+        (
+            "conversions?status=PENDING",
+            "/admin/api/conversions?status=PENDING".into(),
+            true,
+        ),
+        (
+            "conversions?currency=GBP",
+            "/admin/api/conversions?currency=GBP".into(),
+            true,
+        ),
+        (
+            "conversions?order_id=… (a year old)",
+            format!("/admin/api/conversions?order_id={old_order}"),
+            true,
+        ),
         ("rejections", "/admin/api/rejections".into(), true),
         ("forwarding", "/admin/api/forwarding".into(), true),
         ("console: overview `/admin/`", "/admin/".into(), false),
         ("console: events", "/admin/events".into(), false),
-        ("console: events, duplicated", "/admin/events?duplicated=true".into(), false),
-        ("console: events, conflicted", "/admin/events?conflicted=true".into(), false),
-        ("console: events, forward failed", "/admin/events?forward=failed".into(), false),
+        (
+            "console: events, duplicated",
+            "/admin/events?duplicated=true".into(),
+            false,
+        ),
+        (
+            "console: events, conflicted",
+            "/admin/events?conflicted=true".into(),
+            false,
+        ),
+        (
+            "console: events, forward failed",
+            "/admin/events?forward=failed".into(),
+            false,
+        ),
         ("console: one event", format!("/admin/events/{sale}"), false),
-        ("console: one event with attempts", format!("/admin/events/{forwarded}"), false),
+        (
+            "console: one event with attempts",
+            format!("/admin/events/{forwarded}"),
+            false,
+        ),
         ("console: conversions", "/admin/conversions".into(), false),
-        ("console: conversions, APPROVED", "/admin/conversions?status=APPROVED".into(), false),
+        (
+            "console: conversions, APPROVED",
+            "/admin/conversions?status=APPROVED".into(),
+            false,
+        ),
         ("console: rejections", "/admin/rejections".into(), false),
         ("console: forwarding", "/admin/forwarding".into(), false),
     ]
@@ -306,7 +432,10 @@ fn measure(database_url: &str, events: u64) -> Vec<Timing> {
             p50: samples[RUNS / 2 - 1],
             p99: samples[RUNS - 1],
         };
-        eprintln!("{label}: p50 {:.1} ms, p99 {:.1} ms", timing.p50, timing.p99);
+        eprintln!(
+            "{label}: p50 {:.1} ms, p99 {:.1} ms",
+            timing.p50, timing.p99
+        );
         timings.push(timing);
     }
     server.stop();

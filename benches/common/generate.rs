@@ -115,7 +115,10 @@ impl Chunk {
 fn report(written: u64, total: u64, progress: bool, began: Instant) -> u64 {
     let now = written + CHUNK.min(total - written);
     if progress && written / 1_000_000 != now / 1_000_000 {
-        eprintln!("generated {now} events ({:.0} s)", began.elapsed().as_secs_f64());
+        eprintln!(
+            "generated {now} events ({:.0} s)",
+            began.elapsed().as_secs_f64()
+        );
     }
     now
 }
@@ -148,7 +151,9 @@ impl Generator {
     pub fn new(total: u64) -> Generator {
         let year = Duration::from_secs(365 * 24 * 3600);
         // Whole seconds, so a Refersion body's "YYYY-MM-DD HH:MM:SS" is an exact time.
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("0 ns");
+        let now = OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .expect("0 ns");
         Generator {
             total,
             rng: fastrand::Rng::with_seed(22),
@@ -219,7 +224,12 @@ impl Generator {
                     let done = store
                         .write_rows(table, batch)
                         .unwrap_or_else(|e| panic!("writing {}: {e}", table.name()));
-                    assert_eq!(done.inserted, count, "{}: the store is not empty", table.name());
+                    assert_eq!(
+                        done.inserted,
+                        count,
+                        "{}: the store is not empty",
+                        table.name()
+                    );
                 }
             }
             written = report(written, total, progress, began);
@@ -457,7 +467,14 @@ impl Generator {
                 status.map(str::to_owned),
                 Some(self.rng.u32(20..400).to_string()),
                 error.map(str::to_owned),
-                Some(if status == Some("200") { "ok" } else { "upstream error" }.into()),
+                Some(
+                    if status == Some("200") {
+                        "ok"
+                    } else {
+                        "upstream error"
+                    }
+                    .into(),
+                ),
             ]);
             self.next_attempt += 1;
             self.filled.attempts += 1;
@@ -468,7 +485,10 @@ impl Generator {
         let cents = self.rng.u64(1_000..50_000);
         let sale = format!("{}.{:02}", cents / 100, cents % 100);
         let commission = cents / 10;
-        (sale, format!("{}.{:02}", commission / 100, commission % 100))
+        (
+            sale,
+            format!("{}.{:02}", commission / 100, commission % 100),
+        )
     }
 
     fn currency(&mut self) -> &'static str {
@@ -509,8 +529,12 @@ impl Generator {
     }
 
     fn shopify(&mut self, n: u64) -> Delivery {
-        let topic = ["orders/create", "orders/paid", "orders/fulfilled", "refunds/create"]
-            [self.rng.usize(0..4)];
+        let topic = [
+            "orders/create",
+            "orders/paid",
+            "orders/fulfilled",
+            "refunds/create",
+        ][self.rng.usize(0..4)];
         let (total, _) = self.amounts();
         let currency = self.currency();
         let items = self.rng.u32(1..5);
@@ -624,7 +648,14 @@ fn leak_lower(name: &str) -> &'static str {
 fn uuid(rng: &mut fastrand::Rng) -> String {
     let a = rng.u128(..);
     let h = format!("{a:032x}");
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 fn stored(at: OffsetDateTime) -> String {

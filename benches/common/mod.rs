@@ -40,9 +40,9 @@ pub fn events(default: u64) -> u64 {
 /// Where the bench keeps its SQLite files: `--dir`, else the target directory (not /tmp,
 /// which may be a small tmpfs). Removed when the bench ends.
 pub fn work_dir() -> tempfile::TempDir {
-    let parent = flag("--dir").map(PathBuf::from).unwrap_or_else(|| {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("target")
-    });
+    let parent = flag("--dir")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     tempfile::Builder::new()
         .prefix("hooklatch-bench-")
         .tempdir_in(parent)
@@ -159,7 +159,12 @@ fn children_ticks_delta() -> u64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let total = field(13) + field(14);
     total - SEEN.swap(total, Ordering::SeqCst).min(total)
 }
@@ -191,7 +196,12 @@ pub fn process_ticks(pid: &str) -> u64 {
         .rsplit_once(')')
         .map(|(_, rest)| rest.split_whitespace().collect())
         .unwrap_or_default();
-    let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     field(11) + field(12)
 }
 

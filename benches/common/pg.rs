@@ -97,10 +97,12 @@ fn exec(url: &str, sql: &str) -> Result<(), String> {
     let sql = sql.to_owned();
     std::thread::spawn(move || {
         let mut client = connect(&url)?;
-        client.batch_execute(&sql).map_err(|e| match e.as_db_error() {
-            Some(db) => db.message().to_owned(),
-            None => e.to_string(),
-        })
+        client
+            .batch_execute(&sql)
+            .map_err(|e| match e.as_db_error() {
+                Some(db) => db.message().to_owned(),
+                None => e.to_string(),
+            })
     })
     .join()
     .expect("admin thread")
@@ -148,7 +150,9 @@ impl BackendSampler {
                     let ticks = super::process_ticks(&pid);
                     // A backend first seen after the first poll started during the run:
                     // all its CPU is the run's.
-                    first.entry(pid.clone()).or_insert(if polls == 0 { ticks } else { 0 });
+                    first
+                        .entry(pid.clone())
+                        .or_insert(if polls == 0 { ticks } else { 0 });
                     last.insert(pid, ticks);
                 }
                 polls += 1;

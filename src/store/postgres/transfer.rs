@@ -172,9 +172,7 @@ impl Transfer for PostgresStore {
                 .filter(|key| !inserted.contains(key))
                 .collect();
             let present = match (missing.first(), missing.last()) {
-                (Some(&first), Some(&last)) => {
-                    read(&mut tx, table, first - 1, last, u32::MAX)?
-                }
+                (Some(&first), Some(&last)) => read(&mut tx, table, first - 1, last, u32::MAX)?,
                 _ => Vec::new(),
             };
             tx.commit()?;
@@ -190,7 +188,10 @@ impl Transfer for PostgresStore {
             .collect::<Result<_, StoreError>>()?;
         let ours: HashMap<i64, &CopyRow> = keys.iter().copied().zip(&rows).collect();
         for key in missing {
-            if there.get(&key).is_some_and(|row| Some(&row) == ours.get(&key)) {
+            if there
+                .get(&key)
+                .is_some_and(|row| Some(&row) == ours.get(&key))
+            {
                 written.present += 1;
             } else {
                 written.different.push(key);
