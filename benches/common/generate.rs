@@ -283,7 +283,7 @@ impl Generator {
             lifecycle_move(&m)
         } else {
             match self.rng.u32(0..100) {
-                0..50 if n % LIFECYCLE_EVERY == 0 => self.new_conversion(n),
+                0..50 if n.is_multiple_of(LIFECYCLE_EVERY) => self.new_conversion(n),
                 0..50 => self.sale(n),
                 50..75 => self.shopify(n),
                 75..90 => self.stripe(n),
@@ -310,7 +310,7 @@ impl Generator {
             (None, Some(c)) => Some(self.conversion(n, &event, c, &first_seen_at, chunk)),
             (None, None) => None,
         };
-        let conflict_count = if n % CONFLICT_EVERY == 0 {
+        let conflict_count = if n.is_multiple_of(CONFLICT_EVERY) {
             self.conflicts(n, &delivery, chunk)
         } else {
             0
