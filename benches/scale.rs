@@ -72,13 +72,12 @@ fn main() {
     }
 
     let mut pg_sizes = None;
-    let pg = match &keep {
-        Some(_) => Database::open_or_create(&format!("keep_{events}")),
-        None => Database::create("scale").map(|db| (db, false)),
+    let pg = match (backends.contains("postgres"), &keep) {
+        (false, _) => None,
+        (true, Some(_)) => Database::open_or_create(&format!("keep_{events}")),
+        (true, None) => Database::create("scale").map(|db| (db, false)),
     };
-    if backends.contains("postgres")
-        && let Some((db, existed)) = pg
-    {
+    if let Some((db, existed)) = pg {
         if existed {
             println!("PostgreSQL: reusing {}", db.name);
         } else {
