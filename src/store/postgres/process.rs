@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use postgres::NoTls;
-
 use postgres::types::{ToSql, Type};
 use rust_decimal::Decimal;
 
@@ -136,7 +134,16 @@ impl PostgresStore {
                     }
                 }
                 .map(Some);
-                *cancel.0.lock() = Cancel::Idle;
+                if matches!(
+                    std::mem::replace(&mut *cancel.0.lock(), Cancel::Idle),
+                    Cancel::Cancelled
+                ) {
+                    // The deadline sent a cancel for this statement. It may reach the
+                    // server after the statement ended (statement_timeout fires at the
+                    // same moment) and would then cancel whatever this connection runs
+                    // next, another request's webhook: the connection is not reused.
+                    conn.broken = true;
+                }
                 if row.is_ok() && failover::take_unreplicated() {
                     // Committed here, but maybe not on the standby a failover promotes:
                     // no 2xx for it. The provider's retry finds it, or not, on the
@@ -220,9 +227,11 @@ impl Receiving for PostgresStore {
                 Some(result) => result,
                 None => {
                     if let Some(token) = slot.cancel() {
-                        // Over its own connection; its answer does not matter, the
-                        // statement's own result below does.
-                        tokio::task::spawn_blocking(move || drop(token.cancel_query(NoTls)));
+                        // Over its own connection, with the same TLS checks as the
+                        // one it cancels; its answer does not matter, the statement's
+                        // own result below does.
+                        let tls = self.tls.for_cancel();
+                        tokio::task::spawn_blocking(move || drop(token.cancel_query(tls)));
                     }
                     work.await
                 }
