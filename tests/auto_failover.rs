@@ -69,7 +69,7 @@ fn the_monitor_promotes_the_secondary_on_its_own_and_no_acknowledged_event_is_lo
     let _ = writeln!(
         std::io::stderr(),
         "auto_failover: {} acknowledged, {refused} answered 503; the new primary took writes \
-         {:.3} s after the loss; 2xx answers resumed {:.3} s after the loss, {:.3} s after it \
+         {:.3} s after the loss; 2xx answers (to requests sent after the loss) resumed {:.3} s after it, {:.3} s after it \
          took writes",
         acknowledged.len(),
         (writable - lost).as_secs_f64(),
@@ -82,8 +82,9 @@ fn the_monitor_promotes_the_secondary_on_its_own_and_no_acknowledged_event_is_lo
 /// What the senders saw.
 #[derive(Default)]
 struct Tally {
-    /// Event id → (webhook_event_id, when) of every 2xx.
-    acked: HashMap<String, (i64, Instant)>,
+    /// Event id → webhook_event_id of every 2xx, with when its request was sent and
+    /// when it was answered.
+    acked: HashMap<String, (i64, Instant, Instant)>,
     /// 503 answers with Retry-After.
     refused: u64,
     /// Anything else: the test fails on it.
@@ -119,7 +120,7 @@ impl Load {
             .lock()
             .acked
             .iter()
-            .map(|(id, (row, _))| (id.clone(), *row))
+            .map(|(id, (row, ..))| (id.clone(), *row))
             .collect()
     }
 
@@ -134,13 +135,15 @@ impl Load {
         });
     }
 
-    /// Waits for the first 2xx answered after `at`, and returns when it was answered.
+    /// Waits for the first 2xx to a request sent after `at`, and returns when it was
+    /// answered. (A request sent before may still be answered 2xx after `at`: it was
+    /// committed before the loss.)
     fn first_ack_after(&self, at: Instant, limit: Duration) -> Instant {
         let first = |t: &Tally| {
             t.acked
                 .values()
-                .map(|(_, when)| *when)
-                .filter(|w| *w > at)
+                .filter(|(_, sent, _)| *sent > at)
+                .map(|(_, _, answered)| *answered)
                 .min()
         };
         self.until("a 2xx after the failover", limit, |t| first(t).is_some());
@@ -175,7 +178,7 @@ impl Load {
         let acknowledged = tally
             .acked
             .iter()
-            .map(|(id, (row, _))| (id.clone(), *row))
+            .map(|(id, (row, ..))| (id.clone(), *row))
             .collect();
         (acknowledged, tally.refused)
     }
@@ -188,15 +191,16 @@ fn send(addr: SocketAddr, sender: usize, stop: &AtomicBool, tally: &parking_lot:
     while !stop.load(Ordering::Acquire) {
         n += 1;
         let id = format!("s{sender}-{n}");
+        let sent = Instant::now();
         let answer = post_sale(addr, &id);
-        let when = Instant::now();
+        let answered = Instant::now();
         match answer {
             Ok(a) if a.status == 200 => {
                 let row = a.json()["webhook_event_id"].as_i64();
                 let mut tally = tally.lock();
                 match row {
                     Some(row) => {
-                        tally.acked.insert(id, (row, when));
+                        tally.acked.insert(id, (row, sent, answered));
                     }
                     None => tally
                         .wrong

@@ -87,11 +87,20 @@ impl Formation {
     /// `None` (after a loud SKIPPED line) when `pg_autoctl` is not installed and `CI`
     /// is not set.
     pub fn start(test: &str) -> Option<Formation> {
-        let tools = server_bin().filter(|_| {
-            Command::new("pg_autoctl")
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
+        // The CLI and the monitor's extension (for the server version in use) come in
+        // two packages; both are needed.
+        let tools = server_bin().filter(|bin| {
+            let version = bin.parent().and_then(Path::file_name);
+            let extension = version.map(|v| {
+                Path::new("/usr/share/postgresql")
+                    .join(v)
+                    .join("extension/pgautofailover.control")
+            });
+            extension.is_some_and(|e| e.exists())
+                && Command::new("pg_autoctl")
+                    .arg("--version")
+                    .output()
+                    .is_ok_and(|o| o.status.success())
         });
         let Some(bin) = tools else {
             let why = "no pg_autoctl (postgresql-15-auto-failover, pg-auto-failover-cli)";
