@@ -115,6 +115,11 @@ impl Formation {
             .tempdir()
             .expect("temp dir");
         give_to_postgres(dir.path());
+        // pg_autoctl keeps its pid files in XDG_RUNTIME_DIR only if it exists, else in
+        // /tmp/pg_autoctl, where they would outlive the test.
+        let runtime = dir.path().join("run");
+        std::fs::create_dir(&runtime).expect("runtime dir");
+        give_to_postgres(&runtime);
         let pg_ctl = bin.join("pg_ctl");
         let monitor = Node {
             port: free_port(),
