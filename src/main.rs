@@ -233,8 +233,30 @@ fn serve(store: Arc<dyn store::Store>, config: Config) -> Result<(), String> {
     // Requests still running past the grace period are abandoned with the runtime;
     // every store write is one transaction, so none is left half-done.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    close_store(store.as_ref(), &config.store);
     drop(store);
     result
+}
+
+/// Commits the duplicate counts and writes still pending (SPEC §3.5: SIGTERM commits
+/// what is pending). Explicit, not left to `Drop`: a blocking task the runtime just
+/// abandoned (a retention prune waiting on a lock) may still hold the store, and then
+/// it is never dropped. Bounded: the statement under way, then the final commit with
+/// its retries, each within the store timeout.
+fn close_store(store: &dyn store::Store, options: &store::StoreOptions) {
+    let within = options.statement_timeout * 2 + options.connect_timeout;
+    tracing::info!(
+        within_secs = within.as_secs(),
+        "closing the store: committing pending duplicate counts and queued writes"
+    );
+    if store.close(within) {
+        tracing::info!("store closed");
+    } else {
+        tracing::error!(
+            within_secs = within.as_secs(),
+            "the store did not close in time: duplicate counts still pending are lost"
+        );
+    }
 }
 
 /// What an operator should know before the first delivery: which sources take unsigned

@@ -161,9 +161,16 @@ fn import_keeps_timestamps_counts_bodies_and_conversion_dates_and_twice_changes_
     }
 }
 
-/// Forwards in every state, with their attempt history, written straight into the store
-/// (the same SQL on both backends).
+/// Forwards in every state, with their attempt history, and two sources' forwarding
+/// state (one paused by its failure streak, one failing), written straight into the
+/// store (the same SQL on both backends).
 fn add_forwards(db: &TestDb) {
+    common::execute_sql(
+        &db.url,
+        "INSERT INTO forward_sources (source, consecutive_failures, paused_at, last_error) \
+         VALUES ('shopify', 50, '2026-01-04T05:06:07.000001Z', 'HTTP 500'), \
+                ('github', 3, NULL, 'connection refused')",
+    );
     for (event, state, delivered) in [
         ("s1", "delivered", "'2026-01-02T00:00:00.000001Z'"),
         ("s2", "failed", "NULL"),

@@ -1,7 +1,8 @@
 //! What the store owes across faults and upkeep (issue 17, items 1–6), on both stores:
 //! a payload still owed to the app survives pruning, duplicate counts reach the database
-//! after a failed commit, the SQLite writer outlives a panic, and the backlog gauge walks
-//! only the backlog. Faults are injected the way tests/faults.rs does: another client
+//! after a failed commit, the SQLite writer outlives a panic, the backlog gauge walks
+//! only the backlog, and SIGTERM commits pending counts even while an abandoned task
+//! still holds the store. Faults are injected the way tests/faults.rs does: another client
 //! holding a lock, or a job that fails on the writer thread.
 
 mod common;
@@ -442,4 +443,90 @@ fn sqlite_a_panic_in_one_batch_fails_that_batch_and_the_writer_goes_on() {
         .unwrap();
     assert_eq!(stored.delivery_count, 2);
     store.ping().expect("ready after the panic");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. SIGTERM commits pending counts even while an abandoned task holds the store
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn sqlite_sigterm_commits_pending_counts_while_a_blocked_task_still_holds_the_store() {
+    sigterm_commits_pending_counts(Backend::Sqlite);
+}
+
+#[test]
+fn postgres_sigterm_commits_pending_counts_while_a_blocked_task_still_holds_the_store() {
+    sigterm_commits_pending_counts(Backend::Postgres);
+}
+
+/// Another client blocks every write. A duplicate of `first` is counted, and the commit
+/// of its count waits on the lock. An admin read of `second` (reads commit pending counts
+/// first) waits behind that commit, and a duplicate of `second` is counted meanwhile:
+/// its count is in this process's memory only, not yet in any statement. The read holds
+/// the store past a 1 s grace, so the runtime abandons it and the store is never
+/// dropped: before the fix the process exited with that count uncommitted (on SQLite
+/// both). Now the binary closes the store itself and says so; the lock is released once
+/// it does, and a direct reader must find every count.
+fn sigterm_commits_pending_counts(backend: Backend) {
+    use common::binary::{Server, Target, post, server_args};
+    use std::io::Write;
+    let Some(target) = Target::new(backend, "close_on_term") else {
+        return;
+    };
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hooklatch"));
+    command
+        .args(server_args(
+            &target.url,
+            &["--shutdown-grace", "1", "--store-timeout", "60"],
+        ))
+        .env("HOOKLATCH_ADMIN_TOKEN", common::ADMIN_TOKEN);
+    let mut server = Server::spawn(command);
+    let deliver = |id: &str, status: u16| {
+        let answer = post(
+            server.addr,
+            "/webhooks/shop",
+            &[],
+            &format!(r#"{{"id":"{id}"}}"#),
+        )
+        .unwrap();
+        assert_eq!(answer.status, status, "{id}: {}", answer.body);
+    };
+    deliver("first", 200);
+    deliver("second", 200);
+
+    let blocker = WriteBlocker::hold(&target.database_url());
+    deliver("first", 202);
+    if let DatabaseUrl::Postgres(url) = &target.database_url() {
+        // The commit of the first count is under way, and stuck on the lock.
+        assert!(common::some_session_waits_for_a_lock(url, PATIENCE));
+    }
+    // Waits behind that commit, so it holds the store past the grace. Its answer is
+    // never read: the process ends first.
+    let mut read = std::net::TcpStream::connect(server.addr).unwrap();
+    write!(
+        read,
+        "GET /admin/api/events/shop/second HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+        common::ADMIN_TOKEN
+    )
+    .unwrap();
+    deliver("second", 202);
+
+    server.signal("TERM");
+    let closing_or_gone = common::binary::wait_until(PATIENCE, || {
+        server.log().contains("closing the store") || server.exit_status().is_some()
+    });
+    assert!(closing_or_gone, "{}", server.log());
+    blocker.release();
+    let status = server.wait_exit(PATIENCE);
+    assert!(status.success(), "{status:?}: {}", server.log());
+    drop(read);
+    for id in ["first", "second"] {
+        assert_eq!(
+            direct_delivery_count(&target.database_url(), id),
+            2,
+            "{id}: the duplicate's count was lost at shutdown: {}",
+            server.log()
+        );
+    }
+    assert!(server.log().contains("store closed"), "{}", server.log());
 }

@@ -12,6 +12,7 @@ pub(crate) mod counts;
 mod postgres;
 pub(crate) mod rows;
 mod sqlite;
+mod thread;
 pub mod transfer;
 mod url;
 
@@ -274,6 +275,16 @@ pub trait Operations {
     /// Recounts every row and compares the recount with the kept totals, both read in
     /// one snapshot (after this process's pending duplicate counts are committed).
     fn verify_totals(&self) -> Result<TotalsCheck, StoreError>;
+
+    /// Commits what the store still holds in memory (duplicate counts, queued writes)
+    /// and stops its background threads, waiting at most `within`; true when all of it
+    /// is done. The binary calls it at shutdown instead of relying on `Drop`: a blocking
+    /// task the runtime abandoned (a prune waiting on a lock) may still hold the store,
+    /// and then it is never dropped. Writes after it are refused or stay uncommitted.
+    /// A store without background work has nothing to do.
+    fn close(&self, _within: Duration) -> bool {
+        true
+    }
 }
 
 /// The forwarding outbox (SPEC §6): what the forward worker and the forward commands

@@ -21,15 +21,18 @@ pub enum Table {
     Conflicts,
     Outbox,
     Attempts,
+    /// Each source's forwarding state (paused, failure streak): tiny, one row per source.
+    Sources,
 }
 
 impl Table {
-    pub const ALL: [Table; 5] = [
+    pub const ALL: [Table; 6] = [
         Table::Conversions,
         Table::Events,
         Table::Conflicts,
         Table::Outbox,
         Table::Attempts,
+        Table::Sources,
     ];
 
     pub fn name(self) -> &'static str {
@@ -39,13 +42,16 @@ impl Table {
             Table::Conflicts => "webhook_conflicts",
             Table::Outbox => "forward_outbox",
             Table::Attempts => "forward_attempts",
+            Table::Sources => "forward_sources",
         }
     }
 }
 
 /// One row as both backends can read and write it: every column as text (numbers as
 /// their decimal text, timestamps as stored text), `None` for NULL, in the column order
-/// of `sql/<backend>/copy_read_<table>.sql`. The first column is the row's integer key.
+/// of `sql/<backend>/copy_read_<table>.sql`. The first column is the row's integer key:
+/// its id, or for `forward_sources`, which is keyed by source name, its place in byte
+/// order of the names (the same on both backends), so one keyset loop moves every table.
 pub type CopyRow = Vec<Option<String>>;
 
 /// What a table held when the copy began: its row count and largest key.

@@ -14,8 +14,8 @@
 //! readers would stall both until the pool timeout.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -25,6 +25,7 @@ use r2d2::Pool;
 use super::failover::Failover;
 use super::{Manager, PgConn, sql};
 use crate::store::counts::{Counts, FLUSH_DELAY, RETRY_MAX, next_retry};
+use crate::store::thread::Background;
 
 pub struct Flusher {
     wake: Option<SyncSender<()>>,
@@ -32,7 +33,10 @@ pub struct Flusher {
     /// Held for each flush, so a reader's flush waits for one already under way: counts
     /// taken by the thread but not yet committed would otherwise be invisible to it.
     flushing: Arc<Mutex<()>>,
-    thread: Option<JoinHandle<()>>,
+    /// Set by [`Flusher::close`]: the thread commits what is pending and ends. A flag,
+    /// because closing needs only `&self` (see `crate::store::thread`).
+    closing: Arc<AtomicBool>,
+    thread: Background,
 }
 
 impl Flusher {
@@ -45,27 +49,31 @@ impl Flusher {
         let (wake, woken) = std::sync::mpsc::sync_channel(1);
         let counts = Arc::new(Counts::default());
         let flushing = Arc::new(Mutex::new(()));
+        let closing = Arc::new(AtomicBool::new(false));
         let thread = {
+            let woken = Woken {
+                channel: woken,
+                closing: closing.clone(),
+            };
             let counts = counts.clone();
             let flushing = flushing.clone();
-            std::thread::Builder::new()
-                .name("hooklatch-pg-counts".into())
-                .spawn(move || {
-                    run(
-                        &(pool, failover),
-                        &counts,
-                        &flushing,
-                        &woken,
-                        wait,
-                        fold_every,
-                    )
-                })?
+            Background::spawn("hooklatch-pg-counts", move || {
+                run(
+                    &(pool, failover),
+                    &counts,
+                    &flushing,
+                    &woken,
+                    wait,
+                    fold_every,
+                )
+            })?
         };
         Ok(Flusher {
             wake: Some(wake),
             counts,
             flushing,
-            thread: Some(thread),
+            closing,
+            thread,
         })
     }
 
@@ -95,13 +103,41 @@ impl Flusher {
     }
 }
 
+impl Flusher {
+    /// Commits what is pending and stops the thread, waiting at most `within`; true when
+    /// the thread has ended. A count added after it stays uncommitted.
+    pub fn close(&self, within: Duration) -> bool {
+        self.closing.store(true, Ordering::Release);
+        if let Some(wake) = &self.wake {
+            // Full: a wake-up is pending, and the thread sees the flag when it takes it.
+            let _ = wake.try_send(());
+        }
+        self.thread.wait(within)
+    }
+}
+
 impl Drop for Flusher {
     fn drop(&mut self) {
         // The thread commits what is left, then ends.
         drop(self.wake.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        self.thread.join();
+    }
+}
+
+/// The thread's side of the wake-ups: a wake-up while closing means "close".
+struct Woken {
+    channel: Receiver<()>,
+    closing: Arc<AtomicBool>,
+}
+
+impl Woken {
+    /// `Disconnected` also when the store is closing, so every wait ends the same way.
+    fn recv_timeout(&self, wait: Duration) -> Result<(), RecvTimeoutError> {
+        let woke = self.channel.recv_timeout(wait);
+        if self.closing.load(Ordering::Acquire) {
+            return Err(RecvTimeoutError::Disconnected);
         }
+        woke
     }
 }
 
@@ -120,7 +156,7 @@ fn run(
     pool: &Source,
     counts: &Counts,
     flushing: &Mutex<()>,
-    woken: &Receiver<()>,
+    woken: &Woken,
     wait: Duration,
     fold_every: Duration,
 ) {

@@ -2,6 +2,7 @@
 //! lock), and backup, which is PostgreSQL's own tools' job.
 
 use std::path::Path;
+use std::time::Duration;
 
 use postgres::NoTls;
 use postgres::types::Type;
@@ -128,6 +129,12 @@ impl Operations for PostgresStore {
 
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
         super::admin::prune_payloads(self, before, dry_run)
+    }
+
+    fn close(&self, within: Duration) -> bool {
+        self.flusher
+            .as_ref()
+            .is_none_or(|flusher| flusher.close(within))
     }
 
     fn recompute_totals(&self) -> Result<(), StoreError> {

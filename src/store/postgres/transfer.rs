@@ -215,6 +215,7 @@ fn statements(table: Table) -> (&'static str, &'static str) {
         Table::Conflicts => pair!("webhook_conflicts"),
         Table::Outbox => pair!("forward_outbox"),
         Table::Attempts => pair!("forward_attempts"),
+        Table::Sources => pair!("forward_sources"),
     }
 }
 

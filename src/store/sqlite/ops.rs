@@ -3,6 +3,7 @@
 //! prune interleaves with deliveries); backup copies the live file.
 
 use std::path::Path;
+use std::time::Duration;
 
 use super::{SqliteStore, admin, backup, totals};
 use crate::read::{Pruned, Timestamp, TotalsCheck};
@@ -45,5 +46,11 @@ impl Operations for SqliteStore {
 
     fn prune_payloads(&self, before: &Timestamp, dry_run: bool) -> Result<Pruned, StoreError> {
         admin::prune_payloads(self, before, dry_run)
+    }
+
+    fn close(&self, within: Duration) -> bool {
+        self.writer
+            .as_ref()
+            .is_none_or(|writer| writer.close(within))
     }
 }

@@ -33,7 +33,6 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use r2d2::Pool;
@@ -45,6 +44,7 @@ use super::{map_err, sql};
 use crate::model::{NewEvent, Outcome};
 use crate::store::StoreError;
 use crate::store::counts::{Counts, FLUSH_DELAY, next_retry};
+use crate::store::thread::Background;
 
 /// Most events in one transaction. Past a few dozen the fsync is already shared; the
 /// bound keeps one batch's replies from waiting on a very long transaction.
@@ -93,7 +93,8 @@ enum Job {
     Wake,
 }
 
-/// The handle the store keeps. Dropping it lets the thread drain its queue and stop.
+/// The handle the store keeps. [`Writer::close`] (or dropping it) lets the thread drain
+/// its queue, commit the counts still pending, and stop.
 pub struct Writer {
     jobs: Option<SyncSender<Job>>,
     /// Events queued and not yet taken into a batch (for tests and metrics).
@@ -101,7 +102,11 @@ pub struct Writer {
     counts: Arc<Counts>,
     /// Set while commits fail because the file cannot be written.
     failing: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    /// Set by [`Writer::close`]: the thread ends once its queue is empty. A flag and not
+    /// a closed channel, because closing needs only `&self`: at shutdown a task the
+    /// runtime abandoned may still hold the store, so no one owns the writer to drop it.
+    closing: Arc<AtomicBool>,
+    thread: Background,
 }
 
 impl Writer {
@@ -114,27 +119,28 @@ impl Writer {
         let counts = Arc::new(Counts::default());
         let queued = Arc::new(AtomicUsize::new(0));
         let failing = Arc::new(AtomicBool::new(false));
+        let closing = Arc::new(AtomicBool::new(false));
         let thread = WriterState {
             pool,
             queue,
             queued: queued.clone(),
             counts: counts.clone(),
             failing: failing.clone(),
+            closing: closing.clone(),
             synchronous,
             timeout,
             counts_due: None,
             counts_retry: None,
         };
-        let thread = std::thread::Builder::new()
-            .name("hooklatch-sqlite-writer".into())
-            .spawn(move || thread.run())
+        let thread = Background::spawn("hooklatch-sqlite-writer", move || thread.run())
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Writer {
             jobs: Some(jobs),
             queued,
             counts,
             failing,
-            thread: Some(thread),
+            closing,
+            thread,
         })
     }
 
@@ -197,7 +203,7 @@ impl Writer {
     /// could not be written, each call tries a real write (one page, one fsync) until one
     /// succeeds, so readiness comes back without waiting for traffic.
     pub fn can_write(&self) -> Result<(), StoreError> {
-        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+        if self.thread.is_finished() {
             return Err(StoreError::Unavailable(
                 "the SQLite writer has stopped".into(),
             ));
@@ -225,15 +231,25 @@ impl Writer {
         rx.recv()
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?
     }
+
+    /// Drains the queue, commits the counts still pending and stops the thread, waiting
+    /// at most `within`; true when the thread has ended. Jobs sent meanwhile are drained
+    /// too; after it, every job is refused as "stopped".
+    pub fn close(&self, within: Duration) -> bool {
+        self.closing.store(true, Ordering::Release);
+        // Wakes a thread waiting for work; when the queue is full it is not waiting.
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.try_send(Job::Wake);
+        }
+        self.thread.wait(within)
+    }
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         // Closing the channel ends the thread's loop after the queued jobs.
         drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        self.thread.join();
     }
 }
 
@@ -250,27 +266,36 @@ struct WriterState {
     /// Set while the last commit of counts failed: the wait before the next try.
     counts_retry: Option<Duration>,
     failing: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
 }
 
 impl WriterState {
     fn run(mut self) {
         loop {
-            let first = match self.counts_due {
-                None => match self.queue.recv() {
+            let first = if self.closing.load(Ordering::Acquire) {
+                // Closing: what is queued is still applied, then the loop ends.
+                match self.queue.try_recv() {
                     Ok(job) => job,
                     Err(_) => break,
-                },
-                Some(due) => {
-                    match self
-                        .queue
-                        .recv_timeout(due.saturating_duration_since(Instant::now()))
-                    {
+                }
+            } else {
+                match self.counts_due {
+                    None => match self.queue.recv() {
                         Ok(job) => job,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.commit_counts_alone();
-                            continue;
+                        Err(_) => break,
+                    },
+                    Some(due) => {
+                        match self
+                            .queue
+                            .recv_timeout(due.saturating_duration_since(Instant::now()))
+                        {
+                            Ok(job) => job,
+                            Err(RecvTimeoutError::Timeout) => {
+                                self.commit_counts_alone();
+                                continue;
+                            }
+                            Err(RecvTimeoutError::Disconnected) => break,
                         }
-                        Err(RecvTimeoutError::Disconnected) => break,
                     }
                 }
             };
