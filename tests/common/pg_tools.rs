@@ -1,5 +1,5 @@
 //! What the harnesses that run their own PostgreSQL servers share (`cluster.rs`, a
-//! streaming pair; `formation.rs`, a pg_auto_failover formation): the Debian server
+//! streaming pair and a standalone server; `formation.rs`, a pg_auto_failover formation): the Debian server
 //! binaries, running them as the `postgres` user when the tests run as root (PostgreSQL
 //! refuses to run as root), and loopback ports.
 
@@ -43,17 +43,18 @@ pub fn as_postgres(program: &Path) -> Command {
     }
 }
 
-/// Lets the `postgres` user create the data directories under `dir` (when root).
-pub fn give_to_postgres(dir: &Path) {
+/// Gives `path` to the `postgres` user (when root): a directory to create data
+/// directories in, or a file the server reads.
+pub fn give_to_postgres(path: &Path) {
     if !is_root() {
         return;
     }
     let status = Command::new("chown")
         .arg("postgres:postgres")
-        .arg(dir)
+        .arg(path)
         .status()
         .expect("chown");
-    assert!(status.success(), "chown postgres {}", dir.display());
+    assert!(status.success(), "chown postgres {}", path.display());
 }
 
 /// A loopback port nothing listens on right now.
