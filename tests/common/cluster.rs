@@ -3,7 +3,8 @@
 //! `synchronous_standby_names`, with the server binaries of the newest
 //! `/usr/lib/postgresql/*/bin`. The servers run as the `postgres` user when the tests run
 //! as root (PostgreSQL refuses to run as root). Everything lives in one temporary
-//! directory, removed with the servers when the [`Cluster`] is dropped.
+//! directory, removed with the servers when the [`Cluster`] is dropped. [`Standalone`] is
+//! one such server alone, configured by its test (the TLS tests' `ssl = on`).
 //!
 //! Without those binaries the tests say SKIPPED on the terminal; with `CI=true` they
 //! fail instead (`.ci/run` installs them).
@@ -228,52 +229,137 @@ impl Cluster {
         self.run("pg_ctl", &["-D", data, "-w", "promote"]);
     }
 
-    /// Runs a server binary as the `postgres` user (when root), failing the test with its
-    /// output on error.
     fn run(&self, program: &str, args: &[&str]) -> Output {
-        let path = self.bin.join(program);
-        let mut command = if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(&path)
-        };
-        let output = command
-            .args(args)
-            .current_dir(self.dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("{program}: {e}"));
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output
+        run(&self.bin, self.dir.path(), program, args)
     }
 }
 
 impl Drop for Cluster {
     fn drop(&mut self) {
         for node in [&self.standby, &self.primary] {
-            if node.data.join("postmaster.pid").exists() {
-                let data = node.data.to_str().unwrap_or_default();
-                // A crashed primary has no postmaster to stop: ignore that failure.
-                let path = self.bin.join("pg_ctl");
-                let args = ["-D", data, "-m", "immediate", "-w", "stop"];
-                let _ = if is_root() {
-                    Command::new("runuser")
-                        .args(["-u", "postgres", "--"])
-                        .arg(&path)
-                        .args(args)
-                        .output()
-                } else {
-                    Command::new(&path).args(args).output()
-                };
-            }
+            stop(&self.bin, node);
         }
     }
+}
+
+/// One PostgreSQL server on loopback, given files in its data directory and lines of
+/// `postgresql.conf` before it starts (the TLS tests' server with `ssl = on`). Removed
+/// with its directory when dropped.
+pub struct Standalone {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    pub node: Node,
+}
+
+impl Standalone {
+    /// Starts the server, or `None` (after a loud SKIPPED line) when the PostgreSQL
+    /// server binaries are not installed and `CI` is not set. `files` are written into
+    /// the data directory, owned by the server's user and readable by it alone (as
+    /// PostgreSQL wants a key file).
+    pub fn start(test: &str, files: &[(&str, &[u8])], conf: &str) -> Option<Standalone> {
+        let Some(bin) = server_bin() else {
+            let why = "no initdb/pg_ctl under /usr/lib/postgresql/*/bin";
+            if in_ci() {
+                panic!("CI=true but {why}");
+            }
+            let _ = writeln!(std::io::stderr(), "SKIPPED ({why}): {test}");
+            return None;
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("hooklatch-server-")
+            .tempdir()
+            .expect("temp dir");
+        give_to_postgres(dir.path());
+        let server = Standalone {
+            bin,
+            node: Node {
+                port: free_port(),
+                data: dir.path().join("data"),
+            },
+            dir,
+        };
+        let data = server.node.data.to_str().expect("path");
+        run(
+            &server.bin,
+            server.dir.path(),
+            "initdb",
+            &["-D", data, "-U", "postgres", "--auth=trust", "--no-sync"],
+        );
+        for (name, contents) in files {
+            let path = server.node.data.join(name);
+            std::fs::write(&path, contents).expect("write a server file");
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                .expect("chmod 600");
+            give_to_postgres(&path);
+        }
+        append(
+            &server.node.data.join("postgresql.conf"),
+            &format!(
+                "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{sock}'\n\
+                 fsync = off\nshared_buffers = 16MB\nmax_connections = 40\n{conf}",
+                port = server.node.port,
+                sock = server.dir.path().display(),
+            ),
+        );
+        let log = server.node.data.with_extension("log");
+        run(
+            &server.bin,
+            server.dir.path(),
+            "pg_ctl",
+            &["-D", data, "-l", log.to_str().expect("path"), "-w", "start"],
+        );
+        Some(server)
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        stop(&self.bin, &self.node);
+    }
+}
+
+/// Runs a server binary as the `postgres` user (when root), failing the test with its
+/// output on error.
+fn run(bin: &Path, dir: &Path, program: &str, args: &[&str]) -> Output {
+    let path = bin.join(program);
+    let mut command = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(&path);
+        c
+    } else {
+        Command::new(&path)
+    };
+    let output = command
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Stops `node` at once, if it runs (a crashed one has no postmaster to stop).
+fn stop(bin: &Path, node: &Node) {
+    if !node.data.join("postmaster.pid").exists() {
+        return;
+    }
+    let data = node.data.to_str().unwrap_or_default();
+    let path = bin.join("pg_ctl");
+    let args = ["-D", data, "-m", "immediate", "-w", "stop"];
+    let _ = if is_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&path)
+            .args(args)
+            .output()
+    } else {
+        Command::new(&path).args(args).output()
+    };
 }
 
 /// The newest PostgreSQL server binaries installed the Debian way.
@@ -301,17 +387,18 @@ fn is_root() -> bool {
         .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }
 
-/// Lets the `postgres` user create the data directories under `dir` (when root).
-fn give_to_postgres(dir: &Path) {
+/// Gives `path` to the `postgres` user (when root): a directory to create data
+/// directories in, or a file the server reads.
+fn give_to_postgres(path: &Path) {
     if !is_root() {
         return;
     }
     let status = Command::new("chown")
         .arg("postgres:postgres")
-        .arg(dir)
+        .arg(path)
         .status()
         .expect("chown");
-    assert!(status.success(), "chown postgres {}", dir.display());
+    assert!(status.success(), "chown postgres {}", path.display());
 }
 
 /// A loopback port nothing listens on right now.

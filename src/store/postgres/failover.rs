@@ -19,10 +19,11 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use postgres::error::SqlState;
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 use r2d2::{Pool, PooledConnection};
 
 use super::errors::{connection_lost, pg_text};
+use super::tls::Connector;
 use super::{Manager, PgConn};
 
 /// Pause between two rounds through the host list while no server accepts writes. r2d2's
@@ -61,6 +62,8 @@ pub(super) struct Failover {
     closing: AtomicBool,
     /// The latest failed connection attempt, to explain a request's 503.
     last_connect_error: Mutex<Option<String>>,
+    /// The TLS check the latest attempt failed, if that is how it failed.
+    tls_failure: Mutex<Option<String>>,
 }
 
 impl Failover {
@@ -104,19 +107,30 @@ impl Failover {
         self.last_connect_error.lock().take()
     }
 
+    pub(super) fn tls_failure(&self) -> Option<String> {
+        self.tls_failure.lock().clone()
+    }
+
     /// Connects to the first host that accepts writes, trying every [`RECONNECT_EVERY`]
-    /// until one does or the store closes.
-    pub(super) fn connect(&self, config: &Config) -> Result<Client, postgres::Error> {
+    /// until one does or the store closes. A failed TLS check is retried too: while
+    /// serving, a certificate may be fixed on the server without a restart here.
+    pub(super) fn connect(
+        &self,
+        config: &Config,
+        tls: &Connector,
+    ) -> Result<Client, postgres::Error> {
         loop {
-            match config.connect(NoTls) {
+            match tls.connect(config) {
                 Ok(client) => {
                     *self.last_connect_error.lock() = None;
+                    *self.tls_failure.lock() = None;
                     return Ok(client);
                 }
-                Err(e) => {
-                    let text = pg_text(&e);
+                Err((e, tls_failure)) => {
+                    let text = tls_failure.clone().unwrap_or_else(|| pg_text(&e));
                     tracing::debug!(error = %text, "PostgreSQL connection attempt failed");
                     *self.last_connect_error.lock() = Some(text);
+                    *self.tls_failure.lock() = tls_failure;
                     if self.closing.load(Ordering::Acquire) {
                         return Err(e);
                     }
@@ -169,7 +183,7 @@ mod tests {
         let Err(err) = postgres::Config::new()
             .host("127.0.0.1")
             .port(1)
-            .connect(NoTls)
+            .connect(postgres::NoTls)
         else {
             panic!("nothing listens on port 1");
         };

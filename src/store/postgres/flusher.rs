@@ -231,6 +231,11 @@ fn fold_pooled((pool, failover): &Source) {
 /// The store is closing: what is pending is committed, retried while the store refuses
 /// for up to `wait`, so a passing fault at shutdown does not lose the last counts.
 fn flush_before_closing(pool: &Source, counts: &Counts, flushing: &Mutex<()>, wait: Duration) {
+    // Nothing pending, no connection to wait for: a store that never connected (a
+    // failed startup) closes at once instead of after the connect timeout.
+    if counts.is_empty() {
+        return;
+    }
     let give_up = Instant::now() + wait;
     let mut retry = None;
     while !flush_pooled(pool, counts, flushing, wait) && !counts.is_empty() {

@@ -28,6 +28,7 @@ mod flusher;
 mod ops;
 mod outbox;
 mod process;
+mod tls;
 mod totals;
 mod transfer;
 
@@ -40,6 +41,8 @@ use r2d2::{ManageConnection, Pool, PooledConnection};
 
 use self::errors::{detail, map_err};
 use self::failover::Failover;
+use self::tls::Connector;
+use super::url::PostgresTls;
 use super::{StoreError, StoreOptions};
 // The driver's own text is terse ("db error"); the server's message is in the cause.
 use crate::error::chain;
@@ -71,6 +74,7 @@ struct PgConn {
 /// Opens [`PgConn`]s; r2d2 owns when.
 struct Manager {
     config: Config,
+    tls: Connector,
     failover: Arc<Failover>,
 }
 
@@ -82,7 +86,7 @@ impl ManageConnection for Manager {
         // Read before connecting: a connection opened while the epoch moves is retired
         // too, never kept by mistake.
         let epoch = self.failover.epoch();
-        let client = self.failover.connect(&self.config)?;
+        let client = self.failover.connect(&self.config, &self.tls)?;
         Ok(PgConn {
             client,
             process: None,
@@ -118,6 +122,8 @@ pub struct PostgresStore {
     /// Settings for the dedicated migration connection: no statement timeout, since a
     /// migration may legitimately take longer than a request.
     migration_config: Config,
+    /// The TLS side of every connection: the pool's, the migrations', the cancels'.
+    tls: Connector,
     failover: Arc<Failover>,
     /// `pg_prepared_statements`: keep the receive call prepared per connection.
     prepared_statements: bool,
@@ -134,9 +140,11 @@ impl PostgresStore {
     /// with a one-line `Unavailable` when no connection succeeds within the connect
     /// timeout.
     pub fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, StoreError> {
+        let (url, tls) = PostgresTls::split(url).map_err(|e| StoreError::Unavailable(e.0))?;
         let mut config: Config = url.parse().map_err(|e: postgres::Error| {
             StoreError::Unavailable(format!("invalid PostgreSQL URL: {}", chain(&e)))
         })?;
+        let tls = Connector::new(&tls, &mut config)?;
         config.connect_timeout(options.connect_timeout);
         if config.get_application_name().is_none() {
             config.application_name("hooklatch");
@@ -184,11 +192,13 @@ impl PostgresStore {
             // one; the rest fill in behind.
             .build_unchecked(Manager {
                 config,
+                tls: tls.clone(),
                 failover: failover.clone(),
             });
         let store = PostgresStore {
             pool: Some(pool.clone()),
             migration_config,
+            tls,
             failover: failover.clone(),
             prepared_statements: options.pg_prepared_statements,
             connect_timeout: options.connect_timeout,
@@ -205,19 +215,39 @@ impl PostgresStore {
                 })?,
             ),
         };
-        // Waits for the first connection; dropping the store on failure closes the pool.
-        off_runtime(|| store.conn().map(drop)).map_err(|e| {
-            StoreError::Unavailable(format!("cannot connect to PostgreSQL: {}", detail(&e)))
-        })?;
+        // Dropping the store on failure closes the pool.
+        off_runtime(|| store.first_connection())?;
         Ok(store)
     }
 
-    /// A connection known good in the current epoch.
-    fn conn(&self) -> Result<PooledConnection<Manager>, StoreError> {
-        self.conn_within(self.connect_timeout)
+    /// Waits for the first connection. A TLS check that failed will fail the same way
+    /// on every try, so it ends the wait at once, named, instead of at the connect
+    /// timeout.
+    fn first_connection(&self) -> Result<(), StoreError> {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable("the PostgreSQL pool is closed".into()))?;
+        let deadline = Instant::now() + self.connect_timeout;
+        loop {
+            let slice = (Instant::now() + failover::RECONNECT_EVERY).min(deadline);
+            if self.failover.checkout(pool, slice).is_ok() {
+                return Ok(());
+            }
+            if let Some(why) = self.failover.tls_failure() {
+                return Err(StoreError::Unavailable(why));
+            }
+            if Instant::now() >= deadline {
+                let e = self.no_connection(pool);
+                return Err(StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL: {}",
+                    detail(&e)
+                )));
+            }
+        }
     }
 
-    /// The same, waiting at most `wait` for the pool.
+    /// A connection known good in the current epoch, waiting at most `wait` for the pool.
     fn conn_within(&self, wait: Duration) -> Result<PooledConnection<Manager>, StoreError> {
         let pool = self
             .pool

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::time::Duration;
 
-use postgres::NoTls;
 use postgres::types::Type;
 
 use super::errors::{detail, map_err, pg_text};
@@ -27,12 +26,15 @@ impl PostgresStore {
     /// connection a transaction pooler (PgBouncer) lends for the transaction, and ends
     /// with it.
     fn migrate_now(&self) -> Result<(), StoreError> {
-        let mut client = self.migration_config.connect(NoTls).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot connect to PostgreSQL to migrate: {}",
-                chain(&e)
-            ))
-        })?;
+        let mut client = self
+            .tls
+            .connect(&self.migration_config)
+            .map_err(|(e, tls)| {
+                StoreError::Unavailable(format!(
+                    "cannot connect to PostgreSQL to migrate: {}",
+                    tls.unwrap_or_else(|| chain(&e))
+                ))
+            })?;
         let mut transaction = client.transaction().map_err(|e| map_err(&e))?;
         transaction
             .execute_typed(sql::MIGRATION_LOCK, &[(&MIGRATION_LOCK, Type::INT8)])

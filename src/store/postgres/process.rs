@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use postgres::NoTls;
-
 use postgres::types::{ToSql, Type};
 use rust_decimal::Decimal;
 
@@ -220,9 +218,11 @@ impl Receiving for PostgresStore {
                 Some(result) => result,
                 None => {
                     if let Some(token) = slot.cancel() {
-                        // Over its own connection; its answer does not matter, the
-                        // statement's own result below does.
-                        tokio::task::spawn_blocking(move || drop(token.cancel_query(NoTls)));
+                        // Over its own connection, with the same TLS checks as the
+                        // one it cancels; its answer does not matter, the statement's
+                        // own result below does.
+                        let tls = self.tls.for_cancel();
+                        tokio::task::spawn_blocking(move || drop(token.cancel_query(tls)));
                     }
                     work.await
                 }
