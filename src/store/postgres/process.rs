@@ -134,7 +134,16 @@ impl PostgresStore {
                     }
                 }
                 .map(Some);
-                *cancel.0.lock() = Cancel::Idle;
+                if matches!(
+                    std::mem::replace(&mut *cancel.0.lock(), Cancel::Idle),
+                    Cancel::Cancelled
+                ) {
+                    // The deadline sent a cancel for this statement. It may reach the
+                    // server after the statement ended (statement_timeout fires at the
+                    // same moment) and would then cancel whatever this connection runs
+                    // next, another request's webhook: the connection is not reused.
+                    conn.broken = true;
+                }
                 if row.is_ok() && failover::take_unreplicated() {
                     // Committed here, but maybe not on the standby a failover promotes:
                     // no 2xx for it. The provider's retry finds it, or not, on the
