@@ -17,6 +17,7 @@ use crate::store::StoreOptions;
 mod declaration;
 mod https;
 mod layering;
+mod source_keys;
 mod sources;
 mod table;
 mod values;
@@ -29,9 +30,10 @@ pub use crate::store::DatabaseUrl;
 pub use declaration::Settings;
 pub use https::{AcmeSettings, DomainList, Https, HttpsSettings, LETS_ENCRYPT};
 pub use layering::{LoadError, load};
+pub use source_keys::{SOURCE_KEYS, SourceKey};
 pub use sources::{
-    FORWARD_TO_PREFIX, SECRET_PREFIX, SOURCE_KEYS, SourceKey, SourceSettings, Sources, destination,
-    secret_variable, type_matches,
+    FORWARD_TO_PREFIX, SECRET_PREFIX, SourceSettings, Sources, destination, secret_variable,
+    type_matches,
 };
 pub use table::settings_table;
 pub use values::{
