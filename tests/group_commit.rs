@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hooklatch::config::DatabaseUrl;
-use hooklatch::model::{EventId, NewEvent, Outcome, Source};
+use hooklatch::model::{Amount, EventId, NewConversion, NewEvent, Outcome, Source};
 use hooklatch::store::{
     AdminReads, Operations, Receiving, SqliteStore, Store, StoreError, StoreOptions,
 };
@@ -23,6 +23,20 @@ fn event(id: &str) -> NewEvent {
         fingerprint: format!("fp-{id}"),
         conversion: None,
         forward: false,
+    }
+}
+
+/// A seed-style sale under `id`, so it writes a conversion before its event.
+fn sale(id: &str) -> NewEvent {
+    NewEvent {
+        conversion: Some(NewConversion::sale(
+            format!("order-{id}"),
+            Amount::parse("1.50").unwrap(),
+            Amount::parse("10").unwrap(),
+            Some("USD".into()),
+            None,
+        )),
+        ..event(id)
     }
 }
 
@@ -78,11 +92,14 @@ fn a_failing_event_in_a_batch_fails_alone_and_its_batch_mates_commit() {
         .chain(["poison".to_owned()])
         .collect();
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Each carries a sale: its conversion row is written before its event row, so the
+    // poison's conversion exists inside its savepoint when its event insert fails, and
+    // only rolling back to that savepoint takes it out again.
     let pending: Vec<_> = ids
         .iter()
         .map(|id| {
             let store: Arc<dyn Store> = store.clone();
-            runtime.spawn(store.process_async(event(id), deadline))
+            runtime.spawn(store.process_async(sale(id), deadline))
         })
         .collect();
     // Every request is on the writer's queue while it is held: then one batch takes all.
@@ -117,6 +134,16 @@ fn a_failing_event_in_a_batch_fails_alone_and_its_batch_mates_commit() {
     assert_eq!(
         totals.events, 8,
         "every batch-mate committed, the poison did not"
+    );
+    assert_eq!(
+        totals.conversions, 8,
+        "the poison's conversion was rolled back with its savepoint"
+    );
+    let summary = store.conversion_summary().unwrap();
+    assert_eq!(
+        summary.iter().map(|g| g.count).sum::<i64>(),
+        8,
+        "the kept totals count the batch-mates' conversions only: {summary:?}"
     );
     let source = Source::parse("shop").unwrap();
     assert!(

@@ -2,7 +2,7 @@
 //! (`readme_table_matches_the_declaration`) keeps README.md equal to it.
 
 use super::declaration::{NOT_IN_FILE, setting_args, settings_command};
-use super::sources::SOURCE_KEYS;
+use super::source_keys::SOURCE_KEYS;
 
 /// The README's settings table, generated from the declaration.
 pub fn settings_table() -> String {

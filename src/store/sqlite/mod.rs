@@ -52,9 +52,15 @@ mod sql {
     pub const GET_EVENT: &str = include_str!("../../../sql/sqlite/get_event.sql");
     pub const LIST_CONFLICTS: &str = include_str!("../../../sql/sqlite/list_conflicts.sql");
     pub const PING: &str = include_str!("../../../sql/sqlite/ping.sql");
+    pub const SAVEPOINT_EVENT: &str = include_str!("../../../sql/sqlite/savepoint_event.sql");
+    pub const RELEASE_EVENT: &str = include_str!("../../../sql/sqlite/release_event.sql");
+    pub const ROLLBACK_EVENT: &str = include_str!("../../../sql/sqlite/rollback_event.sql");
 }
 
 type Conn = PooledConnection<SqliteConnectionManager>;
+
+/// Prepared statements kept per connection (see `open`).
+const STATEMENT_CACHE: usize = 64;
 
 pub struct SqliteStore {
     /// Reader connections; the writer thread borrows one per batch as well.
@@ -127,6 +133,10 @@ impl SqliteStore {
             }
             c.pragma_update(None, "synchronous", synchronous)?;
             c.pragma_update(None, "foreign_keys", "ON")?;
+            // The receive path, the totals, the forwarder and the console's reads share
+            // these connections and use some 40 cached statements between them; rusqlite
+            // keeps 16, and an evicted statement is parsed again on its next use.
+            c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             Ok(())
         });
         let pool = Pool::builder()

@@ -82,27 +82,28 @@ fn answer_known(
         if history.is_some() {
             return Ok(Outcome::Duplicate(existing.receipt()));
         }
-        conn.execute(sql::COUNT_DUPLICATE, params![existing.id, now])
+        conn.prepare_cached(sql::COUNT_DUPLICATE)
+            .and_then(|mut stmt| stmt.execute(params![existing.id, now]))
             .map_err(map_err)?;
         delta.deliveries(source, false, 1, 0, &now);
         return Ok(Outcome::Duplicate(existing.receipt()));
     }
+    // Cached like the new-event statements: a conflict storm runs these for every repeat.
     let conflicts: i64 = conn
-        .query_row(sql::COUNT_CONFLICT, params![existing.id, now], |row| {
-            row.get(0)
+        .prepare_cached(sql::COUNT_CONFLICT)
+        .and_then(|mut stmt| stmt.query_row(params![existing.id, now], |row| row.get(0)))
+        .map_err(map_err)?;
+    conn.prepare_cached(sql::INSERT_CONFLICT)
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                existing.id,
+                event.fingerprint,
+                event.payload,
+                now,
+                conflicts
+            ])
         })
         .map_err(map_err)?;
-    conn.execute(
-        sql::INSERT_CONFLICT,
-        params![
-            existing.id,
-            event.fingerprint,
-            event.payload,
-            now,
-            conflicts
-        ],
-    )
-    .map_err(map_err)?;
     delta.deliveries(source, false, 1, 1, &now);
     Ok(Outcome::Conflict(existing.receipt()))
 }

@@ -475,24 +475,25 @@ impl WriterState {
     ) -> Result<Vec<Result<Outcome, StoreError>>, StoreError> {
         self.check_durability(conn)?;
         // IMMEDIATE takes the write lock now, waiting busy_timeout for another process.
-        let mut tx = conn
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(map_err)?;
         let mut outcomes = Vec::with_capacity(events.len());
         // What the batch changed in the totals, written once per source and group below.
         let mut totals = Delta::default();
         for (event, _) in events {
-            let mut savepoint = tx.savepoint().map_err(map_err)?;
+            // Cached statements, not rusqlite's `Savepoint`: that one formats its name and
+            // parses `SAVEPOINT` and `RELEASE` afresh for every event, two prepares per
+            // event on the writer thread that every new event waits on.
+            run_cached(&tx, sql::SAVEPOINT_EVENT)?;
             let mut delta = Delta::default();
-            let outcome = super::process::apply(&savepoint, event, None, &mut delta);
+            let outcome = super::process::apply(&tx, event, None, &mut delta);
             if outcome.is_ok() {
-                savepoint.commit().map_err(map_err)?;
+                run_cached(&tx, sql::RELEASE_EVENT)?;
                 totals.absorb(delta)?;
             } else {
-                savepoint
-                    .rollback()
-                    .and_then(|()| savepoint.commit())
-                    .map_err(map_err)?;
+                run_cached(&tx, sql::ROLLBACK_EVENT)?;
+                run_cached(&tx, sql::RELEASE_EVENT)?;
             }
             outcomes.push(outcome);
         }
@@ -530,6 +531,14 @@ impl WriterState {
         }
         Ok(())
     }
+}
+
+/// Runs a statement without parameters or rows, prepared once per connection.
+fn run_cached(conn: &Connection, statement: &str) -> Result<(), StoreError> {
+    conn.prepare_cached(statement)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(drop)
+        .map_err(map_err)
 }
 
 /// The smallest real write: page 1 rewritten with the value it holds, committed.
