@@ -61,7 +61,7 @@ pub struct Settings {
     #[arg(long, env = "HOOKLATCH_STORE_TIMEOUT", global = true, value_name = "SECS",
           default_value = "5", value_parser = seconds)]
     pub store_timeout: Duration,
-    /// Body timeout (s): the longest a client may take to send its body before it gets a 408
+    /// Body timeout (s): the longest a client may take to send its body before it gets a 408; a request head, and a connection with no request in flight, get as long
     #[arg(long, env = "HOOKLATCH_BODY_TIMEOUT", global = true, value_name = "SECS",
           default_value = "10", value_parser = seconds)]
     pub body_timeout: Duration,
@@ -69,6 +69,22 @@ pub struct Settings {
     #[arg(long, env = "HOOKLATCH_SHUTDOWN_GRACE", global = true, value_name = "SECS",
           default_value = "30", value_parser = seconds)]
     pub shutdown_grace: Duration,
+    /// Open connections at most; past it new connections wait to be accepted until one closes
+    #[arg(long, env = "HOOKLATCH_MAX_CONNECTIONS", global = true, value_name = "N",
+          default_value = "512", value_parser = at_least_one::<usize>)]
+    pub max_connections: usize,
+    /// Requests in flight at most (all connections); past it a request gets 503 with Retry-After
+    #[arg(long, env = "HOOKLATCH_MAX_REQUESTS", global = true, value_name = "N",
+          default_value = "256", value_parser = at_least_one::<usize>)]
+    pub max_requests: usize,
+    /// HTTP/2 keep-alive (s): a ping after this long without a frame from the client
+    #[arg(long, env = "HOOKLATCH_HTTP2_KEEPALIVE_INTERVAL", global = true, value_name = "SECS",
+          default_value = "20", value_parser = seconds)]
+    pub http2_keepalive_interval: Duration,
+    /// HTTP/2 keep-alive timeout (s): a connection whose client does not answer the ping within this is closed
+    #[arg(long, env = "HOOKLATCH_HTTP2_KEEPALIVE_TIMEOUT", global = true, value_name = "SECS",
+          default_value = "20", value_parser = seconds)]
+    pub http2_keepalive_timeout: Duration,
     /// SQLite durability: `full` survives power loss, `normal` only a process crash
     #[arg(
         long,

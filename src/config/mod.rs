@@ -79,6 +79,16 @@ impl fmt::Debug for ForwardConfig {
     }
 }
 
+/// What one client may hold of the server: the caps on open connections and on requests
+/// in flight, and HTTP/2 keep-alive (the server loop applies them, `http::limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_requests: usize,
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+}
+
 /// Everything the service needs, resolved. Its `Debug` never shows a secret.
 #[derive(Clone)]
 pub struct Config {
@@ -91,6 +101,8 @@ pub struct Config {
     pub store: StoreOptions,
     pub body_timeout: Duration,
     pub shutdown_grace: Duration,
+    /// Caps on connections and requests in flight, HTTP/2 keep-alive.
+    pub limits: Limits,
     pub sources: Sources,
     /// `HOOKLATCH_ALLOW_UNSIGNED`: every source without a secret accepts unsigned
     /// deliveries, even off loopback.
@@ -112,6 +124,7 @@ impl fmt::Debug for Config {
             .field("store", &self.store)
             .field("body_timeout", &self.body_timeout)
             .field("shutdown_grace", &self.shutdown_grace)
+            .field("limits", &self.limits)
             .field("sources", &self.sources)
             .field("allow_unsigned", &self.allow_unsigned)
             .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
@@ -155,6 +168,12 @@ impl Config {
             },
             body_timeout: s.body_timeout,
             shutdown_grace: s.shutdown_grace,
+            limits: Limits {
+                max_connections: s.max_connections,
+                max_requests: s.max_requests,
+                http2_keepalive_interval: s.http2_keepalive_interval,
+                http2_keepalive_timeout: s.http2_keepalive_timeout,
+            },
             sources,
             allow_unsigned: s.allow_unsigned,
             admin_token: s.admin_token.map(|token| token.0),

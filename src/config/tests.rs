@@ -411,6 +411,14 @@ fn zero_or_negative_timeouts_and_sizes_are_one_line_errors() {
         ("forward_timeout", "HOOKLATCH_FORWARD_TIMEOUT"),
         ("forward_retry_initial", "HOOKLATCH_FORWARD_RETRY_INITIAL"),
         ("forward_retry_max", "HOOKLATCH_FORWARD_RETRY_MAX"),
+        (
+            "http2_keepalive_interval",
+            "HOOKLATCH_HTTP2_KEEPALIVE_INTERVAL",
+        ),
+        (
+            "http2_keepalive_timeout",
+            "HOOKLATCH_HTTP2_KEEPALIVE_TIMEOUT",
+        ),
     ] {
         for bad in ["0", "-1", "0.0"] {
             let env = error(&[], "", &[(variable, bad)]);
@@ -432,6 +440,8 @@ fn zero_or_negative_timeouts_and_sizes_are_one_line_errors() {
         ("pool_size", "HOOKLATCH_POOL_SIZE"),
         ("forward_max_attempts", "HOOKLATCH_FORWARD_MAX_ATTEMPTS"),
         ("forward_concurrency", "HOOKLATCH_FORWARD_CONCURRENCY"),
+        ("max_connections", "HOOKLATCH_MAX_CONNECTIONS"),
+        ("max_requests", "HOOKLATCH_MAX_REQUESTS"),
     ] {
         assert!(error(&[], "", &[(variable, "0")]).contains("at least 1"));
         assert!(error(&[], &format!("{key} = 0"), &[]).contains("at least 1"));

@@ -8,7 +8,7 @@ use tokio::sync::Notify;
 
 use super::admin::auth::Admin;
 use super::admin::rejections::Rejections;
-use crate::config::{Config, OnConflict, Sources};
+use crate::config::{Config, Limits, OnConflict, Sources};
 use crate::forward::Alerter;
 use crate::store::{Store, StoreError, run_blocking};
 
@@ -19,6 +19,8 @@ pub struct App {
     pub max_body_bytes: u64,
     pub on_conflict: OnConflict,
     pub body_timeout: Duration,
+    /// Caps on connections and requests in flight, HTTP/2 keep-alive (the server loop's).
+    pub limits: Limits,
     /// The one deadline of a request's store work (see `webhook::record`).
     pub store_timeout: Duration,
     /// The admin side; `None` keeps every `/admin` path a 404.
@@ -45,6 +47,7 @@ impl App {
             max_body_bytes: config.max_body_bytes,
             on_conflict: config.on_conflict,
             body_timeout: config.body_timeout,
+            limits: config.limits,
             store_timeout: config.store.statement_timeout,
             admin: config.admin_token.as_deref().map(Admin::new),
             rejections: Rejections::default(),

@@ -1,4 +1,5 @@
-//! Reading a request body within the size limit and the body timeout. A declared
+//! Reading a request body within the size limit and the body timeout (webhooks and the
+//! admin side alike). A declared
 //! `Content-Length` over the limit is refused before a byte is read; a chunked body is
 //! refused as soon as it crosses the limit, so memory per request stays bounded.
 
@@ -38,8 +39,27 @@ pub fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// [`read_limited`] within `timeout` from now: a client trickling its body (or sending
+/// a `Content-Length` it never fills) gets a 408 at the deadline instead of holding the
+/// request, its connection and its slot for as long as it likes.
+pub async fn read_within<S, B>(
+    stream: S,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ApiError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    tokio::time::timeout(timeout, read_limited(stream, limit))
+        .await
+        .map_err(|_| ApiError::BodyTimeout {
+            secs: timeout.as_secs(),
+        })?
+}
+
 /// Collects the body, stopping at the first byte past `limit`.
-pub async fn read_limited<S, B>(stream: S, limit: u64) -> Result<bytes::Bytes, ApiError>
+async fn read_limited<S, B>(stream: S, limit: u64) -> Result<bytes::Bytes, ApiError>
 where
     S: Stream<Item = Result<B, warp::Error>>,
     B: Buf,

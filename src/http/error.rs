@@ -43,6 +43,9 @@ pub enum ApiError {
     /// SPEC §5.1: 10 wrong admin tokens from one address within 10 minutes.
     #[error("too many wrong admin tokens from this address; retry in {retry_after} s")]
     TooManyAttempts { retry_after: u64 },
+    /// `max_requests` are in flight already (see `http::limits`).
+    #[error("the server is busy with too many requests; retry later")]
+    TooManyRequests,
 }
 
 impl ApiError {
@@ -55,7 +58,7 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::BodyUnreadable | ApiError::InvalidPayload(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidSignature(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) | ApiError::TooManyRequests => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -81,6 +84,7 @@ impl ApiError {
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::InvalidFilter(_) => "invalid_filter",
             ApiError::NotForwarding { .. } => "not_forwarding",
+            ApiError::TooManyRequests => "overloaded",
         }
     }
 
@@ -119,6 +123,9 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u64> {
         match self {
             ApiError::Store(_) => Some(RETRY_AFTER_SECS),
+            // Requests in flight end within the store timeout; a second spreads retries
+            // without holding a provider back for long.
+            ApiError::TooManyRequests => Some(1),
             ApiError::TooManyAttempts { retry_after } => Some(*retry_after),
             _ => None,
         }

@@ -12,7 +12,7 @@ use warp::reply::Response;
 
 use super::admin::rejections::Refusal;
 use super::app::App;
-use super::body::{check_content_type, check_declared_length, read_limited};
+use super::body::{check_content_type, check_declared_length, read_within};
 use super::error::{ApiError, json_response};
 use crate::config::OnConflict;
 use crate::json;
@@ -115,11 +115,7 @@ where
     let source = Source::parse(source).ok_or(ApiError::NotFound)?;
     check_declared_length(headers, app.max_body_bytes)?;
     check_content_type(headers)?;
-    let raw = tokio::time::timeout(app.body_timeout, read_limited(body, app.max_body_bytes))
-        .await
-        .map_err(|_| ApiError::BodyTimeout {
-            secs: app.body_timeout.as_secs(),
-        })??;
+    let raw = read_within(body, app.max_body_bytes, app.body_timeout).await?;
 
     let settings = app.sources.settings(&source);
     let unsigned = app.sources.unsigned_policy(&settings);

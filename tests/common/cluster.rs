@@ -9,37 +9,79 @@
 //! Without those binaries the tests say SKIPPED on the terminal; with `CI=true` they
 //! fail instead (`.ci/run` installs them).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use super::in_ci;
+use super::pg_tools::{as_postgres, free_port, give_to_postgres, server_bin};
 
 /// The standby's name in `synchronous_standby_names`.
 const STANDBY_NAME: &str = "standby";
 
-/// One server of the pair.
+/// One server of the pair (or of a pg_auto_failover formation).
 pub struct Node {
     pub port: u16,
     pub data: PathBuf,
+    /// The database hooklatch uses on it.
+    pub database: &'static str,
 }
 
 impl Node {
     /// A URL for this server alone.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{}",
+            self.port, self.database
+        )
+    }
+
+    /// Asserts that every acknowledged delivery (event id → the `webhook_event_id` its
+    /// 2xx named) is on this server exactly once, with that row id and its conversion.
+    pub fn assert_acknowledged(&self, acknowledged: &HashMap<String, i64>, when: &str) {
+        let rows: HashMap<String, (i64, i64, i64)> = self
+            .with_client(|client| {
+                client
+                    .query(
+                        include_str!("../../sql/postgres/test_events_with_conversions.sql"),
+                        &[&"refersion"],
+                    )
+                    .expect("events on the node")
+            })
+            .iter()
+            .map(|row| (row.get(0), (row.get(1), row.get(2), row.get(3))))
+            .collect();
+        for (id, webhook_event_id) in acknowledged {
+            let Some(&(events, row, conversions)) = rows.get(id) else {
+                panic!("{when}: {id} got a 2xx but is not on the server");
+            };
+            assert_eq!(events, 1, "{when}: {id} stored {events} times");
+            assert_eq!(row, *webhook_event_id, "{when}: {id} has another row id");
+            assert_eq!(conversions, 1, "{when}: {id} has {conversions} conversions");
+        }
     }
 
     /// Runs `work` with a client on this server, on a plain thread: the sync client
     /// must neither run nor be dropped on a tokio runtime thread.
     pub fn with_client<T: Send>(&self, work: impl FnOnce(&mut postgres::Client) -> T + Send) -> T {
+        self.try_with_client(|client| Ok(work(client)))
+            .expect("connect to a node")
+    }
+
+    /// [`Node::with_client`] for a server that may be down or refusing: the error of
+    /// the connection or of `work`.
+    pub fn try_with_client<T: Send>(
+        &self,
+        work: impl FnOnce(&mut postgres::Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, postgres::Error> {
         let url = self.url();
         std::thread::scope(|s| {
             s.spawn(move || {
                 let mut config: postgres::Config = url.parse().expect("node URL");
                 config.connect_timeout(Duration::from_secs(5));
-                let mut client = config.connect(postgres::NoTls).expect("connect to a node");
+                let mut client = config.connect(postgres::NoTls)?;
                 work(&mut client)
             })
             .join()
@@ -77,10 +119,12 @@ impl Cluster {
         let primary = Node {
             port: free_port(),
             data: dir.path().join("primary"),
+            database: "postgres",
         };
         let standby = Node {
             port: free_port(),
             data: dir.path().join("standby"),
+            database: "postgres",
         };
         let cluster = Cluster {
             bin,
@@ -275,6 +319,7 @@ impl Standalone {
             node: Node {
                 port: free_port(),
                 data: dir.path().join("data"),
+                database: "postgres",
             },
             dir,
         };
@@ -321,15 +366,7 @@ impl Drop for Standalone {
 /// Runs a server binary as the `postgres` user (when root), failing the test with its
 /// output on error.
 fn run(bin: &Path, dir: &Path, program: &str, args: &[&str]) -> Output {
-    let path = bin.join(program);
-    let mut command = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&path);
-        c
-    } else {
-        Command::new(&path)
-    };
-    let output = command
+    let output = as_postgres(&bin.join(program))
         .args(args)
         .current_dir(dir)
         .output()
@@ -349,64 +386,9 @@ fn stop(bin: &Path, node: &Node) {
         return;
     }
     let data = node.data.to_str().unwrap_or_default();
-    let path = bin.join("pg_ctl");
-    let args = ["-D", data, "-m", "immediate", "-w", "stop"];
-    let _ = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&path)
-            .args(args)
-            .output()
-    } else {
-        Command::new(&path).args(args).output()
-    };
-}
-
-/// The newest PostgreSQL server binaries installed the Debian way.
-fn server_bin() -> Option<PathBuf> {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|entry| {
-            let entry = entry.ok()?;
-            let version = entry.file_name().to_str()?.parse().ok()?;
-            let bin = entry.path().join("bin");
-            ["initdb", "pg_ctl", "pg_basebackup"]
-                .iter()
-                .all(|b| bin.join(b).exists())
-                .then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, bin)| bin)
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
-}
-
-/// Gives `path` to the `postgres` user (when root): a directory to create data
-/// directories in, or a file the server reads.
-fn give_to_postgres(path: &Path) {
-    if !is_root() {
-        return;
-    }
-    let status = Command::new("chown")
-        .arg("postgres:postgres")
-        .arg(path)
-        .status()
-        .expect("chown");
-    assert!(status.success(), "chown postgres {}", path.display());
-}
-
-/// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+    let _ = as_postgres(&bin.join("pg_ctl"))
+        .args(["-D", data, "-m", "immediate", "-w", "stop"])
+        .output();
 }
 
 fn append(path: &Path, text: &str) {

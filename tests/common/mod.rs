@@ -11,7 +11,9 @@
 
 pub mod binary;
 pub mod cluster;
+pub mod formation;
 pub mod forward_app;
+pub mod pg_tools;
 pub mod stored;
 
 use std::io::Write;

@@ -26,7 +26,7 @@ use warp::http::{HeaderMap, Method};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
-use super::body::read_limited;
+use super::body::read_within;
 use super::error::ApiError;
 use crate::http::app::App;
 
@@ -72,13 +72,13 @@ where
             return e.into_response();
         }
         let rest = path.strip_prefix("api").unwrap_or_default();
-        let body = match read_limited(body, console::MAX_FORM_BYTES).await {
+        let body = match read_within(body, console::MAX_FORM_BYTES, app.body_timeout).await {
             Ok(body) => body,
             Err(e) => return e.into_response(),
         };
         api::dispatch(&app, &method, rest, &query, &body).await
     } else {
-        let body = match read_limited(body, console::MAX_FORM_BYTES).await {
+        let body = match read_within(body, console::MAX_FORM_BYTES, app.body_timeout).await {
             Ok(body) => body,
             Err(e) => return console::error_page(&e),
         };
