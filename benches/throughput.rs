@@ -39,6 +39,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`); the bench creates and drops its own
 //! database. Timings live here, never in pass/fail tests.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -46,6 +48,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use common::process_ticks;
 
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const SERVER: &str = env!("CARGO_BIN_EXE_hooklatch");
@@ -757,22 +761,6 @@ impl CpuSnapshot {
     }
 }
 
-/// utime + stime of a process (all its threads), fields 14 and 15 of /proc/<pid>/stat.
-fn process_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    field(11) + field(12)
-}
-
 /// Busy ticks of the whole machine (everything in the first /proc/stat line but idle
 /// and iowait), as `load` counts them.
 fn machine_ticks() -> u64 {
@@ -799,24 +787,9 @@ fn machine_ticks() -> u64 {
 /// for the whole run, so a before/after difference is the work of the phase. Shared
 /// processes (WAL writer, checkpointer) serve other databases too and are not counted.
 fn pg_backend_ticks(database: &str) -> u64 {
-    let needle = format!(" {database} ");
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|entry| {
-            let pid = entry.file_name().into_string().ok()?;
-            pid.bytes().all(|b| b.is_ascii_digit()).then_some(pid)
-        })
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| {
-                    let title = String::from_utf8_lossy(&c);
-                    title.starts_with("postgres: ") && title.contains(&needle)
-                })
-                .unwrap_or(false)
-        })
-        .map(|pid| process_ticks(&pid))
+    common::pg::backends(&format!(" {database} "))
+        .iter()
+        .map(|pid| process_ticks(pid))
         .sum()
 }
 

@@ -175,7 +175,8 @@ impl BackendSampler {
     }
 }
 
-fn backends(needle: &str) -> Vec<String> {
+/// The pids of the PostgreSQL backends whose process title contains `needle`.
+pub fn backends(needle: &str) -> Vec<String> {
     std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
