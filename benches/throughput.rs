@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use common::pg::with_database;
 use common::process_ticks;
 
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -836,19 +837,6 @@ fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
     })
     .join()
     .expect("admin thread")
-}
-
-fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map(|(b, q)| (b, format!("?{q}")))
-        .unwrap_or((url, String::new()));
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host = match base[scheme_end..].find('/') {
-        Some(i) => &base[..scheme_end + i],
-        None => base,
-    };
-    format!("{host}/{database}{query}")
 }
 
 const PGBENCH_NEW: &str = include_str!("pgbench/new.sql");

@@ -114,7 +114,8 @@ fn connect(url: &str) -> Result<postgres::Client, String> {
     config.connect(postgres::NoTls).map_err(|e| e.to_string())
 }
 
-fn with_database(url: &str, database: &str) -> String {
+/// `url` with its database name replaced by `database`, its query string kept.
+pub fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url
         .split_once('?')
         .map(|(b, q)| (b, format!("?{q}")))
