@@ -99,6 +99,11 @@ pub trait Transfer: Store {
     /// Writes rows read from another store in one transaction, keys kept. A row whose key
     /// (or one of its unique keys) is taken is left alone: counted as present when the
     /// row there is the same, else reported in `different`.
+    ///
+    /// The totals are not kept for these rows (on PostgreSQL the totals triggers skip
+    /// them): the caller rebuilds them with `recompute_totals` once the rows are in.
+    /// Calls from several threads may run at once (on PostgreSQL each on its own
+    /// connection).
     fn write_rows(&self, table: Table, rows: Vec<CopyRow>) -> Result<Written, StoreError>;
 
     /// After the rows are in: moves the id sequences past every copied id.
