@@ -391,3 +391,94 @@ fn sqlite_to_postgres_to_sqlite_gives_identical_export() {
     assert_eq!(export(&last), export(&origin));
     assert_eq!(all_rows(&last), all_rows(&origin));
 }
+
+/// Migration 011: the copy's rows skip PostgreSQL's totals triggers, and only its own
+/// transactions do. An instance receiving on the target while a copy runs keeps every
+/// event it records counted: after the copy (which rebuilds the totals) and after more
+/// deliveries on the connections the copy used, the kept totals equal a recount.
+#[test]
+fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
+    let name = "copy_live_target";
+    let Some(target) = TestDb::fresh(Backend::Postgres, name) else {
+        return;
+    };
+    let origin = TestDb::fresh(Backend::Sqlite, name).unwrap();
+    let lines: String = (0..3000)
+        .map(|n| {
+            format!(
+                "{{\"source\":\"refersion\",\"event_id\":\"o{n}\",\"payload\":{}}}\n",
+                sale(&format!("o{n}"), "1.25")
+            )
+        })
+        .collect();
+    assert_eq!(import(&origin, &lines).processed, 3000);
+    // The target's own deliveries take ids far above the copied ones.
+    common::execute_sql(
+        &target.url,
+        "SELECT setval(pg_get_serial_sequence('webhook_events', 'id'), 1000000), \
+                setval(pg_get_serial_sequence('conversions', 'id'), 1000000)",
+    );
+    let app = target.app();
+    let copying = std::sync::atomic::AtomicBool::new(true);
+    let (report, live) = std::thread::scope(|scope| {
+        let live = scope.spawn(|| {
+            let runtime = runtime();
+            let mut n = 0;
+            // At least one delivery after the copy ended, whatever the timing.
+            while copying.load(std::sync::atomic::Ordering::Relaxed) || n == 0 {
+                let reply = runtime.block_on(post(
+                    &app,
+                    "/webhooks/refersion",
+                    &[],
+                    &sale(&format!("live{n}"), "2.00"),
+                ));
+                assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+                n += 1;
+            }
+            n
+        });
+        // Two connections: the copy's two writers use both, and the import below
+        // then runs on them.
+        let options = hooklatch::store::StoreOptions {
+            pool_size: 2,
+            ..Default::default()
+        };
+        let to = open_transfer(&target.url, &options).expect("open for transfer");
+        let report = cli::copy::copy(
+            transfer(&origin).as_ref(),
+            to.as_ref(),
+            &mut cli::copy::Progress::quiet(),
+        )
+        .expect("copy");
+        // The connections that wrote the copy's batches record events, counted.
+        let after: String = (0..20)
+            .map(|n| {
+                format!(
+                    "{{\"source\":\"refersion\",\"event_id\":\"after{n}\",\"payload\":{}}}\n",
+                    sale(&format!("after{n}"), "3.00")
+                )
+            })
+            .collect();
+        let mut errors = Vec::new();
+        let counts = cli::import::run(
+            to.as_ref(),
+            &target.config().sources,
+            after.as_bytes(),
+            &mut errors,
+        )
+        .map_err(|(_, e)| e.to_string())
+        .expect("import");
+        assert_eq!(counts.processed, 20);
+        copying.store(false, std::sync::atomic::Ordering::Relaxed);
+        (report, live.join().unwrap())
+    });
+    assert_eq!(
+        report.to_string(),
+        "6000 rows copied, 0 already present, 0 different"
+    );
+    let check = target.store.verify_totals().unwrap();
+    assert!(check.drift.is_empty(), "{:?}", check.drift);
+    let stats = target.store.source_stats().unwrap();
+    let events: i64 = stats.iter().map(|s| s.events).sum();
+    assert_eq!(events, 3000 + live + 20, "{stats:?}");
+}

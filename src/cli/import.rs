@@ -5,7 +5,7 @@
 //! imported into another moves the events and the conversions they make.
 //!
 //! Lines go to the store in batches ([`IMPORT_BATCH`] per transaction), not one commit
-//! each. A line that cannot be read at all (not JSON, not an object) stops the import
+//! each, written on a thread of their own while the next lines are prepared. A line that cannot be read at all (not JSON, not an object) stops the import
 //! there: the lines before it are recorded, the rest are not.
 //!
 //! A line carries the ids the provider originally sent in headers only as its
@@ -13,6 +13,7 @@
 //! preparation; the exported id then stands, whatever the body says.
 
 use std::io::BufRead;
+use std::sync::mpsc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -95,6 +96,14 @@ struct Batch {
 }
 
 impl Batch {
+    fn new() -> Batch {
+        Batch {
+            events: Vec::with_capacity(IMPORT_BATCH),
+            first: 0,
+            last: 0,
+        }
+    }
+
     /// Sends the batch and counts what the store did with it.
     fn flush(
         &mut self,
@@ -126,34 +135,70 @@ impl Batch {
 /// Imports every line of `input`. Invalid lines are counted and described on `errors`;
 /// an unreadable line or input, or a failing store, stops the import (what was recorded
 /// before stays recorded).
+///
+/// This thread reads and prepares the lines while another writes the batches before
+/// them to the store, in the order of the input (a lifecycle event follows its sale).
 pub fn run(
     store: &dyn Transfer,
     sources: &Sources,
     input: impl BufRead,
     errors: &mut dyn std::io::Write,
 ) -> Result<ImportCounts, (ImportCounts, ImportError)> {
+    let (send, receive) = mpsc::sync_channel::<Batch>(AHEAD);
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || write_batches(store, receive));
+        let (invalid, stopped) = read_batches(sources, input, errors, send);
+        let (mut counts, written) = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        counts.invalid = invalid;
+        // A store failure stops the reading (its channel closes): it is the cause.
+        match (written, stopped) {
+            (Err(error), _) | (Ok(()), Some(error)) => Err((counts, error)),
+            (Ok(()), None) => Ok(counts),
+        }
+    })
+}
+
+/// Batches prepared ahead of the one the store is writing.
+const AHEAD: usize = 2;
+
+/// Writes the batches in the order they come, until the reading ends or one fails.
+fn write_batches(
+    store: &dyn Transfer,
+    receive: mpsc::Receiver<Batch>,
+) -> (ImportCounts, Result<(), ImportError>) {
     let mut counts = ImportCounts::default();
-    let mut batch = Batch {
-        events: Vec::with_capacity(IMPORT_BATCH),
-        first: 0,
-        last: 0,
-    };
+    for mut batch in receive {
+        if let Err(error) = batch.flush(store, &mut counts) {
+            return (counts, Err(error));
+        }
+    }
+    (counts, Ok(()))
+}
+
+/// Reads and prepares the lines, and sends them on in batches. Answers the invalid lines
+/// counted, and why it stopped early, if it did (the lines before are sent). A closed
+/// channel (the store failed) stops it without a reason of its own.
+fn read_batches(
+    sources: &Sources,
+    input: impl BufRead,
+    errors: &mut dyn std::io::Write,
+    send: mpsc::SyncSender<Batch>,
+) -> (u64, Option<ImportError>) {
+    let mut invalid = 0;
+    let mut batch = Batch::new();
     for (index, line) in input.lines().enumerate() {
         let number = index as u64 + 1;
-        let stop = |counts: &mut ImportCounts, batch: &mut Batch, error: ImportError| match batch
-            .flush(store, counts)
-        {
-            Ok(()) => (*counts, error),
-            Err(store_error) => (*counts, store_error),
-        };
         let line = match line {
             Ok(line) => line,
             Err(source) => {
+                let _ = send.send(batch);
                 let error = ImportError::Read {
                     line: number,
                     source,
                 };
-                return Err(stop(&mut counts, &mut batch, error));
+                return (invalid, Some(error));
             }
         };
         if line.trim().is_empty() {
@@ -162,14 +207,15 @@ pub fn run(
         let prepared = match prepare(sources, &line) {
             Ok(prepared) => prepared,
             Err(Refused::Unreadable(reason)) => {
+                let _ = send.send(batch);
                 let error = ImportError::Unreadable {
                     line: number,
                     reason,
                 };
-                return Err(stop(&mut counts, &mut batch, error));
+                return (invalid, Some(error));
             }
             Err(Refused::Invalid(reason)) => {
-                counts.invalid += 1;
+                invalid += 1;
                 let _ = writeln!(errors, "line {number}: invalid: {reason}");
                 continue;
             }
@@ -179,12 +225,16 @@ pub fn run(
         }
         batch.last = number;
         batch.events.push(prepared);
-        if batch.events.len() >= IMPORT_BATCH {
-            batch.flush(store, &mut counts).map_err(|e| (counts, e))?;
+        if batch.events.len() >= IMPORT_BATCH
+            && send
+                .send(std::mem::replace(&mut batch, Batch::new()))
+                .is_err()
+        {
+            return (invalid, None);
         }
     }
-    batch.flush(store, &mut counts).map_err(|e| (counts, e))?;
-    Ok(counts)
+    let _ = send.send(batch);
+    (invalid, None)
 }
 
 /// Why a line was not imported.
