@@ -149,6 +149,9 @@ impl SqliteStore {
         let pool = Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(1))
+            // A connection to a local file cannot go stale, and the check (an empty
+            // statement through SQLite's parser) would be paid on every duplicate's read.
+            .test_on_check_out(false)
             .connection_timeout(options.connect_timeout)
             // An in-memory database lives exactly as long as its connection.
             .idle_timeout(None)
