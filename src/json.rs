@@ -200,8 +200,20 @@ fn write_object(map: &Map<String, Value>, skip: &[&str], out: &mut String) {
 }
 
 fn write_string(s: &str, out: &mut String) {
-    // serde_json's escaping is deterministic, which is all a fingerprint needs.
-    out.push_str(&Value::String(s.to_owned()).to_string());
+    // serde_json's escaping is deterministic, which is all a fingerprint needs, and
+    // stored fingerprints depend on it: text it would not escape (no quote, backslash or
+    // control character) is written as it is, without a copy; anything else goes
+    // through serde_json itself.
+    if !s.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        return;
+    }
+    match serde_json::to_string(s) {
+        Ok(text) => out.push_str(&text),
+        Err(_) => out.push_str(&Value::String(s.to_owned()).to_string()),
+    }
 }
 
 /// Lowercase hex SHA-256 of the canonical form of `value`.
@@ -222,6 +234,28 @@ mod tests {
 
     fn fp(text: &str) -> String {
         fingerprint(&Value::Object(parse_object(text.as_bytes()).unwrap()))
+    }
+
+    /// Stored fingerprints were made with serde_json's own escaping: the fast path for
+    /// text that needs none must write exactly the same bytes.
+    #[test]
+    fn strings_are_written_as_serde_json_writes_them() {
+        for text in [
+            "",
+            "plain",
+            "ünïcødé ✓ 😀",
+            "quote \" in",
+            "back\\slash",
+            "tab\tnew\nline",
+            "\u{0}\u{1f}",
+            "del \u{7f}",
+            "</script>",
+            "line\u{2028}sep",
+        ] {
+            let mut out = String::new();
+            write_string(text, &mut out);
+            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 
     #[test]

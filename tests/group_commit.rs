@@ -216,3 +216,53 @@ fn duplicates_are_counted_without_the_writer_and_read_back_exactly() {
         .unwrap();
     assert_eq!(stored.delivery_count, 6);
 }
+
+/// The WAL is copied into the database file by the checkpointer thread soon after
+/// commits, not inside the writer's `COMMIT` once the WAL passes SQLite's automatic
+/// threshold: the connections keep that threshold only as a far backstop. Fifty events
+/// log a few hundred pages, below both thresholds, so only the checkpointer can move
+/// them into the main file.
+#[test]
+fn commits_reach_the_database_file_through_the_checkpointer_not_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir, &StoreOptions::default());
+    let backstop: i64 = store
+        .with_writer(|conn| {
+            conn.pragma_query_value(None, "wal_autocheckpoint", |row| row.get(0))
+                .map_err(|e| StoreError::Internal(e.to_string()))
+        })
+        .unwrap();
+    assert!(
+        backstop >= 10_000,
+        "the writer's automatic checkpoint is only a backstop: {backstop}"
+    );
+
+    let file = dir.path().join("hooklatch.db");
+    let size = || std::fs::metadata(&file).unwrap().len();
+    let before = size();
+    for i in 0..50 {
+        let outcome = store.process(&sale(&format!("ckpt-{i}"))).unwrap();
+        assert!(matches!(outcome, Outcome::Processed(_)), "{outcome:?}");
+    }
+    let wal_frames = std::fs::metadata(dir.path().join("hooklatch.db-wal"))
+        .unwrap()
+        .len()
+        / 4120;
+    assert!(
+        wal_frames < 1_000,
+        "the test stays below SQLite's own threshold: {wal_frames} frames"
+    );
+
+    // Waits for the checkpoint (an event on another thread), with a bound.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size() <= before + 8 * 4096 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint moved the new pages into the file: {} bytes, {before} before",
+            size()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let events: i64 = store.source_stats().unwrap().iter().map(|s| s.events).sum();
+    assert_eq!(events, 50);
+}

@@ -134,7 +134,14 @@ impl ApiError {
 
 /// A JSON response with `Content-Type: application/json`.
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = Response::new(body.to_string().into());
+    json_bytes_response(status, body)
+}
+
+/// A JSON answer from anything serialisable, printed once, straight into the body.
+pub fn json_bytes_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    // Serialising plain data into memory cannot fail; `null` would only hide a bug.
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec());
+    let mut response = Response::new(bytes.into());
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -18,6 +18,7 @@
 
 mod admin;
 mod backup;
+mod checkpoint;
 mod ops;
 mod outbox;
 mod process;
@@ -52,6 +53,7 @@ mod sql {
     pub const GET_EVENT: &str = include_str!("../../../sql/sqlite/get_event.sql");
     pub const LIST_CONFLICTS: &str = include_str!("../../../sql/sqlite/list_conflicts.sql");
     pub const PING: &str = include_str!("../../../sql/sqlite/ping.sql");
+    pub const CHECKPOINT: &str = include_str!("../../../sql/sqlite/checkpoint.sql");
     pub const SAVEPOINT_EVENT: &str = include_str!("../../../sql/sqlite/savepoint_event.sql");
     pub const RELEASE_EVENT: &str = include_str!("../../../sql/sqlite/release_event.sql");
     pub const ROLLBACK_EVENT: &str = include_str!("../../../sql/sqlite/rollback_event.sql");
@@ -132,6 +134,11 @@ impl SqliteStore {
                 ));
             }
             c.pragma_update(None, "synchronous", synchronous)?;
+            if file {
+                // Checkpoints are the checkpointer thread's (see `checkpoint`); this is
+                // only its backstop.
+                c.pragma_update(None, "wal_autocheckpoint", checkpoint::BACKSTOP_PAGES)?;
+            }
             c.pragma_update(None, "foreign_keys", "ON")?;
             // The receive path, the totals, the forwarder and the console's reads share
             // these connections and use some 40 cached statements between them; rusqlite
@@ -142,6 +149,9 @@ impl SqliteStore {
         let pool = Pool::builder()
             .max_size(size.max(1))
             .min_idle(Some(1))
+            // A connection to a local file cannot go stale, and the check (an empty
+            // statement through SQLite's parser) would be paid on every duplicate's read.
+            .test_on_check_out(false)
             .connection_timeout(options.connect_timeout)
             // An in-memory database lives exactly as long as its connection.
             .idle_timeout(None)
@@ -150,7 +160,18 @@ impl SqliteStore {
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot open the SQLite database: {e}"))
             })?;
-        let writer = Writer::start(pool.clone(), synchronous, options.statement_timeout)?;
+        // An in-memory database has no WAL to checkpoint.
+        let checkpointer = if file {
+            Some(checkpoint::Checkpointer::start(pool.clone())?)
+        } else {
+            None
+        };
+        let writer = Writer::start(
+            pool.clone(),
+            synchronous,
+            options.statement_timeout,
+            checkpointer,
+        )?;
         Ok(SqliteStore {
             pool,
             writer: Some(writer),

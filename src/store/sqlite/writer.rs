@@ -39,6 +39,7 @@ use r2d2::Pool;
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::checkpoint::Checkpointer;
 use super::totals::Delta;
 use super::{map_err, sql};
 use crate::model::{NewEvent, Outcome};
@@ -114,6 +115,7 @@ impl Writer {
         pool: Pool<SqliteConnectionManager>,
         synchronous: &'static str,
         timeout: Duration,
+        checkpointer: Option<Checkpointer>,
     ) -> Result<Writer, StoreError> {
         let (jobs, queue) = std::sync::mpsc::sync_channel(QUEUE);
         let counts = Arc::new(Counts::default());
@@ -131,6 +133,7 @@ impl Writer {
             timeout,
             counts_due: None,
             counts_retry: None,
+            checkpointer,
         };
         let thread = Background::spawn("hooklatch-sqlite-writer", move || thread.run())
             .map_err(|e| StoreError::Internal(format!("cannot start the SQLite writer: {e}")))?;
@@ -267,6 +270,8 @@ struct WriterState {
     counts_retry: Option<Duration>,
     failing: Arc<AtomicBool>,
     closing: Arc<AtomicBool>,
+    /// Checkpoints the WAL after commits, on its own thread; ends with this one.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl WriterState {
@@ -439,6 +444,9 @@ impl WriterState {
             Ok(outcomes) => {
                 self.counts_retry = None;
                 self.failing.store(false, Ordering::Release);
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.nudge();
+                }
                 for ((event, reply), outcome) in events.into_iter().zip(outcomes) {
                     reply.send(outcome.map(|o| (o, event)));
                 }
