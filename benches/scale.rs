@@ -81,12 +81,9 @@ fn main() {
         if existed {
             println!("PostgreSQL: reusing {}", db.name);
         } else {
-            // The generator writes through the store's copy path (`Transfer::write_rows`,
-            // multi-row inserts), as `hooklatch copy` does; `cargo bench --bench copy`
-            // times `copy` itself.
-            let store = common::open(&db.url);
-            let filled = common::generate::Generator::new(events).fill_store(store.as_ref(), true);
-            drop(store);
+            // The generator streams the rows with COPY, indexes built after
+            // (`common/load.rs`); `cargo bench --bench copy` times `hooklatch copy`.
+            let filled = common::generate::Generator::new(events).fill_postgres(&db.url, true);
             println!("generated: {filled}");
             let check = common::hooklatch(&db.url, &["verify-totals"]);
             assert!(

@@ -1,6 +1,7 @@
-//! Fills a SQLite store with N realistic events without HTTP: rows built as `hooklatch copy`
-//! moves them (ids kept), written in large transactions with the store's own
-//! `sql/sqlite/copy_insert_*.sql`, then the totals rebuilt from the rows through the store
+//! Makes N realistic events without HTTP: rows built as `hooklatch copy` moves them (ids
+//! kept), handed in chunks to a loader (`load.rs`: SQLite with the store's own
+//! `sql/sqlite/copy_insert_*.sql`, PostgreSQL with `COPY`, secondary indexes built after
+//! the rows), then the totals rebuilt from the rows through the store
 //! (`recompute_totals`), as `copy` does. So the store ends as one that received the
 //! traffic would: `hooklatch verify-totals` finds no drift (the benches check it).
 //!
@@ -14,7 +15,8 @@
 //!   at the same conversion;
 //! - `shopify` 25 % (orders/create, orders/paid, orders/fulfilled, refunds/create), the
 //!   one source that forwards: every event has an outbox row, delivered (with its one
-//!   attempt), 1 in 2,000 failed (3 attempts kept), the newest 200 pending;
+//!   attempt), 1 in 100 failed (3 attempts kept: a merchant's app that was down for
+//!   days leaves tens of thousands), the newest 200 pending;
 //! - `stripe` 15 %, `github` 10 %;
 //! - 15 % of events delivered 2 to 4 times (`delivery_count`), 1 in 500 with one or two
 //!   kept conflicting deliveries;
@@ -32,7 +34,6 @@ use hooklatch::json::parse_object;
 use hooklatch::model::clock::STORED_TIMESTAMP;
 use hooklatch::model::{NewConversion, NewEvent, Source};
 use hooklatch::sources::Preset;
-use hooklatch::store::Transfer;
 use hooklatch::store::transfer::{CopyRow, Table};
 use time::OffsetDateTime;
 use warp::http::{HeaderMap, HeaderName, HeaderValue};
@@ -45,7 +46,8 @@ const LIFECYCLE_EVERY: u64 = 12;
 const MOVE_AFTER: u64 = 5_000;
 /// Newest Shopify forwards still pending.
 const PENDING: u64 = 200;
-const FAILED_EVERY: u64 = 2_000;
+/// One Shopify forward in this many failed.
+const FAILED_ONE_IN: u32 = 100;
 const CONFLICT_EVERY: u64 = 500;
 
 /// What a fill wrote.
@@ -57,20 +59,23 @@ pub struct Filled {
     pub outbox: u64,
     pub attempts: u64,
     pub seconds: f64,
+    /// Where the time went (rows, index builds, totals).
+    pub phases: String,
 }
 
 impl std::fmt::Display for Filled {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} events, {} conversions, {} conflicts, {} outbox rows, {} attempts in {:.1} s ({:.0} events/s)",
+            "{} events, {} conversions, {} conflicts, {} outbox rows, {} attempts in {:.1} s ({:.0} events/s; {})",
             self.events,
             self.conversions,
             self.conflicts,
             self.outbox,
             self.attempts,
             self.seconds,
-            self.events as f64 / self.seconds.max(1e-9)
+            self.events as f64 / self.seconds.max(1e-9),
+            self.phases
         )
     }
 }
@@ -90,7 +95,7 @@ struct Move {
 
 /// Rows of one chunk, per table.
 #[derive(Default)]
-struct Chunk {
+pub struct Chunk {
     conversions: Vec<CopyRow>,
     events: Vec<CopyRow>,
     conflicts: Vec<CopyRow>,
@@ -100,7 +105,7 @@ struct Chunk {
 
 impl Chunk {
     /// Every table's rows, in the order their references need.
-    fn tables(self) -> [(Table, Vec<CopyRow>); 5] {
+    pub fn tables(self) -> [(Table, Vec<CopyRow>); 5] {
         [
             (Table::Conversions, self.conversions),
             (Table::Events, self.events),
@@ -112,7 +117,7 @@ impl Chunk {
 }
 
 /// Events written so far, a line per million.
-fn report(written: u64, total: u64, progress: bool, began: Instant) -> u64 {
+pub fn report(written: u64, total: u64, progress: bool, began: Instant) -> u64 {
     let now = written + CHUNK.min(total - written);
     if progress && written / 1_000_000 != now / 1_000_000 {
         eprintln!(
@@ -167,83 +172,24 @@ impl Generator {
         }
     }
 
-    /// Writes every event into the (migrated, empty) SQLite file at `path`, then rebuilds
-    /// the totals from the rows through the store. The rows are generated on one thread
-    /// while this one writes the previous chunk.
-    pub fn fill_sqlite(self, path: &Path, progress: bool) -> Filled {
-        let began = Instant::now();
-        let total = self.total;
-        let (chunks, generator) = self.spawn();
-        let mut conn = rusqlite::Connection::open(path).expect("open the SQLite file");
-        // Bulk settings for this connection only: the file is checked and its totals
-        // rebuilt by the store afterwards, and nothing else writes it meanwhile.
-        conn.execute_batch(
-            "PRAGMA synchronous = OFF; PRAGMA cache_size = -1000000; PRAGMA temp_store = MEMORY;",
-        )
-        .expect("bulk pragmas");
-        let mut written = 0u64;
-        for chunk in chunks {
-            let tx = conn.transaction().expect("a transaction");
-            for (table, rows) in chunk.tables() {
-                let mut insert = tx.prepare_cached(insert_sql(table)).expect("the insert");
-                for row in &rows {
-                    let changed = insert
-                        .execute(rusqlite::params_from_iter(row.iter()))
-                        .unwrap_or_else(|e| panic!("insert into {}: {e}", table.name()));
-                    assert_eq!(changed, 1, "{}: the store is not empty", table.name());
-                }
-            }
-            tx.commit().expect("commit");
-            written = report(written, total, progress, began);
-        }
-        drop(conn);
-        let mut filled = generator.join().expect("the generator thread");
-        let store = super::open(&super::sqlite_url(path));
-        store
-            .recompute_totals()
-            .unwrap_or_else(|e| panic!("recompute totals: {e}"));
-        filled.seconds = began.elapsed().as_secs_f64();
-        filled
+    pub fn total(&self) -> u64 {
+        self.total
     }
 
-    /// Fills a migrated, empty store of any kind through its copy path
-    /// (`Transfer::write_rows`: on PostgreSQL one multi-row insert per table per chunk),
-    /// then rebuilds its totals.
-    pub fn fill_store(self, store: &dyn Transfer, progress: bool) -> Filled {
-        let began = Instant::now();
-        let total = self.total;
-        let (chunks, generator) = self.spawn();
-        let mut written = 0u64;
-        for chunk in chunks {
-            for (table, rows) in chunk.tables() {
-                // The store's copy batches are 2,000 rows; larger ones gain nothing.
-                let mut rows = rows.into_iter().peekable();
-                while rows.peek().is_some() {
-                    let batch: Vec<CopyRow> = rows.by_ref().take(2_000).collect();
-                    let count = batch.len() as u64;
-                    let done = store
-                        .write_rows(table, batch)
-                        .unwrap_or_else(|e| panic!("writing {}: {e}", table.name()));
-                    assert_eq!(
-                        done.inserted,
-                        count,
-                        "{}: the store is not empty",
-                        table.name()
-                    );
-                }
-            }
-            written = report(written, total, progress, began);
-        }
-        let mut filled = generator.join().expect("the generator thread");
-        store
-            .recompute_totals()
-            .unwrap_or_else(|e| panic!("recompute totals: {e}"));
-        filled.seconds = began.elapsed().as_secs_f64();
-        filled
+    /// Writes every event into the (migrated, empty) SQLite file at `path`, then rebuilds
+    /// the totals from the rows through the store.
+    pub fn fill_sqlite(self, path: &Path, progress: bool) -> Filled {
+        super::load::sqlite(self, path, progress)
+    }
+
+    /// Writes every event into the (migrated, empty) PostgreSQL database at `url`, then
+    /// rebuilds the totals from the rows through the store.
+    pub fn fill_postgres(self, url: &str, progress: bool) -> Filled {
+        super::load::postgres(self, url, progress)
     }
 
     /// Chunks of rows made on a thread of their own while the caller writes.
-    fn spawn(
+    pub fn spawn(
         mut self,
     ) -> (
         std::sync::mpsc::Receiver<Chunk>,
@@ -426,7 +372,7 @@ impl Generator {
     /// The outbox row of a forwarded event, and the attempts kept for it.
     fn forward(&mut self, n: u64, seen: &str, chunk: &mut Chunk) {
         let pending = n + PENDING * 4 > self.total;
-        let failed = !pending && n % FAILED_EVERY < 4;
+        let failed = !pending && self.rng.u32(0..FAILED_ONE_IN) == 0;
         let (state, attempts, next, status, error, delivered) = if pending {
             // Due tomorrow: a server started on this store does not send them meanwhile.
             let tomorrow = stored(OffsetDateTime::now_utc() + time::Duration::days(1));
@@ -664,17 +610,4 @@ fn stored(at: OffsetDateTime) -> String {
 
 fn plain(at: OffsetDateTime) -> String {
     at.format(PLAIN_TIME).expect("a plain timestamp")
-}
-
-/// The store's own insert of each table: what `hooklatch copy` writes on SQLite.
-fn insert_sql(table: Table) -> &'static str {
-    match table {
-        Table::Conversions => include_str!("../../sql/sqlite/copy_insert_conversions.sql"),
-        Table::Events => include_str!("../../sql/sqlite/copy_insert_webhook_events.sql"),
-        Table::Conflicts => include_str!("../../sql/sqlite/copy_insert_webhook_conflicts.sql"),
-        Table::Outbox => include_str!("../../sql/sqlite/copy_insert_forward_outbox.sql"),
-        Table::Attempts => include_str!("../../sql/sqlite/copy_insert_forward_attempts.sql"),
-        #[allow(unreachable_patterns)]
-        _ => panic!("the generator writes no {}", table.name()),
-    }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod generate;
+pub mod load;
 pub mod pg;
 pub mod server;
 

@@ -223,8 +223,11 @@ BEGIN
         -- Every path that answers 'processed' leaves the loop through here, so each
         -- writes the outbox entry in the event's own transaction.
         IF p_forward THEN
-            INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
-            VALUES (v_event_id, p_source, now(), now());
+            -- event_seen_at: the event's first_seen_at, which was v_first_seen on
+            -- every path that inserted it (migration 010 orders the outbox by it).
+            INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at,
+                                        event_seen_at)
+            VALUES (v_event_id, p_source, now(), now(), v_first_seen);
         END IF;
         outcome := 'processed';
         webhook_event_id := v_event_id;

@@ -1,7 +1,7 @@
 -- Queues every recorded event of a source first seen in [?2, ?3) again, whatever its
 -- state (an event without an entry gets one), with a fresh schedule.
-INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at)
-SELECT id, source, ?4, ?4 FROM webhook_events
+INSERT INTO forward_outbox (webhook_event_id, source, next_attempt_at, created_at, event_seen_at)
+SELECT id, source, ?4, ?4, first_seen_at FROM webhook_events
 WHERE source = ?1 AND first_seen_at >= ?2 AND (?3 IS NULL OR first_seen_at < ?3)
 ON CONFLICT (webhook_event_id) DO UPDATE
     SET state = 'pending', attempts = 0, next_attempt_at = excluded.next_attempt_at

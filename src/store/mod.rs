@@ -426,6 +426,7 @@ macro_rules! migration_files {
             $crate::store::migration_file!($backend, "007_forward_care"),
             $crate::store::migration_file!($backend, "008_totals"),
             $crate::store::migration_file!($backend, "009_lookup_indexes"),
+            $crate::store::migration_file!($backend, "010_forward_list_order"),
             $crate::store::migration_file!($backend, "011_bulk_totals"),
         ]
     };

@@ -13,7 +13,7 @@ use crate::store::{
     BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
 };
 
-const MIGRATIONS: [MigrationFile; 10] = migration_files!("postgres");
+const MIGRATIONS: [MigrationFile; 11] = migration_files!("postgres");
 
 /// Key of the transaction advisory lock held while migrating ("hooklatc" in ASCII), so
 /// that instances starting together migrate one after the other.

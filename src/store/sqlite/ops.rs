@@ -11,7 +11,7 @@ use crate::store::{
     BackupError, BackupReport, MigrationFile, Operations, StoreError, migration_files,
 };
 
-const MIGRATIONS: [MigrationFile; 10] = migration_files!("sqlite");
+const MIGRATIONS: [MigrationFile; 11] = migration_files!("sqlite");
 
 impl Operations for SqliteStore {
     fn migrate(&self) -> Result<(), StoreError> {
