@@ -1,7 +1,6 @@
 -- `hooklatch copy` rebuilds the totals from the rows once the rows are in
 -- (recompute_totals.sql), so the delta row each copied event and conversion would add is
--- work thrown away: a PL/pgSQL call and an insert per row, about a third of the
--- backend's time in a copy. The row triggers now skip the rows written by a transaction
+-- work thrown away: a PL/pgSQL call and an insert per row. The row triggers now skip the rows written by a transaction
 -- that said so with set_config('hooklatch.bulk', 'on', true) (sql/postgres/copy_bulk.sql).
 -- The setting is local to that transaction: every other connection, and this one after
 -- the commit, is counted exactly as before, so instances receiving while a copy runs keep
