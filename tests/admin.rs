@@ -1034,17 +1034,7 @@ fn console_pages_render_events_detail_conversions_and_rejections() {
 }
 
 async fn the_api_and_the_console_queue_a_forward_again_behind_token_and_csrf(db: &TestDb) {
-    use hooklatch::config::SourceSettings;
-    use hooklatch::sources::Preset;
-    let mut config = db.config();
-    config.sources.insert(
-        "shop",
-        SourceSettings {
-            // Nothing listens there, and no worker runs here: entries stay as set.
-            forward_to: Some("http://127.0.0.1:9/hook".into()),
-            ..SourceSettings::new(Preset::Standard, Vec::new())
-        },
-    );
+    let config = db.config_forwarding_shop();
     let app = db.admin_app_with(&config);
     deliver(&app, "shop", "f1", "t", "x").await;
     deliver(&app, "acme", "n1", "t", "x").await;
@@ -1269,18 +1259,8 @@ async fn a_refusal_reason_is_bounded_and_never_quotes_the_body(db: &TestDb) {
     }
 }
 async fn the_console_pauses_resumes_and_replays_a_source_and_shows_the_attempts(db: &TestDb) {
-    use hooklatch::config::SourceSettings;
     use hooklatch::model::outbox::{AttemptOutcome, AttemptReport};
-    use hooklatch::sources::Preset;
-    let mut config = db.config();
-    config.sources.insert(
-        "shop",
-        SourceSettings {
-            // Nothing listens there, and no worker runs here: entries stay as set.
-            forward_to: Some("http://127.0.0.1:9/hook".into()),
-            ..SourceSettings::new(Preset::Standard, Vec::new())
-        },
-    );
+    let config = db.config_forwarding_shop();
     let app = db.admin_app_with(&config);
     deliver(&app, "shop", "f1", "t", "x").await;
     let state = || {

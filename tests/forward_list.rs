@@ -7,10 +7,8 @@
 mod common;
 
 use common::{TestDb, execute_sql, post};
-use hooklatch::config::SourceSettings;
 use hooklatch::model::Source;
 use hooklatch::read::{Cursor, EventFilter, EventItem, ForwardStatus, Timestamp};
-use hooklatch::sources::Preset;
 
 contract!(forward_lists_keep_the_event_order_and_page_without_gaps);
 
@@ -37,15 +35,7 @@ fn all_pages(db: &TestDb, filter: &EventFilter, size: u32) -> Vec<String> {
 }
 
 async fn forward_lists_keep_the_event_order_and_page_without_gaps(db: &TestDb) {
-    let mut config = db.config();
-    config.sources.insert(
-        "shop",
-        SourceSettings {
-            // Nothing listens there, and no worker runs here: entries stay as set.
-            forward_to: Some("http://127.0.0.1:9/hook".into()),
-            ..SourceSettings::new(Preset::Standard, Vec::new())
-        },
-    );
+    let config = db.config_forwarding_shop();
     let app = db.admin_app_with(&config);
     for n in 0..20 {
         let body = format!(r#"{{"id":"f{n}","type":"t","n":"{n}"}}"#);

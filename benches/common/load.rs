@@ -76,19 +76,15 @@ pub fn sqlite(generator: Generator, path: &Path, progress: bool) -> Filled {
     assert_eq!(journal, "wal");
     drop(conn);
     let built = began.elapsed().as_secs_f64();
-    let mut filled = generator.join().expect("the generator thread");
     let store = super::open(&super::sqlite_url(path));
-    store
-        .recompute_totals()
-        .unwrap_or_else(|e| panic!("recompute totals: {e}"));
-    filled.seconds = began.elapsed().as_secs_f64();
-    filled.phases = format!(
-        "rows {rows_done:.0} s, {} indexes {:.0} s, totals {:.0} s",
+    finish(
+        generator,
+        store.as_ref(),
+        began,
+        rows_done,
+        built,
         indexes.len(),
-        built - rows_done,
-        filled.seconds - built
-    );
-    filled
+    )
 }
 
 /// `(name, CREATE INDEX …)` of every index the migrations made, by name; the indexes
@@ -171,16 +167,35 @@ pub fn postgres(generator: Generator, url: &str, progress: bool) -> Filled {
     );
     drop(client);
     let built = began.elapsed().as_secs_f64();
-    let mut filled = generator.join().expect("the generator thread");
     let store = super::open(url);
     store.finish_copy().expect("the id sequences");
+    finish(
+        generator,
+        store.as_ref(),
+        began,
+        rows_done,
+        built,
+        indexes.len(),
+    )
+}
+
+/// After the rows and indexes of either store: the totals rebuilt from the rows, and
+/// how long each phase took.
+fn finish(
+    generator: std::thread::JoinHandle<Filled>,
+    store: &dyn hooklatch::store::Transfer,
+    began: Instant,
+    rows_done: f64,
+    built: f64,
+    indexes: usize,
+) -> Filled {
+    let mut filled = generator.join().expect("the generator thread");
     store
         .recompute_totals()
         .unwrap_or_else(|e| panic!("recompute totals: {e}"));
     filled.seconds = began.elapsed().as_secs_f64();
     filled.phases = format!(
-        "rows {rows_done:.0} s, {} indexes {:.0} s, totals {:.0} s",
-        indexes.len(),
+        "rows {rows_done:.0} s, {indexes} indexes {:.0} s, totals {:.0} s",
         built - rows_done,
         filled.seconds - built
     );

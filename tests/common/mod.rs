@@ -123,6 +123,24 @@ impl TestDb {
         }
     }
 
+    /// [`TestDb::config`] with a Standard source `shop` that forwards to a closed port:
+    /// nothing listens there and no worker runs in these tests, so outbox entries stay
+    /// as the test sets them.
+    pub fn config_forwarding_shop(&self) -> Config {
+        let mut config = self.config();
+        config.sources.insert(
+            "shop",
+            hooklatch::config::SourceSettings {
+                forward_to: Some("http://127.0.0.1:9/hook".into()),
+                ..hooklatch::config::SourceSettings::new(
+                    hooklatch::sources::Preset::Standard,
+                    Vec::new(),
+                )
+            },
+        );
+        config
+    }
+
     pub fn app(&self) -> Arc<App> {
         self.app_with(&self.config())
     }
