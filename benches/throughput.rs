@@ -42,15 +42,16 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::pg::with_database;
 use common::process_ticks;
+use common::server::Server;
 
 const DEFAULT_PG: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 const SERVER: &str = env!("CARGO_BIN_EXE_hooklatch");
@@ -214,7 +215,7 @@ fn main() {
         args.clients
     );
     let http_ceiling = args.http_ceiling.as_deref().map(|path| {
-        let mut server = ServerChild::start(path, &[("MODE", "echo".into())], "healthz");
+        let mut server = Server::launch(path, &[("MODE", "echo".into())], "/healthz");
         let clients = args.clients.iter().copied().max().unwrap_or(64);
         let phase = measure(&mut server, Scenario::New, clients, &args, None);
         server.stop();
@@ -275,8 +276,8 @@ fn bench_postgres(args: &Args, http_ceiling: Option<f64>) {
         std::env::var("HOOKLATCH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_PG.to_owned());
     let name = format!("hooklatch_bench_{}", std::process::id());
     // Two calls: a multi-statement batch is one transaction, which DROP DATABASE refuses.
-    let created = admin_exec(&admin, &format!("DROP DATABASE IF EXISTS {name}"))
-        .and_then(|()| admin_exec(&admin, &format!("CREATE DATABASE {name}")));
+    let created = common::pg::exec(&admin, &format!("DROP DATABASE IF EXISTS {name}"))
+        .and_then(|()| common::pg::exec(&admin, &format!("CREATE DATABASE {name}")));
     if let Err(e) = created {
         println!("postgres  SKIPPED: no PostgreSQL at {admin}: {e}");
         return;
@@ -286,7 +287,7 @@ fn bench_postgres(args: &Args, http_ceiling: Option<f64>) {
     print_phases("postgres", phases, http_ceiling, |scenario, clients| {
         pgbench_ceiling(&db_url, scenario, clients, args.seconds)
     });
-    let _ = admin_exec(
+    let _ = common::pg::exec(
         &admin,
         &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
     );
@@ -294,7 +295,7 @@ fn bench_postgres(args: &Args, http_ceiling: Option<f64>) {
 
 /// Starts the server, seeds the duplicate set, runs every phase (and the soak), stops it.
 fn run_server_phases(args: &Args, env: &[(&str, String)], pg_database: Option<&str>) -> Vec<Phase> {
-    let mut server = ServerChild::start(Path::new(SERVER), env, "healthz");
+    let mut server = Server::launch(Path::new(SERVER), env, "/healthz");
     let mut phases = Vec::new();
     for &clients in &args.clients {
         for &scenario in &args.scenarios {
@@ -311,7 +312,7 @@ fn run_server_phases(args: &Args, env: &[(&str, String)], pg_database: Option<&s
 /// Seeds a fresh duplicate set (as `load` does before each run), warms up, then measures
 /// one phase with CPU read before and after.
 fn measure(
-    server: &mut ServerChild,
+    server: &mut Server,
     scenario: Scenario,
     clients: usize,
     args: &Args,
@@ -354,13 +355,14 @@ fn measure(
     );
     let after = CpuSnapshot::take(server.pid, pg_database);
     let n = sample.latencies.len().max(1) as f64;
-    let per_req = |ticks: u64| ticks as f64 / clock_ticks() * 1e6 / n;
-    let machine = (after.machine - before.machine) as f64 / clock_ticks();
+    let per_req = |ticks: u64| ticks as f64 / common::clock_ticks() * 1e6 / n;
+    let machine = (after.machine - before.machine) as f64 / common::clock_ticks();
     let known = after.server + after.db.unwrap_or(0) + after.bench
         - before.server
         - before.db.unwrap_or(0)
         - before.bench;
-    let other = (machine - known as f64 / clock_ticks()).max(0.0) / sample.elapsed.as_secs_f64();
+    let other =
+        (machine - known as f64 / common::clock_ticks()).max(0.0) / sample.elapsed.as_secs_f64();
     Phase {
         scenario,
         clients,
@@ -418,7 +420,7 @@ fn print_phases(
 
 /// Sustained mixed load (80 % new, 20 % repeats, 16 clients) with the server's RSS
 /// sampled at the start, every 100 s, and at the end.
-fn soak(server: &mut ServerChild, duration: Duration) {
+fn soak(server: &mut Server, duration: Duration) {
     let warm = load(
         server,
         Scenario::Mixed,
@@ -466,7 +468,7 @@ fn soak(server: &mut ServerChild, duration: Duration) {
 /// loop on at most two threads, so the client takes little of the shared cores, as wrk
 /// does.
 fn load(
-    server: &mut ServerChild,
+    server: &mut Server,
     scenario: Scenario,
     clients: usize,
     duration: Duration,
@@ -660,88 +662,6 @@ fn post(conn: &mut BufReader<TcpStream>, body: &str) -> (u16, bool, bool) {
     (status, conflict, close)
 }
 
-/// A server binary run as a child on a free loopback port, logging at warn to a file.
-struct ServerChild {
-    child: Child,
-    pid: u32,
-    addr: SocketAddr,
-    log: tempfile::NamedTempFile,
-}
-
-impl ServerChild {
-    fn start(program: &Path, env: &[(&str, String)], ready_path: &str) -> ServerChild {
-        // The port is free when asked; another process could take it before the child
-        // binds, in which case the child exits and the readiness wait says so.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let log = tempfile::NamedTempFile::new().expect("log file");
-        let child = Command::new(program)
-            .env("RUST_LOG", "warn")
-            .env("HOOKLATCH_LISTEN", addr.to_string())
-            .env("PORT", port.to_string())
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(log.reopen().expect("log"))
-            .stderr(log.reopen().expect("log"))
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
-        let mut server = ServerChild {
-            pid: child.id(),
-            child,
-            addr,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !server.ready(ready_path) {
-            server.check_alive();
-            assert!(
-                Instant::now() < deadline,
-                "{} not ready on {addr} after 60 s",
-                program.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn ready(&self, path: &str) -> bool {
-        let Ok(mut stream) = TcpStream::connect(self.addr) else {
-            return false;
-        };
-        let request = format!("GET /{path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n");
-        let mut answer = String::new();
-        stream.write_all(request.as_bytes()).is_ok()
-            && BufReader::new(stream).read_line(&mut answer).is_ok()
-            && answer.starts_with("HTTP/1.1 200")
-    }
-
-    fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
-            panic!("server exited ({status}); its log:\n{log}");
-        }
-    }
-
-    /// SIGTERM, so the server drains and the SQLite writer commits what it holds.
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// CPU ticks from /proc: the server process, the database backends of the bench's own
 /// database (PostgreSQL), this bench process (the client), and the whole machine.
 struct CpuSnapshot {
@@ -794,19 +714,6 @@ fn pg_backend_ticks(database: &str) -> u64 {
         .sum()
 }
 
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
-
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
@@ -816,27 +723,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-/// The sync PostgreSQL client must not run inside a tokio runtime; the bench has none,
-/// but keep it on a plain thread anyway.
-fn admin_exec(url: &str, sql: &str) -> Result<(), String> {
-    let url = url.to_owned();
-    let sql = sql.to_owned();
-    std::thread::spawn(move || {
-        let mut config: postgres::Config =
-            url.parse().map_err(|e: postgres::Error| e.to_string())?;
-        config.connect_timeout(Duration::from_secs(3));
-        let mut client = config.connect(postgres::NoTls).map_err(|e| e.to_string())?;
-        client
-            .batch_execute(&sql)
-            .map_err(|e| match e.as_db_error() {
-                Some(db) => db.message().to_owned(),
-                None => e.to_string(),
-            })
-    })
-    .join()
-    .expect("admin thread")
 }
 
 const PGBENCH_NEW: &str = include_str!("pgbench/new.sql");

@@ -91,8 +91,9 @@ impl Drop for Database {
     }
 }
 
-/// The sync client must not run inside a tokio runtime; keep it on a plain thread.
-fn exec(url: &str, sql: &str) -> Result<(), String> {
+/// Runs `sql` as the admin, on a plain thread (the sync client must not run inside a
+/// tokio runtime); the database's own message on failure.
+pub fn exec(url: &str, sql: &str) -> Result<(), String> {
     let url = url.to_owned();
     let sql = sql.to_owned();
     std::thread::spawn(move || {

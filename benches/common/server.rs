@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// The release binary, ready once `/readyz` answers 200.
     pub fn start(env: &[(&str, String)]) -> Server {
+        Server::launch(Path::new(super::BINARY), env, "/readyz")
+    }
+
+    /// Any server program (the binary, or the bench's warp ceiling) on a free port,
+    /// given as `HOOKLATCH_LISTEN` and `PORT`; ready once `ready_path` answers 200.
+    pub fn launch(program: &Path, env: &[(&str, String)], ready_path: &str) -> Server {
         // The port is free when asked; another process could take it before the child
         // binds, in which case the child exits and the readiness wait says so.
         let port = TcpListener::bind("127.0.0.1:0")
@@ -23,15 +31,16 @@ impl Server {
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = tempfile::NamedTempFile::new().expect("a log file");
-        let child = Command::new(super::BINARY)
+        let child = Command::new(program)
             .env("RUST_LOG", "warn")
             .env("HOOKLATCH_LISTEN", addr.to_string())
+            .env("PORT", port.to_string())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.reopen().expect("log"))
             .stderr(log.reopen().expect("log"))
             .spawn()
-            .expect("start target/release/hooklatch");
+            .unwrap_or_else(|e| panic!("start {}: {e}", program.display()));
         let mut server = Server {
             pid: child.id(),
             child,
@@ -41,16 +50,25 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(mut client) = Client::connect(server.addr)
-                && client.get("/readyz", &[]).status == 200
+                && client.get(ready_path, &[]).status == 200
             {
                 return server;
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                let log = std::fs::read_to_string(server.log.path()).unwrap_or_default();
-                panic!("server exited ({status}); its log:\n{log}");
-            }
-            assert!(Instant::now() < deadline, "server not ready after 120 s");
+            server.check_alive();
+            assert!(
+                Instant::now() < deadline,
+                "{} not ready after 120 s",
+                program.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Panics with the server's log if it has exited.
+    pub fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            let log = std::fs::read_to_string(self.log.path()).unwrap_or_default();
+            panic!("server exited ({status}); its log:\n{log}");
         }
     }
 
