@@ -12,7 +12,9 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Backend, TestDb, TestServer, Totals, post, raw_exchange};
+use common::{
+    Backend, TestDb, TestServer, Totals, fast_sqlite, post, raw_exchange, two_worker_runtime,
+};
 use hooklatch::App;
 use hooklatch::config::Config;
 use hooklatch::model::{EventId, Source};
@@ -27,23 +29,6 @@ contract!(
     ids_at_the_byte_limit_count_bytes_not_characters,
     nul_in_any_stored_text_is_400_on_every_backend,
 );
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// Durability is not what these tests are about, so commits skip the fsync.
-fn fast_sqlite(name: &str) -> TestDb {
-    let options = StoreOptions {
-        sqlite_full_sync: false,
-        ..StoreOptions::default()
-    };
-    TestDb::fresh_with(Backend::Sqlite, name, &options).expect("SQLite is always available")
-}
 
 // ---------------------------------------------------------------------------------------
 // The property
@@ -253,7 +238,7 @@ fn random_requests_never_get_a_5xx_always_get_json_and_change_nothing_when_refus
 /// 600 random requests: never a 5xx, always JSON, and a refused one changes no row.
 fn random_requests_never_get_a_5xx(db: &TestDb) {
     let app = db.app();
-    let rt = runtime();
+    let rt = two_worker_runtime();
     let filter = hooklatch::routes(app.clone());
     let outcomes = std::sync::Mutex::new(std::collections::BTreeMap::<u16, usize>::new());
     let mut runner = TestRunner::new(ProptestConfig {
@@ -373,7 +358,7 @@ struct Reply {
 #[test]
 fn invalid_utf8_in_the_body_or_an_id_header_is_400_and_stores_nothing() {
     let db = fast_sqlite("utf8");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     rt.block_on(async {
         let app = db.app();
         let bodies: [&[u8]; 6] = [
@@ -410,7 +395,7 @@ fn nested(depth: usize, open: &str, close: &str) -> Vec<u8> {
 #[test]
 fn hostile_nesting_is_400_not_a_stack_overflow_and_modest_nesting_is_fine() {
     let db = fast_sqlite("nesting");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     rt.block_on(async {
         let app = db.app();
         for (open, close) in [("[", "]"), ("{\"a\":", "}"), ("[{\"a\":", "}]")] {
@@ -450,7 +435,7 @@ fn hostile_nesting_is_400_not_a_stack_overflow_and_modest_nesting_is_fine() {
 #[test]
 fn duplicate_keys_are_400_even_when_equal_only_after_unescaping() {
     let db = fast_sqlite("dupkeys");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     rt.block_on(async {
         let app = db.app();
         let cases: [(&str, &str); 6] = [
@@ -511,7 +496,7 @@ fn head(content_length: Option<usize>) -> Vec<u8> {
 #[test]
 fn ten_megabyte_bodies_are_413_under_the_default_limit_with_or_without_content_length() {
     let db = fast_sqlite("tenmb");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     let server = rt.block_on(TestServer::start(db.app()));
     let body = big_object("huge", 10 * 1024 * 1024);
     for content_length in [Some(body.len()), None] {
@@ -533,7 +518,7 @@ fn ten_megabyte_bodies_are_413_under_the_default_limit_with_or_without_content_l
 #[test]
 fn ten_megabyte_bodies_are_stored_byte_for_byte_when_the_operator_allows_them() {
     let db = fast_sqlite("tenmb_allowed");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     let config = Config {
         max_body_bytes: 16 * 1024 * 1024,
         ..db.config()
@@ -560,7 +545,7 @@ fn ten_megabyte_bodies_are_stored_byte_for_byte_when_the_operator_allows_them() 
 #[test]
 fn a_slow_loris_body_trickling_a_byte_at_a_time_gets_408_at_the_body_timeout() {
     let db = fast_sqlite("loris");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     let config = Config {
         body_timeout: Duration::from_secs(1),
         ..db.config()
@@ -612,7 +597,7 @@ fn a_slow_loris_body_trickling_a_byte_at_a_time_gets_408_at_the_body_timeout() {
 #[test]
 fn a_slow_loris_request_head_is_cut_off_at_the_body_timeout() {
     let db = fast_sqlite("loris_head");
-    let rt = runtime();
+    let rt = two_worker_runtime();
     let config = Config {
         body_timeout: Duration::from_secs(1),
         ..db.config()

@@ -11,29 +11,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{ADMIN_TOKEN, Backend, RawReply, TestDb, TestServer, parse_reply};
+use common::{
+    ADMIN_TOKEN, RawReply, TestDb, TestServer, fast_sqlite, parse_reply, two_worker_runtime,
+};
 use hooklatch::App;
 use hooklatch::config::{Config, Limits};
-use hooklatch::store::StoreOptions;
 
 /// Generous bound on anything that should happen within a second or two here.
 const PATIENCE: Duration = Duration::from_secs(20);
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn sqlite(name: &str) -> TestDb {
-    let options = StoreOptions {
-        sqlite_full_sync: false,
-        ..StoreOptions::default()
-    };
-    TestDb::fresh_with(Backend::Sqlite, name, &options).expect("SQLite is always available")
-}
 
 /// The default settings with these limits; the admin side on.
 fn app(db: &TestDb, body_timeout: Duration, limits: Limits) -> Arc<App> {
@@ -124,8 +109,8 @@ fn healthz_on(stream: &mut TcpStream) -> RawReply {
 /// are served meanwhile. Before, the admin side read bodies with no deadline at all.
 #[test]
 fn an_admin_body_trickled_a_byte_at_a_time_is_cut_off_at_the_body_timeout() {
-    let db = sqlite("admin_loris");
-    let rt = runtime();
+    let db = fast_sqlite("admin_loris");
+    let rt = two_worker_runtime();
     let server = rt.block_on(TestServer::start(app(
         &db,
         Duration::from_secs(1),
@@ -207,8 +192,8 @@ fn an_admin_body_trickled_a_byte_at_a_time_is_cut_off_at_the_body_timeout() {
 /// request waits, unanswered, and is served as soon as one of the two closes.
 #[test]
 fn past_the_connection_cap_a_new_client_waits_until_a_connection_closes() {
-    let db = sqlite("connection_cap");
-    let rt = runtime();
+    let db = fast_sqlite("connection_cap");
+    let rt = two_worker_runtime();
     let server = rt.block_on(TestServer::start(app(
         &db,
         Duration::from_secs(60),
@@ -251,8 +236,8 @@ fn past_the_connection_cap_a_new_client_waits_until_a_connection_closes() {
 /// with no deadline, so such clients could fill the connection cap for ever.
 #[test]
 fn a_connection_that_never_sends_a_request_is_closed_at_the_body_timeout() {
-    let db = sqlite("silent_connection");
-    let rt = runtime();
+    let db = fast_sqlite("silent_connection");
+    let rt = two_worker_runtime();
     let server = rt.block_on(TestServer::start(app(
         &db,
         Duration::from_secs(1),
@@ -283,8 +268,8 @@ fn a_connection_that_never_sends_a_request_is_closed_at_the_body_timeout() {
 /// answers; once the held request finishes, requests are served again.
 #[test]
 fn past_the_request_cap_a_request_gets_503_with_retry_after() {
-    let db = sqlite("request_cap");
-    let rt = runtime();
+    let db = fast_sqlite("request_cap");
+    let rt = two_worker_runtime();
     let server = rt.block_on(TestServer::start(app(
         &db,
         Duration::from_secs(60),
@@ -346,8 +331,8 @@ fn past_the_request_cap_a_request_gets_503_with_retry_after() {
 /// connection, long before the body timeout (60 s here) could.
 #[test]
 fn an_http2_connection_that_goes_silent_is_pinged_then_closed() {
-    let db = sqlite("h2_silent");
-    let rt = runtime();
+    let db = fast_sqlite("h2_silent");
+    let rt = two_worker_runtime();
     let server = rt.block_on(TestServer::start(app(
         &db,
         Duration::from_secs(60),

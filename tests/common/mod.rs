@@ -551,6 +551,26 @@ fn closed() -> store::StoreError {
     store::StoreError::Unavailable("closed".into())
 }
 
+/// A runtime with two workers, the machine's size, for tests that drive a server from a
+/// plain `#[test]` and reason about what runs at once.
+pub fn two_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A fresh SQLite store whose commits skip the fsync: for tests that are not about
+/// durability.
+pub fn fast_sqlite(name: &str) -> TestDb {
+    let options = StoreOptions {
+        sqlite_full_sync: false,
+        ..StoreOptions::default()
+    };
+    TestDb::fresh_with(Backend::Sqlite, name, &options).expect("SQLite is always available")
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("HOOKLATCH_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
