@@ -155,17 +155,7 @@ pub fn hooklatch_with(
 fn children_ticks_delta() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static SEEN: AtomicU64 = AtomicU64::new(0);
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let field = stat_fields("/proc/self/stat");
     let total = field(13) + field(14);
     total - SEEN.swap(total, Ordering::SeqCst).min(total)
 }
@@ -192,18 +182,23 @@ impl std::fmt::Display for CpuUse {
 
 /// utime + stime of a process (all its threads), fields 14 and 15 of /proc/<pid>/stat.
 pub fn process_ticks(pid: &str) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
+    let field = stat_fields(&format!("/proc/{pid}/stat"));
     field(11) + field(12)
+}
+
+/// The numeric fields of a /proc/<pid>/stat file after the command name (which may hold
+/// spaces), by index from 0 = the state field; 0 for a field missing or unreadable.
+fn stat_fields(path: &str) -> impl Fn(usize) -> u64 + use<> {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|f| f.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    move |i| fields.get(i).copied().unwrap_or(0)
 }
 
 /// Busy ticks of the whole machine: the first /proc/stat line but idle and iowait.
