@@ -1255,6 +1255,76 @@ fn postgres_outage_gives_503_and_not_ready_then_service_resumes_by_itself_exactl
     drop(proxy);
 }
 
+/// The deadline's cancel can be lost: sent before the statement reached the server (the
+/// server then drops it), or lost on the way. Without server-side limits (as through
+/// PgBouncer) the statement would then wait on its lock past the request's 503, and
+/// commit once the lock came free: an event recorded after its delivery was told it was
+/// not. Here the proxy swallows the first cancel; the statement must still be ended
+/// before the answer, so nothing is waiting when the 503 comes and nothing is recorded.
+#[test]
+fn postgres_a_lost_cancel_is_sent_again_so_a_503_never_commits_later() {
+    let Some(target) = Target::new(Backend::Postgres, "lostcancel") else {
+        return;
+    };
+    // Plain TCP, so the proxy can read the cancel request.
+    let separator = if target.url.contains('?') { '&' } else { '?' };
+    let direct = format!("{}{separator}sslmode=disable", target.url);
+    let proxy = Proxy::start(postgres_address(&direct));
+    let proxied = with_address(&direct, &format!("127.0.0.1:{}", proxy.port));
+    let server = Server::start(
+        &proxied,
+        &[
+            "--pool-size",
+            "1",
+            "--store-timeout",
+            "1",
+            "--connect-timeout",
+            "1",
+            // No statement_timeout on the server: only the cancel ends the statement.
+            "--pg-prepared-statements=false",
+        ],
+    );
+    let blocker = Blocker::hold(&target);
+    proxy.inner.lose_cancels.store(1, Ordering::SeqCst);
+
+    let answer = post_sale(server.addr, "lost-cancel").unwrap();
+    assert_unavailable(&answer, "lost-cancel");
+    assert_eq!(
+        proxy.inner.lose_cancels.load(Ordering::SeqCst),
+        0,
+        "the deadline sent a cancel, and the proxy lost it"
+    );
+    let waiting: i64 = thread::scope(|s| {
+        s.spawn(|| {
+            common::admin_client(&target.url)
+                .unwrap()
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
+                       AND state = 'active' AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        })
+        .join()
+        .expect("SQL thread")
+    });
+    assert_eq!(
+        waiting, 0,
+        "a statement still waits after its request was answered 503"
+    );
+
+    blocker.release();
+    let again = post_sale(server.addr, "lost-cancel").unwrap();
+    assert_eq!(again.status, 200, "recorded only now: {}", again.body);
+    let totals = target.pg.as_ref().expect("postgres").totals();
+    assert_eq!((totals.events, totals.conversions), (1, 1));
+    let log = server.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    drop(proxy);
+}
+
 /// `host:port` of a `postgres://user@host:port/db` URL, resolved.
 fn postgres_address(url: &str) -> SocketAddr {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -1292,6 +1362,9 @@ struct Proxy {
 struct ProxyInner {
     open: AtomicBool,
     connections: Mutex<Vec<TcpStream>>,
+    /// How many more cancel requests to swallow, as a network that loses them would (or
+    /// a server that got one before the statement it was meant for).
+    lose_cancels: AtomicUsize,
 }
 
 impl Proxy {
@@ -1304,6 +1377,7 @@ impl Proxy {
             inner: Arc::new(ProxyInner {
                 open: AtomicBool::new(true),
                 connections: Mutex::new(Vec::new()),
+                lose_cancels: AtomicUsize::new(0),
             }),
             acceptor: Mutex::new(None),
         };
@@ -1320,6 +1394,12 @@ impl Proxy {
                 match listener.accept() {
                     Ok((client, _)) => {
                         client.set_nonblocking(false).unwrap();
+                        if inner.lose_cancels.load(Ordering::SeqCst) > 0
+                            && is_cancel_request(&client)
+                        {
+                            inner.lose_cancels.fetch_sub(1, Ordering::SeqCst);
+                            continue;
+                        }
                         let Ok(server) =
                             TcpStream::connect_timeout(&upstream, Duration::from_secs(2))
                         else {
@@ -1364,6 +1444,19 @@ impl Proxy {
         self.inner.open.store(true, Ordering::SeqCst);
         self.accept_on(listener);
     }
+}
+
+/// Whether a new connection opens with PostgreSQL's CancelRequest (length 16, code
+/// 80877102; only readable so on a connection without TLS).
+fn is_cancel_request(client: &TcpStream) -> bool {
+    let mut head = [0u8; 8];
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let cancel = client.peek(&mut head).is_ok_and(|n| n == 8)
+        && head == [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e];
+    client.set_read_timeout(None).unwrap();
+    cancel
 }
 
 impl Drop for Proxy {

@@ -190,6 +190,36 @@ impl PostgresStore {
     }
 }
 
+/// The first wait before a cancel is sent again while its statement still runs; each
+/// next wait is twice as long, so a store that hangs outright gets a few cancels, not a
+/// stream of them.
+const CANCEL_AGAIN: Duration = Duration::from_millis(50);
+
+impl PostgresStore {
+    /// Cancels the running statement on the server and waits for what it did. The cancel
+    /// is sent again while it runs: a cancel that reaches the server before the statement
+    /// does (the request was still in flight) is dropped there, and the statement would
+    /// then wait out its own timeout while the backstop in the HTTP layer answered 503,
+    /// and commit after that answer if the lock it waited on came free.
+    async fn cancel_until_done<T>(
+        &self,
+        token: postgres::CancelToken,
+        work: &mut tokio::task::JoinHandle<T>,
+    ) -> Result<T, tokio::task::JoinError> {
+        let mut again = CANCEL_AGAIN;
+        loop {
+            // Over its own connection, with the same TLS checks as the one it cancels;
+            // its answer does not matter, the statement's own result does.
+            let (token, tls) = (token.clone(), self.tls.for_cancel());
+            tokio::task::spawn_blocking(move || drop(token.cancel_query(tls)));
+            tokio::select! {
+                result = &mut *work => return result,
+                () = tokio::time::sleep(again) => again *= 2,
+            }
+        }
+    }
+}
+
 impl Receiving for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
@@ -225,16 +255,10 @@ impl Receiving for PostgresStore {
             };
             let result = match finished {
                 Some(result) => result,
-                None => {
-                    if let Some(token) = slot.cancel() {
-                        // Over its own connection, with the same TLS checks as the
-                        // one it cancels; its answer does not matter, the statement's
-                        // own result below does.
-                        let tls = self.tls.for_cancel();
-                        tokio::task::spawn_blocking(move || drop(token.cancel_query(tls)));
-                    }
-                    work.await
-                }
+                None => match slot.cancel() {
+                    Some(token) => self.cancel_until_done(token, &mut work).await,
+                    None => work.await,
+                },
             };
             result.map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
         })
