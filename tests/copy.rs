@@ -161,6 +161,106 @@ fn import_keeps_timestamps_counts_bodies_and_conversion_dates_and_twice_changes_
     }
 }
 
+/// One exported line, by hand.
+fn line(source: &str, event_id: &str, payload: &str, seen: &str) -> String {
+    let payload: serde_json::Value = serde_json::from_str(payload).unwrap();
+    serde_json::json!({
+        "source": source,
+        "event_id": event_id,
+        "payload": payload,
+        "first_seen_at": seen,
+        "last_seen_at": seen,
+        "delivery_count": 1,
+    })
+    .to_string()
+}
+
+/// PostgreSQL imports over two connections at once; SQLite over its one writer, strictly
+/// in file order. The same file must leave both stores the same: every delivery of one
+/// conversion applied in file order (created by the first, a stale one not applied), and
+/// an event id the file repeats with another conversion recorded as its first line, the
+/// repeat a conflict, whichever lanes the two lines fall in.
+#[test]
+fn import_over_several_lanes_keeps_file_order_for_each_event_and_conversion() {
+    let name = "import_lanes";
+    let (Some(sqlite), Some(postgres)) = (
+        TestDb::fresh(Backend::Sqlite, name),
+        TestDb::fresh(Backend::Postgres, name),
+    ) else {
+        return;
+    };
+    let second = |n: usize| format!("2026-02-01T00:{:02}:{:02}.000000Z", n / 60 % 60, n % 60);
+    let mut lines = Vec::new();
+    for n in 0..1600 {
+        let text = match n % 100 {
+            // Four conversions, each created PENDING, approved, then a stale PENDING with
+            // the approval's timestamp (not applied), spread over the file.
+            3 | 4 => {
+                let conversion = 7000 + (n % 100) as u64 + 10 * (n / 100 % 2) as u64;
+                let (status, updated) = match n / 100 {
+                    0..=3 => ("PENDING", "2026-01-06 08:00:00"),
+                    4..=9 => ("APPROVED", "2026-01-07 08:00:00"),
+                    _ => ("PENDING", "2026-01-07 08:00:00"),
+                };
+                let body = conversion_body(conversion, status, "59.00", Some(updated));
+                line(
+                    "refersion",
+                    &format!("NEW_CONVERSION:{n}"),
+                    &body,
+                    &second(n),
+                )
+            }
+            // An event id repeated 900 lines later with another conversion.
+            10..=17 => {
+                let k = n % 100 - 10 + 8 * (n / 100 % 9);
+                let conversion = 9000 + k as u64 + 100 * (n / 900) as u64;
+                let body = conversion_body(conversion, "PENDING", "10.00", None);
+                line(
+                    "refersion",
+                    &format!("NEW_CONVERSION:repeated-{k}"),
+                    &body,
+                    &second(n),
+                )
+            }
+            _ if n % 10 == 0 => {
+                let id = format!("sale-{n}");
+                line("refersion", &id, &sale(&id, "1.00"), &second(n))
+            }
+            // Events without a conversion (fewer conversions than one page of them).
+            _ => {
+                let body = format!(r#"{{"id":"event-{n}","type":"t"}}"#);
+                line("acme", &format!("event-{n}"), &body, &second(n))
+            }
+        };
+        lines.push(text);
+    }
+    let file = lines.join("\n");
+    let counts = import(&sqlite, &file);
+    assert_eq!(import(&postgres, &file), counts);
+    assert!(counts.conflict > 0, "{counts}");
+    // A conflict's last_seen_at is the moment it was imported; everything else is the file's.
+    let stable = |db: &TestDb| -> Vec<serde_json::Value> {
+        export(db)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .map(|mut l: serde_json::Value| {
+                if l["delivery_count"] != 1 {
+                    l.as_object_mut().unwrap().remove("last_seen_at");
+                }
+                l
+            })
+            .collect()
+    };
+    assert_eq!(stable(&postgres), stable(&sqlite));
+    assert_eq!(conversions(&postgres), conversions(&sqlite));
+    let approved = conversions(&postgres)
+        .iter()
+        .filter(|c| c["status"] == "APPROVED")
+        .count();
+    assert_eq!(approved, 4, "every conversion approved, none moved back");
+    assert_eq!(import(&postgres, &file).duplicate, counts.processed);
+}
+
 /// Forwards in every state, with their attempt history, and two sources' forwarding
 /// state (one paused by its failure streak, one failing), written straight into the
 /// store (the same SQL on both backends).

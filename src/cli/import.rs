@@ -5,13 +5,17 @@
 //! imported into another moves the events and the conversions they make.
 //!
 //! Lines go to the store in batches ([`IMPORT_BATCH`] per transaction), not one commit
-//! each, written on a thread of their own while the next lines are prepared. A line that cannot be read at all (not JSON, not an object) stops the import
-//! there: the lines before it are recorded, the rest are not.
+//! each, written on threads of their own (one per lane of the store: two connections on
+//! PostgreSQL, the one writer on SQLite) while the next lines are prepared. A line that
+//! cannot be read at all (not JSON, not an object) stops the import there: the lines
+//! before it are recorded, the rest are not.
 //!
 //! A line carries the ids the provider originally sent in headers only as its
 //! `event_id`/`event_type`, so those headers are rebuilt from them for the preset's
 //! preparation; the exported id then stands, whatever the body says.
 
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::io::BufRead;
 use std::sync::mpsc;
 
@@ -62,7 +66,9 @@ pub enum ImportError {
         "line {line}: not a JSON object ({reason}); stopped there, the lines before it are recorded"
     )]
     Unreadable { line: u64, reason: String },
-    #[error("lines {first} to {last}: {source}; none of them was recorded")]
+    #[error(
+        "a batch of lines {first} to {last} failed: {source}; every line before {first} is recorded, later ones may be in part, and importing the file again is safe"
+    )]
     Store {
         first: u64,
         last: u64,
@@ -88,7 +94,8 @@ struct Line<'a> {
     delivery_count: Option<i64>,
 }
 
-/// Lines prepared and not yet sent to the store, with the number of the first one.
+/// Lines prepared and not yet sent to the store, with the numbers of the first and the
+/// last of them (with several lanes, the lines between belong to other lanes too).
 struct Batch {
     events: Vec<(NewEvent, History)>,
     first: u64,
@@ -102,6 +109,14 @@ impl Batch {
             first: 0,
             last: 0,
         }
+    }
+
+    fn push(&mut self, number: u64, prepared: (NewEvent, History)) {
+        if self.events.is_empty() {
+            self.first = number;
+        }
+        self.last = number;
+        self.events.push(prepared);
     }
 
     /// Sends the batch and counts what the store did with it.
@@ -132,49 +147,201 @@ impl Batch {
     }
 }
 
+/// What a lane's writer is sent.
+enum Work {
+    Batch(Batch),
+    /// Answered once every batch sent before it is written (or failed).
+    Drained(mpsc::SyncSender<()>),
+}
+
 /// Imports every line of `input`. Invalid lines are counted and described on `errors`;
 /// an unreadable line or input, or a failing store, stops the import (what was recorded
 /// before stays recorded).
 ///
-/// This thread reads and prepares the lines while another writes the batches before
-/// them to the store, in the order of the input (a lifecycle event follows its sale).
+/// This thread reads and prepares the lines while writers, one per lane of the store
+/// ([`Transfer::import_lanes`]), write the batches before them. Lines that touch the
+/// same event or the same conversion go to the same lane, in the order of the input (a
+/// lifecycle event follows its sale); see [`Router`].
 pub fn run(
     store: &dyn Transfer,
     sources: &Sources,
     input: impl BufRead,
     errors: &mut dyn std::io::Write,
 ) -> Result<ImportCounts, (ImportCounts, ImportError)> {
-    let (send, receive) = mpsc::sync_channel::<Batch>(AHEAD);
+    let lanes = store.import_lanes().max(1);
     std::thread::scope(|scope| {
-        let writer = scope.spawn(move || write_batches(store, receive));
-        let (invalid, stopped) = read_batches(sources, input, errors, send);
-        let (mut counts, written) = writer
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        counts.invalid = invalid;
+        let (sends, writers): (Vec<_>, Vec<_>) = (0..lanes)
+            .map(|_| {
+                let (send, receive) = mpsc::sync_channel::<Work>(AHEAD);
+                (send, scope.spawn(move || write_batches(store, receive)))
+            })
+            .unzip();
+        let (invalid, stopped) = read_batches(sources, input, errors, sends);
+        let mut counts = ImportCounts {
+            invalid,
+            ..ImportCounts::default()
+        };
+        // The earliest failed batch is the one to report: every line before it is recorded.
+        let mut failed: Option<ImportError> = None;
+        for writer in writers {
+            let (written, result) = writer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            counts.processed += written.processed;
+            counts.duplicate += written.duplicate;
+            counts.conflict += written.conflict;
+            if let Err(error) = result
+                && failed
+                    .as_ref()
+                    .is_none_or(|f| first_line(&error) < first_line(f))
+            {
+                failed = Some(error);
+            }
+        }
         // A store failure stops the reading (its channel closes): it is the cause.
-        match (written, stopped) {
-            (Err(error), _) | (Ok(()), Some(error)) => Err((counts, error)),
-            (Ok(()), None) => Ok(counts),
+        match failed.or(stopped) {
+            Some(error) => Err((counts, error)),
+            None => Ok(counts),
         }
     })
 }
 
-/// Batches prepared ahead of the one the store is writing.
+fn first_line(error: &ImportError) -> u64 {
+    match error {
+        ImportError::Store { first, .. } => *first,
+        ImportError::Read { line, .. } | ImportError::Unreadable { line, .. } => *line,
+    }
+}
+
+/// Batches prepared ahead of the one the store is writing, per lane.
 const AHEAD: usize = 2;
 
 /// Writes the batches in the order they come, until the reading ends or one fails.
 fn write_batches(
     store: &dyn Transfer,
-    receive: mpsc::Receiver<Batch>,
+    receive: mpsc::Receiver<Work>,
 ) -> (ImportCounts, Result<(), ImportError>) {
     let mut counts = ImportCounts::default();
-    for mut batch in receive {
-        if let Err(error) = batch.flush(store, &mut counts) {
-            return (counts, Err(error));
+    for work in receive {
+        match work {
+            Work::Batch(mut batch) => {
+                if let Err(error) = batch.flush(store, &mut counts) {
+                    return (counts, Err(error));
+                }
+            }
+            Work::Drained(done) => {
+                let _ = done.send(());
+            }
         }
     }
     (counts, Ok(()))
+}
+
+/// Which lane each line goes to. A line touches its event's key and, for a conversion
+/// delivery (Refersion's `external_conversion_id`), that conversion's key; lines touching
+/// the same key must be written in file order, so they share a lane:
+/// - a line with a conversion key goes to that key's lane (every delivery of one
+///   conversion in one lane), any other line to its event key's lane;
+/// - an event key seen before in another lane (a file that repeats an event id, with a
+///   different conversion) waits until every lane has written what it was sent, then
+///   goes on in its own: correct, and rare (an export never repeats an event).
+///
+/// Keys are remembered as 64-bit hashes (about 10 bytes a line); two keys that collide
+/// only add a wait, never a reordering. One lane remembers nothing.
+struct Router {
+    lanes: usize,
+    seen: HashMap<u64, u8>,
+}
+
+/// Where a line goes, and whether the lanes must be drained first.
+struct Route {
+    lane: usize,
+    drain_first: bool,
+}
+
+impl Router {
+    fn new(lanes: usize) -> Router {
+        Router {
+            lanes,
+            seen: HashMap::new(),
+        }
+    }
+
+    fn route(&mut self, event: &NewEvent) -> Route {
+        if self.lanes == 1 {
+            return Route {
+                lane: 0,
+                drain_first: false,
+            };
+        }
+        let event_key = key_hash(&("event", event.source.as_str(), event.event_id.as_str()));
+        let conversion = event
+            .conversion
+            .as_ref()
+            .and_then(|c| c.external_conversion_id.as_deref());
+        let routing = match conversion {
+            Some(id) => key_hash(&("conversion", event.source.as_str(), id)),
+            None => event_key,
+        };
+        let lane = (routing % self.lanes as u64) as usize;
+        // Lanes are few (`import_lanes`), so one fits a byte.
+        let before = self.seen.insert(event_key, lane as u8);
+        Route {
+            lane,
+            drain_first: before.is_some_and(|b| usize::from(b) != lane),
+        }
+    }
+}
+
+fn key_hash(key: &impl Hash) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The lanes' channels and the batches being filled for them.
+struct Lanes {
+    sends: Vec<mpsc::SyncSender<Work>>,
+    filling: Vec<Batch>,
+}
+
+/// A lane's writer stopped (its batch failed): the reading stops too.
+struct Closed;
+
+impl Lanes {
+    fn send(&mut self, lane: usize) -> Result<(), Closed> {
+        let batch = std::mem::replace(&mut self.filling[lane], Batch::new());
+        if batch.events.is_empty() {
+            return Ok(());
+        }
+        self.sends[lane]
+            .send(Work::Batch(batch))
+            .map_err(|_| Closed)
+    }
+
+    /// Sends every batch being filled, so the writers have all of them.
+    fn send_all(&mut self) -> Result<(), Closed> {
+        (0..self.sends.len()).try_for_each(|lane| self.send(lane))
+    }
+
+    /// At the end, or when the reading stops early: every line read so far goes to its
+    /// lane, whichever lanes failed, so each line before the first failure is recorded.
+    fn send_left(&mut self) {
+        for lane in 0..self.sends.len() {
+            let _ = self.send(lane);
+        }
+    }
+
+    /// Returns once every lane has written every batch sent to it.
+    fn drain(&mut self) -> Result<(), Closed> {
+        self.send_all()?;
+        let (done, heard) = mpsc::sync_channel(self.sends.len());
+        for send in &self.sends {
+            send.send(Work::Drained(done.clone())).map_err(|_| Closed)?;
+        }
+        drop(done);
+        (0..self.sends.len()).try_for_each(|_| heard.recv().map_err(|_| Closed))
+    }
 }
 
 /// Reads and prepares the lines, and sends them on in batches. Answers the invalid lines
@@ -184,16 +351,20 @@ fn read_batches(
     sources: &Sources,
     input: impl BufRead,
     errors: &mut dyn std::io::Write,
-    send: mpsc::SyncSender<Batch>,
+    sends: Vec<mpsc::SyncSender<Work>>,
 ) -> (u64, Option<ImportError>) {
     let mut invalid = 0;
-    let mut batch = Batch::new();
+    let mut router = Router::new(sends.len());
+    let mut lanes = Lanes {
+        filling: sends.iter().map(|_| Batch::new()).collect(),
+        sends,
+    };
     for (index, line) in input.lines().enumerate() {
         let number = index as u64 + 1;
         let line = match line {
             Ok(line) => line,
             Err(source) => {
-                let _ = send.send(batch);
+                lanes.send_left();
                 let error = ImportError::Read {
                     line: number,
                     source,
@@ -207,7 +378,7 @@ fn read_batches(
         let prepared = match prepare(sources, &line) {
             Ok(prepared) => prepared,
             Err(Refused::Unreadable(reason)) => {
-                let _ = send.send(batch);
+                lanes.send_left();
                 let error = ImportError::Unreadable {
                     line: number,
                     reason,
@@ -220,20 +391,19 @@ fn read_batches(
                 continue;
             }
         };
-        if batch.events.is_empty() {
-            batch.first = number;
+        let route = router.route(&prepared.0);
+        if route.drain_first && lanes.drain().is_err() {
+            lanes.send_left();
+            return (invalid, None);
         }
-        batch.last = number;
-        batch.events.push(prepared);
-        if batch.events.len() >= IMPORT_BATCH
-            && send
-                .send(std::mem::replace(&mut batch, Batch::new()))
-                .is_err()
+        lanes.filling[route.lane].push(number, prepared);
+        if lanes.filling[route.lane].events.len() >= IMPORT_BATCH && lanes.send(route.lane).is_err()
         {
+            lanes.send_left();
             return (invalid, None);
         }
     }
-    let _ = send.send(batch);
+    lanes.send_left();
     (invalid, None)
 }
 

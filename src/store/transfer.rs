@@ -116,6 +116,12 @@ pub trait Transfer: Store {
     /// `Duplicate`, not counted). A conflict is counted and kept as a delivery's would be.
     /// On an error nothing of the batch is recorded.
     fn import_batch(&self, batch: Vec<(NewEvent, History)>) -> Result<Vec<Outcome>, StoreError>;
+
+    /// How many `import_batch` calls may usefully run at once (from as many threads), on
+    /// lines that touch no common event or conversion.
+    fn import_lanes(&self) -> usize {
+        1
+    }
 }
 
 /// Opens the backend the URL names, for a command that moves data. Does not migrate.

@@ -89,6 +89,12 @@ impl<'a> Columns<'a> {
 }
 
 impl Transfer for PostgresStore {
+    /// One backend runs `process_webhook_idempotently` for a batch on one core; two
+    /// connections use the second, and more would only queue on this machine's two.
+    fn import_lanes(&self) -> usize {
+        2
+    }
+
     fn import_batch(&self, batch: Vec<(NewEvent, History)>) -> Result<Vec<Outcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
