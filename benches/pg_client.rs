@@ -1,0 +1,230 @@
+//! What the synchronous `postgres` client costs hooklatch per new event, against
+//! `tokio-postgres` awaited on the runtime's own workers: issue 22's proposal, measured
+//! before it is made.
+//!
+//! ```sh
+//! cargo bench --bench pg_client                          # 40,000 new events per run, 64 tasks
+//! cargo bench --bench pg_client -- --events 100000 --clients 16
+//! ```
+//!
+//! Both make the same call, `sql/postgres/process.sql` (one round trip), for the same
+//! kind of event (Refersion sales prepared as the server prepares them, before the clock
+//! starts), from `--clients` tasks on a two-worker tokio runtime (the server's on this
+//! machine), over 16 connections with one call in flight on each:
+//! - **sync client (today)**: `Receiving::process_async` of hooklatch's own
+//!   `PostgresStore`: a permit, `spawn_blocking`, the r2d2 pool, the sync client driving
+//!   its private runtime to the answer, the deadline and its cancel slot;
+//! - **tokio-postgres**: one `Client` per connection, its connection task on the same
+//!   runtime, the prepared statement awaited on the worker that asked.
+//!
+//! No HTTP: what differs is the client. "hooklatch CPU" is this process's CPU time per
+//! event, "backend CPU" that of the PostgreSQL backends serving the database. The two
+//! clients take turns, twice each, so a store that grows or a neighbour that wakes up
+//! weighs on both.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::pg::{BackendSampler, Database};
+use common::{clock_ticks, flag, process_ticks, thousands};
+use hooklatch::config::DatabaseUrl;
+use hooklatch::json::parse_object;
+use hooklatch::model::{NewConversion, NewEvent, Source};
+use hooklatch::sources::Preset;
+use hooklatch::store::{Store, StoreOptions};
+use postgres::types::ToSql;
+use rust_decimal::Decimal;
+use warp::http::HeaderMap;
+
+/// The receive call, as the store sends it.
+const PROCESS: &str = include_str!("../sql/postgres/process.sql");
+const CONNECTIONS: usize = 16;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Sync,
+    Async,
+}
+
+impl Client {
+    fn name(self) -> &'static str {
+        match self {
+            Client::Sync => "sync `postgres` (today)",
+            Client::Async => "`tokio-postgres`",
+        }
+    }
+}
+
+fn main() {
+    let events = common::events(40_000) as usize;
+    let clients: usize = flag("--clients").map_or(64, |c| c.parse().expect("--clients takes a number"));
+    let Some(db) = Database::create("pgclient") else {
+        return;
+    };
+    let options = StoreOptions {
+        pool_size: CONNECTIONS as u32,
+        statement_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(10),
+        ..StoreOptions::default()
+    };
+    let store = hooklatch::store::open(&DatabaseUrl::Postgres(db.url.clone()), &options)
+        .expect("open the bench database");
+    store.migrate().expect("migrate the bench database");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let pool = runtime.block_on(AsyncPool::connect(&db.url));
+    let pid = std::process::id().to_string();
+
+    println!("| client | run | new events | seconds | events/s | hooklatch CPU µs/event | backend CPU µs/event |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for run in 1..=2 {
+        for client in [Client::Sync, Client::Async] {
+            let lanes = prepared(client, run, events, clients);
+            let backends = BackendSampler::start(&db.name);
+            let before = process_ticks(&pid);
+            let started = Instant::now();
+            runtime.block_on(async {
+                let tasks: Vec<_> = lanes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(task, lane)| {
+                        let (store, pool) = (store.clone(), pool.clone());
+                        tokio::spawn(async move {
+                            for event in lane {
+                                match client {
+                                    Client::Sync => sync_call(&store, event).await,
+                                    Client::Async => pool.call(task, &event).await,
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    task.await.expect("a bench task");
+                }
+            });
+            let seconds = started.elapsed().as_secs_f64();
+            let ours = (process_ticks(&pid) - before) as f64 / clock_ticks();
+            let theirs = backends.finish() as f64 / clock_ticks();
+            let per_event = |cpu: f64| cpu * 1e6 / events as f64;
+            println!(
+                "| {} | {run} | {} | {seconds:.1} | {} | {:.0} | {:.0} |",
+                client.name(),
+                thousands(events as f64),
+                thousands(events as f64 / seconds),
+                per_event(ours),
+                per_event(theirs),
+            );
+        }
+    }
+}
+
+/// `events` new Refersion sales, as the server would prepare them, dealt to `clients`
+/// tasks.
+fn prepared(client: Client, run: usize, events: usize, clients: usize) -> Vec<Vec<NewEvent>> {
+    let source = Source::parse("refersion").expect("a source name");
+    let preset = Preset::for_source("refersion");
+    let tag = match client {
+        Client::Sync => "sync",
+        Client::Async => "async",
+    };
+    let mut lanes: Vec<Vec<NewEvent>> = (0..clients).map(|_| Vec::new()).collect();
+    for n in 0..events {
+        let id = format!("{tag}-{run}-{n}");
+        let body = format!(
+            r#"{{"event_type":"sale","event_id":"{id}","order_id":"ORDER_{id}","commission_amount":{}.50,"sale_amount":75.00,"tracking_id":"YOyqC7"}}"#,
+            n % 90 + 1
+        );
+        let object = parse_object(body.as_bytes()).expect("a sale is JSON");
+        let event = preset
+            .prepare(&source, &HeaderMap::new(), body.as_bytes(), &object)
+            .expect("a sale is accepted");
+        lanes[n % clients].push(event);
+    }
+    lanes
+}
+
+/// Today's path, as the HTTP layer calls it.
+async fn sync_call(store: &Arc<dyn Store>, event: NewEvent) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let outcome = store.clone().process_async(event, deadline).await;
+    assert!(
+        matches!(outcome, Ok(hooklatch::model::Outcome::Processed(_))),
+        "{outcome:?}"
+    );
+}
+
+/// 16 `tokio-postgres` connections, each used by one task at a time (as r2d2 lends one
+/// connection to one call), with the receive call prepared once on each.
+#[derive(Clone)]
+struct AsyncPool(Arc<Vec<tokio::sync::Mutex<Connection>>>);
+
+struct Connection {
+    client: tokio_postgres::Client,
+    process: tokio_postgres::Statement,
+}
+
+impl AsyncPool {
+    async fn connect(url: &str) -> AsyncPool {
+        let mut connections = Vec::new();
+        for _ in 0..CONNECTIONS {
+            let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .expect("connect with tokio-postgres");
+            tokio::spawn(connection);
+            let process = client.prepare(PROCESS).await.expect("prepare the call");
+            connections.push(tokio::sync::Mutex::new(Connection { client, process }));
+        }
+        AsyncPool(Arc::new(connections))
+    }
+
+    async fn call(&self, task: usize, event: &NewEvent) {
+        let c = event.conversion.as_ref();
+        let text = |f: fn(&NewConversion) -> &Option<String>| c.and_then(|c| f(c).as_deref());
+        let commission: Option<Decimal> = c.map(|c| c.commission_amount.decimal());
+        let sale: Option<Decimal> = c.map(|c| c.sale_amount.decimal());
+        let (order_id, currency, tracking_id) = (
+            text(|c| &c.order_id),
+            text(|c| &c.currency),
+            text(|c| &c.tracking_id),
+        );
+        let (status, external_conversion_id) =
+            (text(|c| &c.status), text(|c| &c.external_conversion_id));
+        let (affiliate_id, affiliate_code, source_updated_at) = (
+            text(|c| &c.affiliate_id),
+            text(|c| &c.affiliate_code),
+            text(|c| &c.source_updated_at),
+        );
+        let params: [&(dyn ToSql + Sync); 16] = [
+            &event.source.as_str(),
+            &event.event_id.as_str(),
+            &event.event_type,
+            &event.payload,
+            &event.fingerprint,
+            &order_id,
+            &commission,
+            &sale,
+            &currency,
+            &tracking_id,
+            &status,
+            &external_conversion_id,
+            &affiliate_id,
+            &affiliate_code,
+            &source_updated_at,
+            &event.forward,
+        ];
+        let connection = self.0[task % CONNECTIONS].lock().await;
+        let row = connection
+            .client
+            .query_one(&connection.process, &params)
+            .await
+            .expect("the receive call");
+        let outcome: String = row.get(0);
+        assert_eq!(outcome, "processed");
+    }
+}
