@@ -59,7 +59,8 @@ impl Client {
 
 fn main() {
     let events = common::events(40_000) as usize;
-    let clients: usize = flag("--clients").map_or(64, |c| c.parse().expect("--clients takes a number"));
+    let clients: usize =
+        flag("--clients").map_or(64, |c| c.parse().expect("--clients takes a number"));
     let Some(db) = Database::create("pgclient") else {
         return;
     };
@@ -80,7 +81,9 @@ fn main() {
     let pool = runtime.block_on(AsyncPool::connect(&db.url));
     let pid = std::process::id().to_string();
 
-    println!("| client | run | new events | seconds | events/s | hooklatch CPU µs/event | backend CPU µs/event |");
+    println!(
+        "| client | run | new events | seconds | events/s | hooklatch CPU µs/event | backend CPU µs/event |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for run in 1..=2 {
         for client in [Client::Sync, Client::Async] {
@@ -154,7 +157,7 @@ async fn sync_call(store: &Arc<dyn Store>, event: NewEvent) {
     let deadline = Instant::now() + Duration::from_secs(30);
     let outcome = store.clone().process_async(event, deadline).await;
     assert!(
-        matches!(outcome, Ok(hooklatch::model::Outcome::Processed(_))),
+        matches!(outcome, Ok((hooklatch::model::Outcome::Processed(_), _))),
         "{outcome:?}"
     );
 }
