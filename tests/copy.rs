@@ -65,7 +65,15 @@ fn transfer(db: &TestDb) -> Arc<dyn Transfer> {
 }
 
 fn import(db: &TestDb, lines: &str) -> cli::import::ImportCounts {
-    let store = transfer(db);
+    import_with(db, lines, &Default::default())
+}
+
+fn import_with(
+    db: &TestDb,
+    lines: &str,
+    options: &hooklatch::store::StoreOptions,
+) -> cli::import::ImportCounts {
+    let store = open_transfer(&db.url, options).expect("open for transfer");
     let mut errors = Vec::new();
     let counts = cli::import::run(
         store.as_ref(),
@@ -259,6 +267,18 @@ fn import_over_several_lanes_keeps_file_order_for_each_event_and_conversion() {
         .count();
     assert_eq!(approved, 4, "every conversion approved, none moved back");
     assert_eq!(import(&postgres, &file).duplicate, counts.processed);
+
+    // One connection: one lane, not two waiting on each other for it.
+    let Some(single) = TestDb::fresh(Backend::Postgres, name) else {
+        return;
+    };
+    let options = hooklatch::store::StoreOptions {
+        pool_size: 1,
+        connect_timeout: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    assert_eq!(import_with(&single, &file, &options), counts);
+    assert_eq!(stable(&single), stable(&sqlite));
 }
 
 /// Forwards in every state, with their attempt history, and two sources' forwarding

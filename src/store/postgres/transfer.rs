@@ -90,9 +90,12 @@ impl<'a> Columns<'a> {
 
 impl Transfer for PostgresStore {
     /// One backend runs `process_webhook_idempotently` for a batch on one core; two
-    /// connections use the second, and more would only queue on this machine's two.
+    /// connections use the second, and more would only queue on this machine's two. Never
+    /// more lanes than connections: a lane waiting for another's connection would time out.
     fn import_lanes(&self) -> usize {
-        2
+        self.pool
+            .as_ref()
+            .map_or(1, |pool| pool.max_size().clamp(1, 2) as usize)
     }
 
     fn import_batch(&self, batch: Vec<(NewEvent, History)>) -> Result<Vec<Outcome>, StoreError> {
