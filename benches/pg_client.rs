@@ -31,11 +31,9 @@ use common::pg::{BackendSampler, Database};
 use common::{clock_ticks, flag, process_ticks, thousands};
 use hooklatch::config::DatabaseUrl;
 use hooklatch::json::parse_object;
-use hooklatch::model::{NewConversion, NewEvent, Source};
+use hooklatch::model::{NewEvent, Source};
 use hooklatch::sources::Preset;
-use hooklatch::store::{Store, StoreOptions};
-use postgres::types::ToSql;
-use rust_decimal::Decimal;
+use hooklatch::store::{ProcessCall, Store, StoreOptions};
 use warp::http::HeaderMap;
 
 /// The receive call, as the store sends it.
@@ -187,40 +185,8 @@ impl AsyncPool {
     }
 
     async fn call(&self, task: usize, event: &NewEvent) {
-        let c = event.conversion.as_ref();
-        let text = |f: fn(&NewConversion) -> &Option<String>| c.and_then(|c| f(c).as_deref());
-        let commission: Option<Decimal> = c.map(|c| c.commission_amount.decimal());
-        let sale: Option<Decimal> = c.map(|c| c.sale_amount.decimal());
-        let (order_id, currency, tracking_id) = (
-            text(|c| &c.order_id),
-            text(|c| &c.currency),
-            text(|c| &c.tracking_id),
-        );
-        let (status, external_conversion_id) =
-            (text(|c| &c.status), text(|c| &c.external_conversion_id));
-        let (affiliate_id, affiliate_code, source_updated_at) = (
-            text(|c| &c.affiliate_id),
-            text(|c| &c.affiliate_code),
-            text(|c| &c.source_updated_at),
-        );
-        let params: [&(dyn ToSql + Sync); 16] = [
-            &event.source.as_str(),
-            &event.event_id.as_str(),
-            &event.event_type,
-            &event.payload,
-            &event.fingerprint,
-            &order_id,
-            &commission,
-            &sale,
-            &currency,
-            &tracking_id,
-            &status,
-            &external_conversion_id,
-            &affiliate_id,
-            &affiliate_code,
-            &source_updated_at,
-            &event.forward,
-        ];
+        let call = ProcessCall::new(event);
+        let params = call.params();
         let connection = self.0[task % CONNECTIONS].lock().await;
         let row = connection
             .client

@@ -35,7 +35,7 @@ use crate::read::{
 };
 
 pub use self::backup::{BackupError, BackupReport};
-pub use self::postgres::PostgresStore;
+pub use self::postgres::{PostgresStore, ProcessCall};
 pub use self::sqlite::SqliteStore;
 pub use self::transfer::{Transfer, open_transfer};
 pub use self::url::{DatabaseUrl, UrlError};

@@ -28,6 +28,7 @@ mod flusher;
 mod ops;
 mod outbox;
 mod process;
+pub use process::ProcessCall;
 mod tls;
 mod totals;
 mod transfer;

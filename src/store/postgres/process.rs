@@ -35,6 +35,74 @@ const PROCESS_TYPES: [Type; 16] = [
     Type::BOOL,    // forward
 ];
 
+/// The parameters of `sql/postgres/process.sql` for one event, in its order.
+pub struct ProcessCall<'a> {
+    event: &'a NewEvent,
+    source: &'a str,
+    event_id: &'a str,
+    commission: Option<Decimal>,
+    sale: Option<Decimal>,
+    /// order id, currency, tracking id, status, external conversion id, affiliate id,
+    /// affiliate code, source_updated_at.
+    texts: [Option<&'a str>; 8],
+}
+
+impl<'a> ProcessCall<'a> {
+    pub fn new(event: &'a NewEvent) -> ProcessCall<'a> {
+        let conversion = event.conversion.as_ref();
+        let text =
+            |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
+        ProcessCall {
+            event,
+            source: event.source.as_str(),
+            event_id: event.event_id.as_str(),
+            commission: conversion.map(|c| c.commission_amount.decimal()),
+            sale: conversion.map(|c| c.sale_amount.decimal()),
+            texts: [
+                text(|c| &c.order_id),
+                text(|c| &c.currency),
+                text(|c| &c.tracking_id),
+                text(|c| &c.status),
+                text(|c| &c.external_conversion_id),
+                text(|c| &c.affiliate_id),
+                text(|c| &c.affiliate_code),
+                text(|c| &c.source_updated_at),
+            ],
+        }
+    }
+
+    pub fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+        let [
+            order_id,
+            currency,
+            tracking_id,
+            status,
+            conversion_id,
+            affiliate_id,
+            code,
+            updated,
+        ] = &self.texts;
+        [
+            &self.source,
+            &self.event_id,
+            &self.event.event_type,
+            &self.event.payload,
+            &self.event.fingerprint,
+            order_id,
+            &self.commission,
+            &self.sale,
+            currency,
+            tracking_id,
+            status,
+            conversion_id,
+            affiliate_id,
+            code,
+            updated,
+            &self.event.forward,
+        ]
+    }
+}
+
 /// Where the statement running for a request can be cancelled from, while it runs.
 #[derive(Default)]
 struct CancelSlot(Mutex<Cancel>);
@@ -68,41 +136,8 @@ impl PostgresStore {
         wait: Duration,
         cancel: &CancelSlot,
     ) -> Result<Outcome, StoreError> {
-        let conversion = event.conversion.as_ref();
-        let text =
-            |f: fn(&NewConversion) -> &Option<String>| conversion.and_then(|c| f(c).as_deref());
-        let commission: Option<Decimal> = conversion.map(|c| c.commission_amount.decimal());
-        let sale: Option<Decimal> = conversion.map(|c| c.sale_amount.decimal());
-        let (order_id, currency, tracking_id) = (
-            text(|c| &c.order_id),
-            text(|c| &c.currency),
-            text(|c| &c.tracking_id),
-        );
-        let (status, external_conversion_id) =
-            (text(|c| &c.status), text(|c| &c.external_conversion_id));
-        let (affiliate_id, affiliate_code, source_updated_at) = (
-            text(|c| &c.affiliate_id),
-            text(|c| &c.affiliate_code),
-            text(|c| &c.source_updated_at),
-        );
-        let params: [&(dyn ToSql + Sync); 16] = [
-            &event.source.as_str(),
-            &event.event_id.as_str(),
-            &event.event_type,
-            &event.payload,
-            &event.fingerprint,
-            &order_id,
-            &commission,
-            &sale,
-            &currency,
-            &tracking_id,
-            &status,
-            &external_conversion_id,
-            &affiliate_id,
-            &affiliate_code,
-            &source_updated_at,
-            &event.forward,
-        ];
+        let call = ProcessCall::new(event);
+        let params = call.params();
         let row = self
             .with_conn_within(wait, |conn| {
                 let statement = match &conn.process {
