@@ -187,7 +187,8 @@ fn line(source: &str, event_id: &str, payload: &str, seen: &str) -> String {
 /// in file order. The same file must leave both stores the same: every delivery of one
 /// conversion applied in file order (created by the first, a stale one not applied), and
 /// an event id the file repeats with another conversion recorded as its first line, the
-/// repeat a conflict, whichever lanes the two lines fall in.
+/// repeat a conflict, whichever lanes the two lines fall in, and whether the first is
+/// still on its way (10 lines apart) or long written (900 lines apart).
 #[test]
 fn import_over_several_lanes_keeps_file_order_for_each_event_and_conversion() {
     let name = "import_lanes";
@@ -226,6 +227,19 @@ fn import_over_several_lanes_keeps_file_order_for_each_event_and_conversion() {
                 line(
                     "refersion",
                     &format!("NEW_CONVERSION:repeated-{k}"),
+                    &body,
+                    &second(n),
+                )
+            }
+            // An event id repeated 10 lines later with another conversion: the first
+            // line is still on its way when the repeat is read.
+            21..=28 | 31..=38 => {
+                let k = n % 10 + 10 * (n / 100);
+                let conversion = 9500 + 1000 * (n % 100 / 30) as u64 + k as u64;
+                let body = conversion_body(conversion, "PENDING", "10.00", None);
+                line(
+                    "refersion",
+                    &format!("NEW_CONVERSION:near-{k}"),
                     &body,
                     &second(n),
                 )

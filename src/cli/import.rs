@@ -17,7 +17,8 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::io::BufRead;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -170,13 +171,19 @@ pub fn run(
 ) -> Result<ImportCounts, (ImportCounts, ImportError)> {
     let lanes = store.import_lanes().max(1);
     std::thread::scope(|scope| {
-        let (sends, writers): (Vec<_>, Vec<_>) = (0..lanes)
-            .map(|_| {
+        let written: Vec<Arc<AtomicU64>> = (0..lanes).map(|_| Arc::default()).collect();
+        let (sends, writers): (Vec<_>, Vec<_>) = written
+            .iter()
+            .map(|written| {
                 let (send, receive) = mpsc::sync_channel::<Work>(AHEAD);
-                (send, scope.spawn(move || write_batches(store, receive)))
+                let written = written.clone();
+                (
+                    send,
+                    scope.spawn(move || write_batches(store, receive, &written)),
+                )
             })
             .unzip();
-        let (invalid, stopped) = read_batches(sources, input, errors, sends);
+        let (invalid, stopped) = read_batches(sources, input, errors, sends, written);
         let mut counts = ImportCounts {
             invalid,
             ..ImportCounts::default()
@@ -220,6 +227,7 @@ const AHEAD: usize = 2;
 fn write_batches(
     store: &dyn Transfer,
     receive: mpsc::Receiver<Work>,
+    written: &AtomicU64,
 ) -> (ImportCounts, Result<(), ImportError>) {
     let mut counts = ImportCounts::default();
     for work in receive {
@@ -228,6 +236,7 @@ fn write_batches(
                 if let Err(error) = batch.flush(store, &mut counts) {
                     return (counts, Err(error));
                 }
+                written.fetch_add(1, Ordering::Release);
             }
             Work::Drained(done) => {
                 let _ = done.send(());
@@ -239,18 +248,22 @@ fn write_batches(
 
 /// Which lane each line goes to. A line touches its event's key and, for a conversion
 /// delivery (Refersion's `external_conversion_id`), that conversion's key; lines touching
-/// the same key must be written in file order, so they share a lane:
+/// the same key must be written in file order:
 /// - a line with a conversion key goes to that key's lane (every delivery of one
-///   conversion in one lane), any other line to its event key's lane;
-/// - an event key seen before in another lane (a file that repeats an event id, with a
-///   different conversion) waits until every lane has written what it was sent, then
-///   goes on in its own: correct, and rare (an export never repeats an event).
+///   conversion in one lane, in order), any other line to its event key's lane;
+/// - a line whose event key an earlier line took to another lane (a file that repeats an
+///   event id with a different conversion; an export never does) waits, if that earlier
+///   line is not written yet, until every lane has written what it was sent. Once the
+///   earlier line is committed, the later one finds its event in the store, as a strictly
+///   ordered import would, whatever lane it runs in.
 ///
-/// Keys are remembered as 64-bit hashes (about 10 bytes a line); two keys that collide
-/// only add a wait, never a reordering. One lane remembers nothing.
+/// So only the event keys of lines not yet written are remembered (a few thousand, as
+/// 64-bit hashes; two that collide only add a wait, never a reordering), however long
+/// the file. One lane remembers nothing.
 struct Router {
     lanes: usize,
-    seen: HashMap<u64, u8>,
+    /// Event key → the lane and that lane's batch number its line went to.
+    pending: HashMap<u64, (usize, u64)>,
 }
 
 /// Where a line goes, and whether the lanes must be drained first.
@@ -263,11 +276,11 @@ impl Router {
     fn new(lanes: usize) -> Router {
         Router {
             lanes,
-            seen: HashMap::new(),
+            pending: HashMap::new(),
         }
     }
 
-    fn route(&mut self, event: &NewEvent) -> Route {
+    fn route(&mut self, event: &NewEvent, lanes: &Lanes) -> Route {
         if self.lanes == 1 {
             return Route {
                 lane: 0,
@@ -284,12 +297,22 @@ impl Router {
             None => event_key,
         };
         let lane = (routing % self.lanes as u64) as usize;
-        // Lanes are few (`import_lanes`), so one fits a byte.
-        let before = self.seen.insert(event_key, lane as u8);
-        Route {
-            lane,
-            drain_first: before.is_some_and(|b| usize::from(b) != lane),
+        let drain_first = self
+            .pending
+            .get(&event_key)
+            .is_some_and(|&(before, batch)| before != lane && batch >= lanes.written(before));
+        if drain_first {
+            // Every line read so far will be written before this one is sent.
+            self.pending.clear();
         }
+        self.pending.insert(event_key, (lane, lanes.sent[lane]));
+        Route { lane, drain_first }
+    }
+
+    /// Forgets the lines already written, after a batch is sent.
+    fn forget_written(&mut self, lanes: &Lanes) {
+        self.pending
+            .retain(|_, &mut (lane, batch)| batch >= lanes.written(lane));
     }
 }
 
@@ -299,21 +322,30 @@ fn key_hash(key: &impl Hash) -> u64 {
     hasher.finish()
 }
 
-/// The lanes' channels and the batches being filled for them.
+/// The lanes' channels, the batches being filled for them, and how far each has got.
 struct Lanes {
     sends: Vec<mpsc::SyncSender<Work>>,
     filling: Vec<Batch>,
+    /// Batches sent to each lane; the one filling is number `sent[lane]`.
+    sent: Vec<u64>,
+    /// Batches each lane's writer has written, counted by the writer.
+    written: Vec<Arc<AtomicU64>>,
 }
 
 /// A lane's writer stopped (its batch failed): the reading stops too.
 struct Closed;
 
 impl Lanes {
+    fn written(&self, lane: usize) -> u64 {
+        self.written[lane].load(Ordering::Acquire)
+    }
+
     fn send(&mut self, lane: usize) -> Result<(), Closed> {
         let batch = std::mem::replace(&mut self.filling[lane], Batch::new());
         if batch.events.is_empty() {
             return Ok(());
         }
+        self.sent[lane] += 1;
         self.sends[lane]
             .send(Work::Batch(batch))
             .map_err(|_| Closed)
@@ -352,12 +384,15 @@ fn read_batches(
     input: impl BufRead,
     errors: &mut dyn std::io::Write,
     sends: Vec<mpsc::SyncSender<Work>>,
+    written: Vec<Arc<AtomicU64>>,
 ) -> (u64, Option<ImportError>) {
     let mut invalid = 0;
     let mut router = Router::new(sends.len());
     let mut lanes = Lanes {
         filling: sends.iter().map(|_| Batch::new()).collect(),
+        sent: vec![0; sends.len()],
         sends,
+        written,
     };
     for (index, line) in input.lines().enumerate() {
         let number = index as u64 + 1;
@@ -391,16 +426,18 @@ fn read_batches(
                 continue;
             }
         };
-        let route = router.route(&prepared.0);
+        let route = router.route(&prepared.0, &lanes);
         if route.drain_first && lanes.drain().is_err() {
             lanes.send_left();
             return (invalid, None);
         }
         lanes.filling[route.lane].push(number, prepared);
-        if lanes.filling[route.lane].events.len() >= IMPORT_BATCH && lanes.send(route.lane).is_err()
-        {
-            lanes.send_left();
-            return (invalid, None);
+        if lanes.filling[route.lane].events.len() >= IMPORT_BATCH {
+            if lanes.send(route.lane).is_err() {
+                lanes.send_left();
+                return (invalid, None);
+            }
+            router.forget_written(&lanes);
         }
     }
     lanes.send_left();
