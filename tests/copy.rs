@@ -295,6 +295,80 @@ fn import_over_several_lanes_keeps_file_order_for_each_event_and_conversion() {
     assert_eq!(stable(&single), stable(&sqlite));
 }
 
+/// A batch the store refuses stops the import with a message that names its first line;
+/// every line before that one is recorded (over two lanes too), and importing the file
+/// again once the store accepts it records the rest, the recorded lines as duplicates.
+#[test]
+fn a_refused_batch_stops_the_import_and_every_line_before_it_is_recorded() {
+    for backend in [Backend::Sqlite, Backend::Postgres] {
+        let Some(db) = TestDb::fresh(backend, "import_refused") else {
+            continue;
+        };
+        let lines: Vec<String> = (0..2000)
+            .map(|n| {
+                let id = if n == 1234 {
+                    "poison".to_owned()
+                } else {
+                    format!("line-{n}")
+                };
+                let seen = format!("2026-03-01T00:{:02}:{:02}.000000Z", n / 60 % 60, n % 60);
+                line("refersion", &id, &sale(&id, "1.00"), &seen)
+            })
+            .collect();
+        let file = lines.join("\n");
+        let (refuse, accept) = match backend {
+            Backend::Sqlite => (
+                "CREATE TRIGGER poison BEFORE INSERT ON webhook_events \
+                 WHEN NEW.external_event_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+                "DROP TRIGGER poison;",
+            ),
+            Backend::Postgres => (
+                "ALTER TABLE webhook_events ADD CONSTRAINT poison CHECK (external_event_id <> 'poison');",
+                "ALTER TABLE webhook_events DROP CONSTRAINT poison;",
+            ),
+        };
+        common::execute_sql(&db.url, refuse);
+
+        let store = transfer(&db);
+        let mut errors = Vec::new();
+        let (counts, error) = cli::import::run(
+            store.as_ref(),
+            &db.config().sources,
+            file.as_bytes(),
+            &mut errors,
+        )
+        .expect_err("the poisoned batch stops the import");
+        let message = error.to_string();
+        let first: usize = message
+            .strip_prefix("a batch of lines ")
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("{backend:?}: {message}"));
+        assert!(
+            first <= 1235,
+            "{backend:?}: the batch holds line 1235: {message}"
+        );
+        let refersion = Source::parse("refersion").unwrap();
+        for n in 0..first - 1 {
+            let id = EventId::parse(&format!("line-{n}"), "id").unwrap();
+            assert!(
+                db.store.event(&refersion, &id).unwrap().is_some(),
+                "{backend:?}: line {} is before the failed batch: {message}",
+                n + 1
+            );
+        }
+        let recorded = db.totals().events;
+        assert_eq!(recorded as u64, counts.processed, "{backend:?}");
+        assert!(recorded < 2000, "{backend:?}");
+
+        common::execute_sql(&db.url, accept);
+        let again = import(&db, &file);
+        assert_eq!(again.duplicate, counts.processed, "{backend:?}");
+        assert_eq!(again.processed + again.duplicate, 2000, "{backend:?}");
+        assert_eq!(db.totals().events, 2000, "{backend:?}");
+    }
+}
+
 /// Forwards in every state, with their attempt history, and two sources' forwarding
 /// state (one paused by its failure streak, one failing), written straight into the
 /// store (the same SQL on both backends).
