@@ -42,8 +42,9 @@ pub struct ProcessCall<'a> {
     event_id: &'a str,
     commission: Option<Decimal>,
     sale: Option<Decimal>,
-    /// order id, currency, tracking id, status, external conversion id, affiliate id,
-    /// affiliate code, source_updated_at.
+    /// The conversion's text fields, in the statement's order: order id, currency,
+    /// tracking id, status, external conversion id, affiliate id, affiliate code,
+    /// source_updated_at.
     texts: [Option<&'a str>; 8],
 }
 
@@ -72,32 +73,23 @@ impl<'a> ProcessCall<'a> {
     }
 
     pub fn params(&self) -> [&(dyn ToSql + Sync); 16] {
-        let [
-            order_id,
-            currency,
-            tracking_id,
-            status,
-            conversion_id,
-            affiliate_id,
-            code,
-            updated,
-        ] = &self.texts;
+        let t = &self.texts;
         [
             &self.source,
             &self.event_id,
             &self.event.event_type,
             &self.event.payload,
             &self.event.fingerprint,
-            order_id,
+            &t[0],
             &self.commission,
             &self.sale,
-            currency,
-            tracking_id,
-            status,
-            conversion_id,
-            affiliate_id,
-            code,
-            updated,
+            &t[1],
+            &t[2],
+            &t[3],
+            &t[4],
+            &t[5],
+            &t[6],
+            &t[7],
             &self.event.forward,
         ]
     }
