@@ -369,6 +369,67 @@ fn a_refused_batch_stops_the_import_and_every_line_before_it_is_recorded() {
     }
 }
 
+/// `import` and `copy` open at most `TRANSFER_CONNECTIONS`, whatever the server's pool is
+/// configured to: every pooled connection is opened up front.
+#[test]
+fn a_transfer_opens_only_the_connections_it_can_use() {
+    let Some(db) = TestDb::fresh(Backend::Postgres, "transfer_pool") else {
+        return;
+    };
+    let DatabaseUrl::Postgres(url) = &db.url else {
+        unreachable!()
+    };
+    let count = || -> i64 {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            common::admin_client(&url)
+                .unwrap()
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .unwrap()
+                .get(0)
+        })
+        .join()
+        .unwrap()
+    };
+    let before = count();
+    let options = hooklatch::store::StoreOptions {
+        pool_size: 16,
+        ..Default::default()
+    };
+    let store = open_transfer(&db.url, &options).expect("open for transfer");
+    // The pool fills in behind its first connection; an import gives it the time (a
+    // pool of 16 would have opened all of them by the end).
+    let lines: Vec<String> = (0..2000)
+        .map(|n| {
+            let id = format!("pool-{n}");
+            line(
+                "refersion",
+                &id,
+                &sale(&id, "1.00"),
+                "2026-03-01T00:00:00.000000Z",
+            )
+        })
+        .collect();
+    let mut errors = Vec::new();
+    let counts = cli::import::run(
+        store.as_ref(),
+        &db.config().sources,
+        lines.join("\n").as_bytes(),
+        &mut errors,
+    )
+    .map_err(|(_, e)| e.to_string())
+    .expect("import");
+    assert_eq!(counts.processed, 2000);
+    let opened = count() - before;
+    let cap = i64::from(hooklatch::store::transfer::TRANSFER_CONNECTIONS);
+    assert!((2..=cap).contains(&opened), "{opened} connections open");
+    drop(store);
+}
+
 /// Forwards in every state, with their attempt history, and two sources' forwarding
 /// state (one paused by its failure streak, one failing), written straight into the
 /// store (the same SQL on both backends).

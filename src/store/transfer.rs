@@ -124,12 +124,23 @@ pub trait Transfer: Store {
     }
 }
 
-/// Opens the backend the URL names, for a command that moves data. Does not migrate.
+/// Connections a command that moves data can use at once: `copy`'s reader and two
+/// writers, `import`'s two lanes, and one for the store's own background work (folding
+/// the totals). Every pooled connection is opened up front, so a larger configured pool
+/// would only open connections nobody uses.
+pub const TRANSFER_CONNECTIONS: u32 = 4;
+
+/// Opens the backend the URL names, for a command that moves data, with at most
+/// [`TRANSFER_CONNECTIONS`] connections. Does not migrate.
 pub fn open_transfer(
     url: &DatabaseUrl,
     options: &StoreOptions,
 ) -> Result<Arc<dyn Transfer>, StoreError> {
     use crate::store::{PostgresStore, SqliteStore};
+    let options = &StoreOptions {
+        pool_size: options.pool_size.min(TRANSFER_CONNECTIONS),
+        ..options.clone()
+    };
     Ok(match url {
         DatabaseUrl::Sqlite(path) => Arc::new(SqliteStore::open(path, options)?),
         DatabaseUrl::SqliteMemory => Arc::new(SqliteStore::open_memory(options)?),
