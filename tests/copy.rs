@@ -379,21 +379,12 @@ fn a_transfer_opens_only_the_connections_it_can_use() {
     let DatabaseUrl::Postgres(url) = &db.url else {
         unreachable!()
     };
-    let count = || -> i64 {
-        let url = url.clone();
-        std::thread::spawn(move || {
-            common::admin_client(&url)
-                .unwrap()
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
-                    &[],
-                )
-                .unwrap()
-                .get(0)
-        })
-        .join()
-        .unwrap()
+    let count = || {
+        common::pg_count(
+            url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
     };
     let before = count();
     let options = hooklatch::store::StoreOptions {

@@ -1294,22 +1294,12 @@ fn postgres_a_lost_cancel_is_sent_again_so_a_503_never_commits_later() {
         0,
         "the deadline sent a cancel, and the proxy lost it"
     );
-    let waiting: i64 = thread::scope(|s| {
-        s.spawn(|| {
-            common::admin_client(&target.url)
-                .unwrap()
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid() \
-                       AND state = 'active' AND wait_event_type = 'Lock'",
-                    &[],
-                )
-                .unwrap()
-                .get(0)
-        })
-        .join()
-        .expect("SQL thread")
-    });
+    let waiting = common::pg_count(
+        &target.url,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND state = 'active' AND wait_event_type = 'Lock'",
+    );
     assert_eq!(
         waiting, 0,
         "a statement still waits after its request was answered 503"

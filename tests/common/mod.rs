@@ -956,6 +956,22 @@ pub fn execute_sql(url: &DatabaseUrl, sql: &str) {
     }
 }
 
+/// One `bigint` a query on a PostgreSQL database answers (a count), from a plain thread:
+/// the sync client must neither run nor be dropped on a runtime thread.
+pub fn pg_count(url: &str, sql: &str) -> i64 {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            admin_client(url)
+                .unwrap()
+                .query_one(sql, &[])
+                .unwrap()
+                .get(0)
+        })
+        .join()
+        .expect("SQL thread")
+    })
+}
+
 /// Another client holding an uncommitted insert of one event, as a concurrent delivery
 /// of the same id would; `finish(true)` commits it, `finish(false)` rolls it back.
 pub struct HeldInsert {
