@@ -161,8 +161,8 @@ enum Work {
 ///
 /// This thread reads and prepares the lines while writers, one per lane of the store
 /// ([`Transfer::import_lanes`]), write the batches before them. Lines that touch the
-/// same event or the same conversion go to the same lane, in the order of the input (a
-/// lifecycle event follows its sale); see [`Router`].
+/// same event or the same conversion are written in the order of the input (a lifecycle
+/// event follows its sale), as [`Router`] explains.
 pub fn run(
     store: &dyn Transfer,
     sources: &Sources,
