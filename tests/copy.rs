@@ -74,15 +74,15 @@ fn import_with(
     options: &hooklatch::store::StoreOptions,
 ) -> cli::import::ImportCounts {
     let store = open_transfer(&db.url, options).expect("open for transfer");
+    import_into(store.as_ref(), db, lines)
+}
+
+/// Imports `lines` through an open `store` of `db`, expecting every line to be valid.
+fn import_into(store: &dyn Transfer, db: &TestDb, lines: &str) -> cli::import::ImportCounts {
     let mut errors = Vec::new();
-    let counts = cli::import::run(
-        store.as_ref(),
-        &db.config().sources,
-        lines.as_bytes(),
-        &mut errors,
-    )
-    .map_err(|(_, e)| e.to_string())
-    .expect("import");
+    let counts = cli::import::run(store, &db.config().sources, lines.as_bytes(), &mut errors)
+        .map_err(|(_, e)| e.to_string())
+        .expect("import");
     assert!(errors.is_empty(), "{}", String::from_utf8_lossy(&errors));
     counts
 }
@@ -405,15 +405,7 @@ fn a_transfer_opens_only_the_connections_it_can_use() {
             )
         })
         .collect();
-    let mut errors = Vec::new();
-    let counts = cli::import::run(
-        store.as_ref(),
-        &db.config().sources,
-        lines.join("\n").as_bytes(),
-        &mut errors,
-    )
-    .map_err(|(_, e)| e.to_string())
-    .expect("import");
+    let counts = import_into(store.as_ref(), &db, &lines.join("\n"));
     assert_eq!(counts.processed, 2000);
     let opened = count() - before;
     let cap = i64::from(hooklatch::store::transfer::TRANSFER_CONNECTIONS);
@@ -719,15 +711,7 @@ fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
                 )
             })
             .collect();
-        let mut errors = Vec::new();
-        let counts = cli::import::run(
-            to.as_ref(),
-            &target.config().sources,
-            after.as_bytes(),
-            &mut errors,
-        )
-        .map_err(|(_, e)| e.to_string())
-        .expect("import");
+        let counts = import_into(to.as_ref(), &target, &after);
         assert_eq!(counts.processed, 20);
         copying.store(false, std::sync::atomic::Ordering::Relaxed);
         (report, live.join().unwrap())
