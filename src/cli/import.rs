@@ -261,7 +261,6 @@ fn write_batches(
 /// 64-bit hashes; two that collide only add a wait, never a reordering), however long
 /// the file. One lane remembers nothing.
 struct Router {
-    lanes: usize,
     /// Event key → the lane and that lane's batch number its line went to.
     pending: HashMap<u64, (usize, u64)>,
 }
@@ -273,15 +272,15 @@ struct Route {
 }
 
 impl Router {
-    fn new(lanes: usize) -> Router {
+    fn new() -> Router {
         Router {
-            lanes,
             pending: HashMap::new(),
         }
     }
 
     fn route(&mut self, event: &NewEvent, lanes: &Lanes) -> Route {
-        if self.lanes == 1 {
+        let count = lanes.sends.len();
+        if count == 1 {
             return Route {
                 lane: 0,
                 drain_first: false,
@@ -296,7 +295,7 @@ impl Router {
             Some(id) => key_hash(&("conversion", event.source.as_str(), id)),
             None => event_key,
         };
-        let lane = (routing % self.lanes as u64) as usize;
+        let lane = (routing % count as u64) as usize;
         let drain_first = self
             .pending
             .get(&event_key)
@@ -387,7 +386,7 @@ fn read_batches(
     written: Vec<Arc<AtomicU64>>,
 ) -> (u64, Option<ImportError>) {
     let mut invalid = 0;
-    let mut router = Router::new(sends.len());
+    let mut router = Router::new();
     let mut lanes = Lanes {
         filling: sends.iter().map(|_| Batch::new()).collect(),
         sent: vec![0; sends.len()],
