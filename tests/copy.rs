@@ -644,6 +644,20 @@ fn sqlite_to_postgres_to_sqlite_gives_identical_export() {
     assert_eq!(all_rows(&last), all_rows(&origin));
 }
 
+/// `count` exported lines of Refersion sales `{prefix}0`, `{prefix}1`, …, without
+/// history (each is one delivery seen now).
+fn sale_lines(prefix: &str, count: usize, commission: &str) -> String {
+    (0..count)
+        .map(|n| {
+            let id = format!("{prefix}{n}");
+            format!(
+                "{{\"source\":\"refersion\",\"event_id\":\"{id}\",\"payload\":{}}}\n",
+                sale(&id, commission)
+            )
+        })
+        .collect()
+}
+
 /// Migration 011: the copy's rows skip PostgreSQL's totals triggers, and only its own
 /// transactions do. An instance receiving on the target while a copy runs keeps every
 /// event it records counted: after the copy (which rebuilds the totals) and after more
@@ -655,15 +669,10 @@ fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
         return;
     };
     let origin = TestDb::fresh(Backend::Sqlite, name).unwrap();
-    let lines: String = (0..3000)
-        .map(|n| {
-            format!(
-                "{{\"source\":\"refersion\",\"event_id\":\"o{n}\",\"payload\":{}}}\n",
-                sale(&format!("o{n}"), "1.25")
-            )
-        })
-        .collect();
-    assert_eq!(import(&origin, &lines).processed, 3000);
+    assert_eq!(
+        import(&origin, &sale_lines("o", 3000, "1.25")).processed,
+        3000
+    );
     // The target's own deliveries take ids far above the copied ones.
     common::execute_sql(
         &target.url,
@@ -703,15 +712,7 @@ fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
         )
         .expect("copy");
         // The connections that wrote the copy's batches record events, counted.
-        let after: String = (0..20)
-            .map(|n| {
-                format!(
-                    "{{\"source\":\"refersion\",\"event_id\":\"after{n}\",\"payload\":{}}}\n",
-                    sale(&format!("after{n}"), "3.00")
-                )
-            })
-            .collect();
-        let counts = import_into(to.as_ref(), &target, &after);
+        let counts = import_into(to.as_ref(), &target, &sale_lines("after", 20, "3.00"));
         assert_eq!(counts.processed, 20);
         copying.store(false, std::sync::atomic::Ordering::Relaxed);
         (report, live.join().unwrap())
