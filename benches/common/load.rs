@@ -41,11 +41,7 @@ pub fn sqlite(generator: Generator, path: &Path, progress: bool) -> Filled {
         .query_row("PRAGMA journal_mode = OFF", [], |row| row.get(0))
         .expect("journal off");
     assert_eq!(journal, "off", "the load runs without a journal");
-    let indexes = sqlite_indexes(&conn);
-    for (name, _) in &indexes {
-        conn.execute_batch(&format!("DROP INDEX {name}"))
-            .expect("drop an index");
-    }
+    let indexes = Indexes::drop_all(&mut conn, SQLITE_INDEXES);
     let mut written = 0u64;
     for chunk in chunks {
         let tx = conn.transaction().expect("a transaction");
@@ -62,14 +58,7 @@ pub fn sqlite(generator: Generator, path: &Path, progress: bool) -> Filled {
         written = super::generate::report(written, total, progress, began);
     }
     let rows_done = began.elapsed().as_secs_f64();
-    for (_, sql) in &indexes {
-        conn.execute_batch(sql).expect("build an index");
-    }
-    assert_eq!(
-        sqlite_indexes(&conn),
-        indexes,
-        "the indexes after the load are the migrations' own"
-    );
+    let indexes = indexes.build(&mut conn, SQLITE_INDEXES);
     let journal: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
         .expect("journal back");
@@ -77,14 +66,59 @@ pub fn sqlite(generator: Generator, path: &Path, progress: bool) -> Filled {
     drop(conn);
     let built = began.elapsed().as_secs_f64();
     let store = super::open(&super::sqlite_url(path));
-    finish(
-        generator,
-        store.as_ref(),
-        began,
-        rows_done,
-        built,
-        indexes.len(),
-    )
+    finish(generator, store.as_ref(), began, rows_done, built, indexes)
+}
+
+/// How a loader reaches its store's indexes: list `(name, CREATE INDEX …)` by name, and
+/// run one statement.
+struct IndexAccess<C> {
+    list: fn(&mut C) -> Vec<(String, String)>,
+    run: fn(&mut C, &str),
+}
+
+const SQLITE_INDEXES: IndexAccess<rusqlite::Connection> = IndexAccess {
+    list: |conn| sqlite_indexes(conn),
+    run: |conn, sql| {
+        conn.execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    },
+};
+
+const PG_INDEXES: IndexAccess<postgres::Client> = IndexAccess {
+    list: pg_indexes,
+    run: |client, sql| {
+        client
+            .batch_execute(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    },
+};
+
+/// The migrations' own indexes, dropped for the load and built again once the rows are
+/// in: one sorted build is far cheaper than growing each index row by row.
+struct Indexes(Vec<(String, String)>);
+
+impl Indexes {
+    fn drop_all<C>(conn: &mut C, access: IndexAccess<C>) -> Indexes {
+        let indexes = (access.list)(conn);
+        for (name, _) in &indexes {
+            (access.run)(conn, &format!("DROP INDEX {name}"));
+        }
+        Indexes(indexes)
+    }
+
+    /// Builds them again and checks the store has exactly the migrations' indexes;
+    /// answers how many there are.
+    fn build<C>(self, conn: &mut C, access: IndexAccess<C>) -> usize {
+        for (_, sql) in &self.0 {
+            (access.run)(conn, sql);
+        }
+        assert_eq!(
+            (access.list)(conn),
+            self.0,
+            "the indexes after the load are the migrations' own"
+        );
+        self.0.len()
+    }
 }
 
 /// `(name, CREATE INDEX …)` of every index the migrations made, by name; the indexes
@@ -124,12 +158,7 @@ pub fn postgres(generator: Generator, url: &str, progress: bool) -> Filled {
              SET maintenance_work_mem = '512MB'; SET statement_timeout = 0;",
         )
         .expect("bulk settings");
-    let indexes = pg_indexes(&mut client);
-    for (name, _) in &indexes {
-        client
-            .batch_execute(&format!("DROP INDEX {name}"))
-            .expect("drop an index");
-    }
+    let indexes = Indexes::drop_all(&mut client, PG_INDEXES);
     let mut written = 0u64;
     let mut text = String::new();
     for chunk in chunks {
@@ -157,26 +186,12 @@ pub fn postgres(generator: Generator, url: &str, progress: bool) -> Filled {
         written = super::generate::report(written, total, progress, began);
     }
     let rows_done = began.elapsed().as_secs_f64();
-    for (_, sql) in &indexes {
-        client.batch_execute(sql).expect("build an index");
-    }
-    assert_eq!(
-        pg_indexes(&mut client),
-        indexes,
-        "the indexes after the load are the migrations' own"
-    );
+    let indexes = indexes.build(&mut client, PG_INDEXES);
     drop(client);
     let built = began.elapsed().as_secs_f64();
     let store = super::open(url);
     store.finish_copy().expect("the id sequences");
-    finish(
-        generator,
-        store.as_ref(),
-        began,
-        rows_done,
-        built,
-        indexes.len(),
-    )
+    finish(generator, store.as_ref(), began, rows_done, built, indexes)
 }
 
 /// After the rows and indexes of either store: the totals rebuilt from the rows, and
