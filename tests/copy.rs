@@ -662,6 +662,15 @@ fn sale_lines(prefix: &str, count: usize, commission: &str) -> String {
 /// transactions do. An instance receiving on the target while a copy runs keeps every
 /// event it records counted: after the copy (which rebuilds the totals) and after more
 /// deliveries on the connections the copy used, the kept totals equal a recount.
+/// Clears the flag when dropped, also while a panic unwinds.
+struct StopOnDrop<'a>(&'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
     let name = "copy_live_target";
@@ -698,6 +707,9 @@ fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
             }
             n
         });
+        // Ends the deliveries however this closure ends: after a failed assertion the
+        // scope would otherwise wait for them for ever.
+        let stop = StopOnDrop(&copying);
         // Two connections: the copy's two writers use both, and the import below
         // then runs on them.
         let options = hooklatch::store::StoreOptions {
@@ -714,7 +726,7 @@ fn a_delivery_on_the_target_during_a_copy_keeps_exact_totals() {
         // The connections that wrote the copy's batches record events, counted.
         let counts = import_into(to.as_ref(), &target, &sale_lines("after", 20, "3.00"));
         assert_eq!(counts.processed, 20);
-        copying.store(false, std::sync::atomic::Ordering::Relaxed);
+        drop(stop);
         (report, live.join().unwrap())
     });
     assert_eq!(

@@ -299,3 +299,52 @@ fn two_postgres_instances_writing_at_once_keep_exact_totals() {
         assert_eq!(own.events, 4 * 40, "{stats:?}");
     }
 }
+
+/// Rebuilding the totals (`copy`'s last step, `verify-totals --repair`) while deliveries
+/// run: it waits for no delivery's transaction, and the delivery's changes, committed
+/// after the rebuild counted, are still in the totals. A delivery takes the two delta
+/// tables in either order (a sale's conversion first, or its event first), so a rebuild
+/// that locked them deadlocked with one of the two orders.
+#[test]
+fn a_rebuild_of_the_totals_waits_for_no_delivery_and_misses_none() {
+    let Some(db) = TestDb::fresh(Backend::Postgres, "rebuild_live") else {
+        return;
+    };
+    db.store
+        .process(&event("rb", "sale", "a", Some("1.00")))
+        .unwrap();
+    db.store.process(&event("rb", "plain", "a", None)).unwrap();
+    let DatabaseUrl::Postgres(url) = &db.url else {
+        unreachable!()
+    };
+    let mut client = common::admin_client(url).unwrap();
+    let mut delivery = client.transaction().unwrap();
+    // A conversion moved, uncommitted: its delta table is in use.
+    delivery
+        .execute("UPDATE conversions SET status = 'APPROVED'", &[])
+        .unwrap();
+
+    let (done, rebuilt) = std::sync::mpsc::channel();
+    let store = db.store.clone();
+    std::thread::spawn(move || done.send(store.recompute_totals()));
+    rebuilt
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the rebuild waited for a delivery's open transaction")
+        .expect("rebuild");
+
+    // The same delivery now reaches the other delta table, and commits.
+    delivery
+        .execute(
+            "UPDATE webhook_events SET conflict_count = conflict_count + 1 \
+              WHERE external_event_id = 'plain'",
+            &[],
+        )
+        .unwrap();
+    delivery.commit().unwrap();
+    assert_exact(&db.store);
+    let stats = db.store.source_stats().unwrap();
+    assert_eq!((stats[0].events, stats[0].conflicts), (2, 1), "{stats:?}");
+    let groups = db.store.conversion_summary().unwrap();
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0].status.as_deref(), Some("APPROVED"), "{groups:?}");
+}

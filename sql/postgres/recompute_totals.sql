@@ -1,8 +1,10 @@
 -- verify-totals --repair, and copy: the totals rebuilt from the rows. Run in one
--- transaction holding the totals advisory lock. Writers insert deltas in their event's
--- transaction; the EXCLUSIVE lock waits for those in flight and holds back new ones
--- until this commits, so each event is counted once: in the recount, or by its delta.
-LOCK TABLE source_total_deltas, conversion_total_deltas IN EXCLUSIVE MODE;
+-- REPEATABLE READ transaction holding the totals advisory lock, so every statement sees
+-- one snapshot. A writer's delta rows commit with its event, so the deltas this snapshot
+-- sees are exactly those of the rows it counts: they go, and the deltas of writers that
+-- commit later stay and add to the recount. Nothing waits for a writer and no writer
+-- waits for this: a table lock here deadlocked with deliveries, which take the two delta
+-- tables in either order.
 DELETE FROM source_total_deltas;
 DELETE FROM conversion_total_deltas;
 DELETE FROM source_totals;

@@ -4,6 +4,7 @@
 //! `conversion_totals` about once a second ([`fold`]), one instance at a time under an
 //! advisory lock; reads add the folded totals and the deltas not folded yet.
 
+use postgres::error::SqlState;
 use postgres::{IsolationLevel, Row};
 
 use super::{PgConn, PostgresStore};
@@ -42,6 +43,21 @@ pub(super) fn fold(conn: &mut PgConn) -> Result<(), postgres::Error> {
     tx.commit()
 }
 
+/// Tries of a rebuild that lost its snapshot to a fold (see `recompute_totals_now`).
+const RECOMPUTE_ATTEMPTS: u32 = 5;
+
+/// The totals rebuilt from the rows in one snapshot (sql/postgres/recompute_totals.sql).
+fn recompute(conn: &mut PgConn) -> Result<(), postgres::Error> {
+    let mut tx = conn
+        .client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .start()?;
+    tx.query_one(sql::TOTALS_WAIT_LOCK, &[&TOTALS_LOCK])?;
+    tx.batch_execute(sql::RECOMPUTE_TOTALS)?;
+    tx.commit()
+}
+
 impl PostgresStore {
     pub(super) fn source_totals(&self) -> Result<Vec<SourceStats>, StoreError> {
         self.flush_pending_counts()?;
@@ -69,10 +85,21 @@ impl PostgresStore {
     pub(super) fn recompute_totals_now(&self) -> Result<(), StoreError> {
         self.flush_pending_counts()?;
         self.with_conn(|conn| {
-            let mut tx = conn.client.transaction()?;
-            tx.query_one(sql::TOTALS_WAIT_LOCK, &[&TOTALS_LOCK])?;
-            tx.batch_execute(sql::RECOMPUTE_TOTALS)?;
-            tx.commit()
+            let mut attempt = 1;
+            loop {
+                match recompute(conn) {
+                    // The snapshot is taken before the lock is granted: a fold that
+                    // committed in between makes the rebuild's deletes fail to
+                    // serialize. Folds are brief and the lock is now held, so again.
+                    Err(e)
+                        if attempt < RECOMPUTE_ATTEMPTS
+                            && e.code() == Some(&SqlState::T_R_SERIALIZATION_FAILURE) =>
+                    {
+                        attempt += 1;
+                    }
+                    done => return done,
+                }
+            }
         })
     }
 
