@@ -182,7 +182,13 @@ impl std::fmt::Display for CpuUse {
 
 /// utime + stime of a process (all its threads), fields 14 and 15 of /proc/<pid>/stat.
 pub fn process_ticks(pid: &str) -> u64 {
-    let field = stat_fields(&format!("/proc/{pid}/stat"));
+    stat_ticks(&format!("/proc/{pid}/stat"))
+}
+
+/// User and system ticks from a /proc `stat` file: a process's, or one thread's
+/// (`/proc/<pid>/task/<tid>/stat`).
+pub fn stat_ticks(path: &str) -> u64 {
+    let field = stat_fields(path);
     field(11) + field(12)
 }
 
