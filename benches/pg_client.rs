@@ -28,13 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pg::{BackendSampler, Database};
-use common::{clock_ticks, flag, process_ticks, thousands};
+use common::{flag, process_ticks, sales, thousands, us_per_event};
 use hooklatch::config::DatabaseUrl;
-use hooklatch::json::parse_object;
-use hooklatch::model::{NewEvent, Source};
-use hooklatch::sources::Preset;
+use hooklatch::model::NewEvent;
 use hooklatch::store::{ProcessCall, Store, StoreOptions};
-use warp::http::HeaderMap;
 
 /// The receive call, as the store sends it.
 const PROCESS: &str = include_str!("../sql/postgres/process.sql");
@@ -110,16 +107,15 @@ fn main() {
                 }
             });
             let seconds = started.elapsed().as_secs_f64();
-            let ours = (process_ticks(&pid) - before) as f64 / clock_ticks();
-            let theirs = backends.finish() as f64 / clock_ticks();
-            let per_event = |cpu: f64| cpu * 1e6 / events as f64;
+            let ours = process_ticks(&pid) - before;
+            let theirs = backends.finish();
             println!(
                 "| {} | {run} | {} | {seconds:.1} | {} | {:.0} | {:.0} |",
                 client.name(),
                 thousands(events as f64),
                 thousands(events as f64 / seconds),
-                per_event(ours),
-                per_event(theirs),
+                us_per_event(ours, events),
+                us_per_event(theirs, events),
             );
         }
     }
@@ -128,26 +124,11 @@ fn main() {
 /// `events` new Refersion sales, as the server would prepare them, dealt to `clients`
 /// tasks.
 fn prepared(client: Client, run: usize, events: usize, clients: usize) -> Vec<Vec<NewEvent>> {
-    let source = Source::parse("refersion").expect("a source name");
-    let preset = Preset::for_source("refersion");
     let tag = match client {
         Client::Sync => "sync",
         Client::Async => "async",
     };
-    let mut lanes: Vec<Vec<NewEvent>> = (0..clients).map(|_| Vec::new()).collect();
-    for n in 0..events {
-        let id = format!("{tag}-{run}-{n}");
-        let body = format!(
-            r#"{{"event_type":"sale","event_id":"{id}","order_id":"ORDER_{id}","commission_amount":{}.50,"sale_amount":75.00,"tracking_id":"YOyqC7"}}"#,
-            n % 90 + 1
-        );
-        let object = parse_object(body.as_bytes()).expect("a sale is JSON");
-        let event = preset
-            .prepare(&source, &HeaderMap::new(), body.as_bytes(), &object)
-            .expect("a sale is accepted");
-        lanes[n % clients].push(event);
-    }
-    lanes
+    sales::deal(sales::refersion(&format!("{tag}-{run}"), events), clients)
 }
 
 /// Today's path, as the HTTP layer calls it.

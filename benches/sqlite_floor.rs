@@ -30,12 +30,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{clock_ticks, flag, process_ticks, sqlite_url, thousands};
-use hooklatch::json::parse_object;
-use hooklatch::model::{NewEvent, Outcome, Source};
-use hooklatch::sources::Preset;
+use common::{flag, process_ticks, sales, sqlite_url, thousands, us_per_event};
+use hooklatch::model::{NewEvent, Outcome};
 use hooklatch::store::{DatabaseUrl, Store, StoreOptions};
-use warp::http::HeaderMap;
 
 const CLIENTS: usize = 64;
 /// The writer thread's name as /proc shows it (the kernel keeps 15 bytes).
@@ -86,8 +83,8 @@ fn main() {
                 .join(format!("floor-{round}-{}.db", variant as u8));
             let store = open(&path, variant);
             let prepare_started = process_ticks(&pid);
-            let sales = prepared(&format!("{round}-{}", variant as u8), events);
-            prepare_us.push(per_event(process_ticks(&pid) - prepare_started, events));
+            let sales = sales::refersion(&format!("{round}-{}", variant as u8), events);
+            prepare_us.push(us_per_event(process_ticks(&pid) - prepare_started, events));
             let writer = writer_threads();
             let again = (variant == Variant::Shipped).then(|| sales.clone());
             let m = run(&runtime, &store, &pid, &writer, round, variant, sales);
@@ -209,25 +206,6 @@ fn open(path: &Path, variant: Variant) -> Arc<dyn Store> {
     hooklatch::store::open(&url, &options).expect("open the bench store again")
 }
 
-/// `events` new Refersion sales, as the HTTP layer hands them to the store.
-fn prepared(tag: &str, events: usize) -> Vec<NewEvent> {
-    let source = Source::parse("refersion").expect("a source name");
-    let preset = Preset::for_source("refersion");
-    (0..events)
-        .map(|n| {
-            let id = format!("{tag}-{n}");
-            let body = format!(
-                r#"{{"event_type":"sale","event_id":"{id}","order_id":"ORDER_{id}","commission_amount":{}.50,"sale_amount":75.00,"tracking_id":"YOyqC7"}}"#,
-                n % 90 + 1
-            );
-            let object = parse_object(body.as_bytes()).expect("a sale is JSON");
-            preset
-                .prepare(&source, &HeaderMap::new(), body.as_bytes(), &object)
-                .expect("a sale is accepted")
-        })
-        .collect()
-}
-
 /// Sends `sales` through the store from [`CLIENTS`] tasks and prints one row.
 fn run(
     runtime: &tokio::runtime::Runtime,
@@ -239,10 +217,7 @@ fn run(
     sales: Vec<NewEvent>,
 ) -> Measured {
     let events = sales.len();
-    let mut lanes: Vec<Vec<NewEvent>> = (0..CLIENTS).map(|_| Vec::new()).collect();
-    for (n, sale) in sales.into_iter().enumerate() {
-        lanes[n % CLIENTS].push(sale);
-    }
+    let lanes = sales::deal(sales, CLIENTS);
     let writer_before = ticks_of(writer);
     let before = process_ticks(pid);
     let started = Instant::now();
@@ -271,8 +246,8 @@ fn run(
         }
     });
     let seconds = started.elapsed().as_secs_f64();
-    let store_cpu = per_event(process_ticks(pid) - before, events);
-    let writer_cpu = per_event(ticks_of(writer) - writer_before, events);
+    let store_cpu = us_per_event(process_ticks(pid) - before, events);
+    let writer_cpu = us_per_event(ticks_of(writer) - writer_before, events);
     println!(
         "| {round} | {} | {} | {} | {store_cpu:.1} | {writer_cpu:.1} |",
         variant.name(),
@@ -284,10 +259,6 @@ fn run(
         store_us: store_cpu,
         writer_us: writer_cpu,
     }
-}
-
-fn per_event(ticks: u64, events: usize) -> f64 {
-    ticks as f64 / clock_ticks() * 1e6 / events as f64
 }
 
 /// The `/proc/self/task/<tid>` paths of the live writer threads: the store just opened is

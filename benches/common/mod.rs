@@ -1,4 +1,4 @@
-//! What the `copy` and `scale` benches share: the store generator, the release binary run
+//! What the benches share: the store generator, prepared sales, the release binary run
 //! as a command or a server, PostgreSQL databases of their own, and CPU accounting.
 
 #![allow(dead_code)]
@@ -6,6 +6,7 @@
 pub mod generate;
 pub mod load;
 pub mod pg;
+pub mod sales;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -234,6 +235,11 @@ pub fn clock_ticks() -> f64 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+/// Microseconds of CPU per event from clock ticks spent on `events` events.
+pub fn us_per_event(ticks: u64, events: usize) -> f64 {
+    ticks as f64 / clock_ticks() * 1e6 / events as f64
 }
 
 /// Thousands separators, as the README's tables write figures.
