@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Where PostgreSQL's CPU per new event goes (README, "Issue 22: the PostgreSQL floor").
+# Where PostgreSQL's CPU per new event goes (README, "Issue 22: where PostgreSQL's floor per new event is").
 #
 # Runs pgbench against a throwaway database on the local PostgreSQL, taking away one part
 # of the receive step at a time, and prints the whole cluster's CPU per transaction (every
